@@ -1,0 +1,1 @@
+//! netns macro-benchmarks: shoal and its peers on the same topology, in one run.

@@ -1,0 +1,1 @@
+//! Engines install [`crate::tables::Tables`] on a node.

@@ -1,0 +1,1 @@
+//! Test hosts in network namespaces on one underlay bridge.
