@@ -27,3 +27,9 @@ fi
 # Rust components used by `cargo fmt` and `cargo clippy` in the test script.
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+# cargo-fuzz for scripts/fuzz.sh, built with the nightly toolchain when there is one.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly' && ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "setup.sh: installing cargo-fuzz"
+  cargo +nightly install cargo-fuzz --locked
+fi

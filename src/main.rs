@@ -1,6 +1,8 @@
 //! The `shoal` command: node daemon, demo server and sandbox.
 
+mod admin;
 mod cli;
+mod logging;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "shoal", version, about = "Swarm-mode networking without Docker: overlay, service VIPs, routing mesh.")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Swarm-mode networking without Docker: overlay, service VIPs, routing mesh."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +34,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let result = match cli.command {

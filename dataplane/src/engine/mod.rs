@@ -1,1 +1,66 @@
-//! Engines install [`crate::tables::Tables`] on a node.
+//! Engines install [`Tables`] on a node: the userspace engine (TAP devices
+//! and UDP sockets driven by the sans-IO [`crate::overlay`] core) and, later,
+//! the eBPF fast path. Both implement [`Dataplane`].
+
+pub mod counters;
+pub mod userspace;
+
+use std::fmt;
+
+use crate::tables::Tables;
+
+/// What an engine did to reach the desired tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub ports_added: Vec<String>,
+    pub ports_removed: Vec<String>,
+    pub ports_kept: usize,
+}
+
+impl fmt::Display for ApplyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} interfaces added, {} removed, {} unchanged",
+            self.ports_added.len(),
+            self.ports_removed.len(),
+            self.ports_kept
+        )
+    }
+}
+
+/// A failure to install tables. The previously installed tables stay in
+/// force: an engine applies all of a change or nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "setting up the interface of endpoint {endpoint} in network namespace `{netns}`: {source}"
+    )]
+    Port {
+        endpoint: String,
+        netns: String,
+        source: std::io::Error,
+    },
+    #[error("underlay: {0}")]
+    Underlay(std::io::Error),
+    #[error(
+        "the tables are for node {tables}, but this engine runs on {engine}; restart the daemon to change the node's underlay address"
+    )]
+    NodeChanged {
+        tables: std::net::Ipv4Addr,
+        engine: std::net::Ipv4Addr,
+    },
+}
+
+/// A data-plane engine.
+pub trait Dataplane: Send {
+    /// Short name for logs and metrics (`userspace`, `ebpf`).
+    fn name(&self) -> &'static str;
+
+    /// Installs `tables` (already validated): creates what is new, removes
+    /// what is gone, leaves unchanged endpoints and their flows alone.
+    fn apply(&mut self, tables: &Tables) -> Result<ApplyReport, EngineError>;
+
+    /// Removes everything the engine created.
+    fn shutdown(&mut self);
+}

@@ -1,2 +1,9 @@
 //! The VTEP core: forwarding by table, ARP answered locally, VXLAN encap and
-//! decap, MTU. Sans-IO: frames in, decisions out.
+//! decap, MTU and segmentation offloads. Sans-IO: frames in, verdicts out;
+//! the engines in [`crate::engine`] do the I/O.
+
+pub mod arp;
+pub mod fdb;
+pub mod gso;
+pub mod icmp;
+pub mod vtep;

@@ -5,4 +5,8 @@
 //! block states why it is sound in a `// SAFETY:` line.
 #![allow(unsafe_code)]
 
+pub mod link;
 pub mod netns;
+pub mod poll;
+pub mod socket;
+pub mod tap;

@@ -28,7 +28,10 @@ pub fn exists(name_or_path: &str) -> bool {
 /// Sockets and devices it opens afterwards belong to that namespace.
 pub fn enter(path: &Path) -> io::Result<()> {
     let file = File::open(path).map_err(|e| {
-        io::Error::new(e.kind(), format!("network namespace {}: {e}", path.display()))
+        io::Error::new(
+            e.kind(),
+            format!("network namespace {}: {e}", path.display()),
+        )
     })?;
     // SAFETY: `file` is an open descriptor for the duration of the call, and
     // setns only changes the namespace of the calling thread.

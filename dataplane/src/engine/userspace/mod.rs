@@ -1,0 +1,392 @@
+//! The userspace engine: a TAP device (with TSO/USO offloads) per local
+//! endpoint, UDP sockets (with GSO/GRO) for VXLAN, and worker threads that
+//! run the sans-IO VTEP core between them. Forwarding state is one immutable
+//! [`Snapshot`] swapped atomically on every apply, so workers never lock.
+
+mod port;
+mod underlay;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{self, IoSliceMut};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use quinn_udp::RecvMeta;
+
+use self::port::{Port, PortSpec};
+use self::underlay::Underlay;
+use super::counters::Counters;
+use super::{ApplyReport, Dataplane, EngineError};
+use crate::overlay::fdb::{Fdb, PortId, Segment, SegmentId};
+use crate::overlay::vtep::{self, DropReason, FromUnderlay};
+use crate::sys;
+use crate::tables::Tables;
+use crate::wire::{virtio_net, vxlan};
+
+/// Options of the userspace engine.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This node's underlay address.
+    pub underlay: Ipv4Addr,
+    /// MTU of the underlay interface.
+    pub underlay_mtu: u16,
+    /// UDP port of VXLAN (4789).
+    pub vxlan_port: u16,
+}
+
+/// The forwarding state every worker reads.
+#[derive(Default)]
+pub struct Snapshot {
+    fdb: Fdb,
+    ports: Vec<Option<(Arc<Port>, SegmentId)>>,
+}
+
+impl Snapshot {
+    fn port(&self, id: PortId) -> Option<&Port> {
+        self.ports.get(id)?.as_ref().map(|(p, _)| p.as_ref())
+    }
+
+    fn segment_of(&self, id: PortId) -> Option<&Segment> {
+        let (_, seg) = self.ports.get(id)?.as_ref()?;
+        Some(self.fdb.segment(*seg))
+    }
+}
+
+/// What the engine's threads share.
+pub struct Shared {
+    pub counters: Counters,
+    snapshot: ArcSwap<Snapshot>,
+    underlay: Underlay,
+}
+
+impl Shared {
+    fn transmit(&self, node: Ipv4Addr, flow: u32, contents: &[u8], stride: usize) {
+        let datagrams = contents.len().div_ceil(stride.max(1)) as u64;
+        match self.underlay.send(node, flow, contents, stride) {
+            Ok(()) => {
+                self.counters.vxlan_tx_packets.inc_by(datagrams);
+                self.counters.vxlan_tx_bytes.inc_by(contents.len() as u64);
+            }
+            Err(e) => {
+                tracing::debug!(%node, "VXLAN send failed: {e}");
+                self.counters.drop(DropReason::IoError);
+            }
+        }
+    }
+}
+
+type EndpointKey = (String, Ipv4Addr);
+
+struct Installed {
+    id: PortId,
+    spec: PortSpec,
+    ifname: String,
+    port: Arc<Port>,
+    stop: Arc<AtomicBool>,
+    worker: JoinHandle<()>,
+}
+
+/// The userspace engine of one node.
+pub struct UserspaceEngine {
+    options: Options,
+    shared: Arc<Shared>,
+    installed: HashMap<EndpointKey, Installed>,
+    stop: Arc<AtomicBool>,
+    underlay_worker: Option<JoinHandle<()>>,
+}
+
+impl UserspaceEngine {
+    /// Binds the VXLAN port and starts the underlay worker. Must run in the
+    /// node's network namespace.
+    pub fn start(options: Options) -> Result<UserspaceEngine, EngineError> {
+        let underlay =
+            Underlay::bind(options.underlay, options.vxlan_port).map_err(EngineError::Underlay)?;
+        let shared = Arc::new(Shared {
+            counters: Counters::new("userspace"),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            underlay,
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("shoal-underlay".into())
+                .spawn(move || underlay_worker(&shared, &stop))
+                .map_err(EngineError::Underlay)?
+        };
+        Ok(UserspaceEngine {
+            options,
+            shared,
+            installed: HashMap::new(),
+            stop,
+            underlay_worker: Some(worker),
+        })
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// The counters, for a metrics endpoint that outlives a borrow.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn desired(&self, tables: &Tables) -> BTreeMap<EndpointKey, PortSpec> {
+        let mut out = BTreeMap::new();
+        for ep in tables.endpoints.iter().filter(|e| tables.is_local(e)) {
+            let (Some(net), Some(netns)) = (tables.network(&ep.network), ep.netns.as_ref()) else {
+                continue;
+            };
+            out.insert(
+                (ep.network.clone(), ep.ip),
+                PortSpec {
+                    netns: netns.clone(),
+                    mac: ep.mac_or_default().0,
+                    mtu: net.mtu_or(self.options.underlay_mtu),
+                    ip: ep.ip,
+                    prefix_len: net.subnet.prefix_len(),
+                    gateway: net.gateway_or_default(),
+                },
+            );
+        }
+        out
+    }
+
+    fn stop_port(&self, installed: Installed) {
+        installed.stop.store(true, Ordering::Relaxed);
+        let _ = installed.worker.join();
+        // The snapshot no longer refers to the port; dropping the last
+        // reference closes the TAP, and the kernel removes the interface.
+        drop(installed.port);
+    }
+}
+
+/// The first `ethN` not used in `netns` by `taken`.
+fn free_ifname(netns: &str, taken: &BTreeSet<(String, String)>) -> String {
+    (0..)
+        .map(|n| format!("eth{n}"))
+        .find(|name| !taken.contains(&(netns.to_string(), name.clone())))
+        .unwrap_or_else(|| "eth0".into())
+}
+
+impl Dataplane for UserspaceEngine {
+    fn name(&self) -> &'static str {
+        "userspace"
+    }
+
+    fn apply(&mut self, tables: &Tables) -> Result<ApplyReport, EngineError> {
+        if tables.node.underlay != self.options.underlay {
+            return Err(EngineError::NodeChanged {
+                tables: tables.node.underlay,
+                engine: self.options.underlay,
+            });
+        }
+        let desired = self.desired(tables);
+        let mut report = ApplyReport::default();
+
+        // Endpoints that left the tables or changed go first, so that a
+        // changed endpoint can take its interface name back.
+        let stale: Vec<EndpointKey> = self
+            .installed
+            .iter()
+            .filter(|(key, inst)| desired.get(*key) != Some(&inst.spec))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut retired = Vec::new();
+        for key in stale {
+            if let Some(inst) = self.installed.remove(&key) {
+                report.ports_removed.push(inst.port.label.clone());
+                retired.push(inst);
+            }
+        }
+
+        let mut taken: BTreeSet<(String, String)> = self
+            .installed
+            .values()
+            .map(|i| (i.spec.netns.clone(), i.ifname.clone()))
+            .collect();
+        let mut used_ids: BTreeSet<PortId> = self.installed.values().map(|i| i.id).collect();
+        let mut created = Vec::new();
+        for (key, spec) in &desired {
+            if self.installed.contains_key(key) {
+                continue;
+            }
+            let ifname = free_ifname(&spec.netns, &taken);
+            let port = match Port::create(spec, &ifname) {
+                Ok(port) => Arc::new(port),
+                Err(source) => {
+                    // All or nothing: the interfaces made so far go away
+                    // with their descriptors.
+                    drop(created);
+                    for inst in retired {
+                        self.stop_port(inst);
+                    }
+                    self.publish(tables);
+                    return Err(EngineError::Port {
+                        endpoint: format!("{}/{}", key.0, key.1),
+                        netns: spec.netns.clone(),
+                        source,
+                    });
+                }
+            };
+            let id = (0..).find(|i| !used_ids.contains(i)).unwrap_or(0);
+            used_ids.insert(id);
+            taken.insert((spec.netns.clone(), ifname.clone()));
+            report.ports_added.push(port.label.clone());
+            created.push((key.clone(), spec.clone(), ifname, id, port));
+        }
+
+        for (key, spec, ifname, id, port) in created {
+            let stop = Arc::new(AtomicBool::new(false));
+            let worker = {
+                let (port, shared, stop) = (port.clone(), self.shared.clone(), stop.clone());
+                std::thread::Builder::new()
+                    .name(format!("shoal-port{id}"))
+                    .spawn(move || port::run(id, port, shared, stop))
+                    .map_err(EngineError::Underlay)?
+            };
+            self.installed.insert(
+                key,
+                Installed {
+                    id,
+                    spec,
+                    ifname,
+                    port,
+                    stop,
+                    worker,
+                },
+            );
+        }
+        report.ports_kept = self.installed.len() - report.ports_added.len();
+        self.publish(tables);
+        for inst in retired {
+            self.stop_port(inst);
+        }
+        Ok(report)
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.snapshot.store(Arc::new(Snapshot::default()));
+        for (_, inst) in self.installed.drain() {
+            inst.stop.store(true, Ordering::Relaxed);
+            let _ = inst.worker.join();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(worker) = self.underlay_worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl UserspaceEngine {
+    /// Builds the snapshot for `tables` and the installed ports, and swaps it in.
+    fn publish(&self, tables: &Tables) {
+        let ids: HashMap<(&str, Ipv4Addr), PortId> = self
+            .installed
+            .iter()
+            .map(|((net, ip), inst)| ((net.as_str(), *ip), inst.id))
+            .collect();
+        let fdb = Fdb::build(tables, self.options.underlay_mtu, |net, ip| {
+            ids.get(&(net, ip)).copied()
+        });
+        let mut ports = Vec::new();
+        for ((net, _), inst) in &self.installed {
+            let Some((seg, _)) = fdb.segment_by_name(net) else {
+                continue;
+            };
+            if ports.len() <= inst.id {
+                ports.resize_with(inst.id + 1, || None);
+            }
+            ports[inst.id] = Some((inst.port.clone(), seg));
+        }
+        self.shared
+            .snapshot
+            .store(Arc::new(Snapshot { fdb, ports }));
+    }
+}
+
+impl Drop for UserspaceEngine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Receive buffers per batch; each holds a GRO train of up to 64 KiB.
+const RX_BATCH: usize = 8;
+
+fn underlay_worker(shared: &Shared, stop: &AtomicBool) {
+    let mut storage = vec![[0u8; 65_536]; RX_BATCH];
+    let mut meta = vec![RecvMeta::default(); RX_BATCH];
+    let mut to_task = Vec::with_capacity(virtio_net::HEADER_LEN + 65_536);
+    let mut reply = Vec::with_capacity(2048);
+    while !stop.load(Ordering::Relaxed) {
+        let n = {
+            let mut bufs: Vec<IoSliceMut<'_>> = storage
+                .iter_mut()
+                .map(|b| IoSliceMut::new(&mut b[..]))
+                .collect();
+            shared.underlay.recv(&mut bufs, &mut meta)
+        };
+        match n {
+            Ok(n) => {
+                let snapshot = shared.snapshot.load();
+                for (buf, meta) in storage.iter().zip(&meta).take(n) {
+                    let stride = meta.stride.max(1);
+                    for datagram in buf[..meta.len].chunks(stride) {
+                        on_datagram(shared, &snapshot, datagram, meta, &mut to_task, &mut reply);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) =
+                    sys::poll::wait_readable(shared.underlay.rx_socket(), port::POLL_INTERVAL)
+                {
+                    tracing::error!("VXLAN socket failed: {e}");
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => tracing::debug!("VXLAN receive error: {e}"),
+        }
+    }
+}
+
+fn on_datagram(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    datagram: &[u8],
+    meta: &RecvMeta,
+    to_task: &mut Vec<u8>,
+    reply: &mut Vec<u8>,
+) {
+    shared.counters.vxlan_rx_packets.inc();
+    shared.counters.vxlan_rx_bytes.inc_by(datagram.len() as u64);
+    match vtep::from_underlay(&snapshot.fdb, datagram, reply) {
+        FromUnderlay::Local(id) => match snapshot.port(id) {
+            Some(port) => {
+                to_task.clear();
+                to_task.extend_from_slice(&[0u8; virtio_net::HEADER_LEN]);
+                to_task.extend_from_slice(&datagram[vxlan::HEADER_LEN..]);
+                port.send(to_task, shared);
+            }
+            None => shared.counters.drop(DropReason::UnknownDestination),
+        },
+        FromUnderlay::Reply { vni } => {
+            let std::net::IpAddr::V4(sender) = meta.addr.ip() else {
+                return;
+            };
+            shared.counters.arp_replies.inc();
+            let mut datagram = vec![0u8; vxlan::HEADER_LEN];
+            vtep::encap_header(vni, &mut datagram);
+            datagram.extend_from_slice(reply);
+            let len = datagram.len();
+            shared.transmit(sender, 0, &datagram, len);
+        }
+        FromUnderlay::Ignore => {}
+        FromUnderlay::Drop(reason) => shared.counters.drop(reason),
+    }
+}

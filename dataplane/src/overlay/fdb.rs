@@ -1,0 +1,207 @@
+//! The forwarding database: for every overlay network, where each address
+//! lives. Built whole from [`Tables`] (the control plane knows every
+//! endpoint, so nothing is learned from traffic) and swapped atomically by
+//! the engines.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::tables::{MacAddr, Tables};
+
+/// Index of a local port (a task interface) in the engine's port table.
+pub type PortId = usize;
+
+/// Where frames for an address go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// A task interface on this node.
+    Local(PortId),
+    /// Another node, by underlay address.
+    Remote(Ipv4Addr),
+}
+
+/// One address of an overlay network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Station {
+    pub mac: MacAddr,
+    pub at: Location,
+}
+
+/// Forwarding state of one overlay network.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub name: String,
+    pub vni: u32,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// The MAC the VTEP answers ARP with for the gateway address.
+    pub gateway_mac: MacAddr,
+    pub mtu: u16,
+    by_ip: HashMap<Ipv4Addr, Station>,
+    by_mac: HashMap<MacAddr, Location>,
+}
+
+impl Segment {
+    /// The station holding `ip`, if the tables know one.
+    pub fn station(&self, ip: Ipv4Addr) -> Option<&Station> {
+        self.by_ip.get(&ip)
+    }
+
+    /// Where the frame for destination `mac` goes.
+    pub fn locate_mac(&self, mac: MacAddr) -> Option<Location> {
+        self.by_mac.get(&mac).copied()
+    }
+
+    /// The MAC the VTEP answers an ARP request for `ip` with: the station's,
+    /// or the gateway's.
+    pub fn arp_answer(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        if ip == self.gateway {
+            return Some(self.gateway_mac);
+        }
+        self.by_ip.get(&ip).map(|s| s.mac)
+    }
+}
+
+/// Index of a segment inside an [`Fdb`].
+pub type SegmentId = usize;
+
+/// Forwarding state of a node: every overlay network it takes part in.
+#[derive(Debug, Clone, Default)]
+pub struct Fdb {
+    segments: Vec<Segment>,
+    by_vni: HashMap<u32, SegmentId>,
+}
+
+impl Fdb {
+    /// Builds the forwarding state of `tables`. `local_port` maps each local
+    /// endpoint (by network name and IP) to its port; endpoints it does not
+    /// know are left out (their interface is not up yet).
+    pub fn build(
+        tables: &Tables,
+        underlay_mtu: u16,
+        local_port: impl Fn(&str, Ipv4Addr) -> Option<PortId>,
+    ) -> Fdb {
+        let mut fdb = Fdb::default();
+        for net in &tables.networks {
+            let gateway = net.gateway_or_default();
+            fdb.by_vni.insert(net.vni, fdb.segments.len());
+            fdb.segments.push(Segment {
+                name: net.name.clone(),
+                vni: net.vni,
+                subnet: net.subnet,
+                gateway,
+                gateway_mac: gateway_mac(net.vni),
+                mtu: net.mtu_or(underlay_mtu),
+                by_ip: HashMap::new(),
+                by_mac: HashMap::new(),
+            });
+        }
+        for ep in &tables.endpoints {
+            let Some(seg) = tables.networks.iter().position(|n| n.name == ep.network) else {
+                continue;
+            };
+            let at = if tables.is_local(ep) {
+                match local_port(&ep.network, ep.ip) {
+                    Some(port) => Location::Local(port),
+                    None => continue,
+                }
+            } else {
+                Location::Remote(ep.node)
+            };
+            let mac = ep.mac_or_default();
+            let segment = &mut fdb.segments[seg];
+            segment.by_ip.insert(ep.ip, Station { mac, at });
+            segment.by_mac.insert(mac, at);
+        }
+        fdb
+    }
+
+    pub fn segment(&self, id: SegmentId) -> &Segment {
+        &self.segments[id]
+    }
+
+    pub fn segment_by_vni(&self, vni: u32) -> Option<(SegmentId, &Segment)> {
+        self.by_vni.get(&vni).map(|&id| (id, &self.segments[id]))
+    }
+
+    pub fn segment_by_name(&self, name: &str) -> Option<(SegmentId, &Segment)> {
+        self.segments
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == name)
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+}
+
+/// The gateway's MAC on a network: locally administered, derived from the VNI
+/// so that every node answers with the same one.
+pub fn gateway_mac(vni: u32) -> MacAddr {
+    let v = vni.to_be_bytes();
+    MacAddr([0x02, 0x53, 0x48, v[1], v[2], v[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables() -> Tables {
+        Tables::from_yaml_str(
+            r#"
+node: { name: n1, underlay: 198.18.0.1 }
+networks:
+  - { name: skynet, vni: 4097, subnet: 10.10.0.0/24 }
+  - { name: other, vni: 4098, subnet: 10.20.0.0/24, mtu: 1400 }
+endpoints:
+  - { network: skynet, ip: 10.10.0.2, node: 198.18.0.1, netns: web1 }
+  - { network: skynet, ip: 10.10.0.3, node: 198.18.0.2 }
+  - { network: other, ip: 10.20.0.3, node: 198.18.0.2, mac: "02:00:00:00:00:09" }
+"#,
+        )
+        .expect("valid tables")
+    }
+
+    #[test]
+    fn locates_local_and_remote_stations() {
+        let fdb = Fdb::build(&tables(), 1500, |net, ip| {
+            (net == "skynet" && ip == Ipv4Addr::new(10, 10, 0, 2)).then_some(7)
+        });
+        let (_, sky) = fdb.segment_by_vni(4097).expect("skynet");
+        assert_eq!(sky.mtu, 1450);
+        assert_eq!(
+            sky.station(Ipv4Addr::new(10, 10, 0, 2)).map(|s| s.at),
+            Some(Location::Local(7))
+        );
+        assert_eq!(
+            sky.station(Ipv4Addr::new(10, 10, 0, 3)).map(|s| s.at),
+            Some(Location::Remote(Ipv4Addr::new(198, 18, 0, 2)))
+        );
+        assert_eq!(
+            sky.arp_answer(Ipv4Addr::new(10, 10, 0, 3)),
+            Some(MacAddr::from_ipv4(Ipv4Addr::new(10, 10, 0, 3)))
+        );
+        assert_eq!(
+            sky.arp_answer(Ipv4Addr::new(10, 10, 0, 1)),
+            Some(gateway_mac(4097))
+        );
+        assert_eq!(sky.arp_answer(Ipv4Addr::new(10, 10, 0, 9)), None);
+        let (_, other) = fdb.segment_by_vni(4098).expect("other");
+        assert_eq!(other.mtu, 1400);
+        assert_eq!(
+            other.locate_mac(MacAddr([2, 0, 0, 0, 0, 9])),
+            Some(Location::Remote(Ipv4Addr::new(198, 18, 0, 2)))
+        );
+        assert!(fdb.segment_by_vni(1).is_none());
+    }
+
+    #[test]
+    fn local_endpoints_without_a_port_are_left_out() {
+        let fdb = Fdb::build(&tables(), 1500, |_, _| None);
+        let (_, sky) = fdb.segment_by_vni(4097).expect("skynet");
+        assert!(sky.station(Ipv4Addr::new(10, 10, 0, 2)).is_none());
+    }
+}

@@ -1,0 +1,81 @@
+//! Shared pieces of the end-to-end scenarios: overlay topologies written as
+//! embed-mode tables, and small assertions on counters.
+
+#![allow(dead_code)]
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+use shoal_netns_tests::Host;
+
+/// An overlay network of a scenario.
+pub struct Net {
+    pub name: &'static str,
+    pub vni: u32,
+    pub subnet: &'static str,
+}
+
+/// An endpoint of a scenario: `ip` on `net`, living on `host` (index into
+/// the lab's hosts) in the task namespace `netns`.
+pub struct Ep {
+    pub net: &'static str,
+    pub ip: Ipv4Addr,
+    pub host: usize,
+    pub netns: String,
+}
+
+/// The tables file for `hosts[me]`: every network, every endpoint, with
+/// `netns` only on the local ones.
+pub fn tables_for(
+    hosts: &[Host],
+    me: usize,
+    nets: &[Net],
+    eps: &[Ep],
+    extra_remote: &[(&str, Ipv4Addr, Ipv4Addr)],
+) -> String {
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "node: {{ name: {}, underlay: {} }}",
+        hosts[me].name, hosts[me].underlay
+    );
+    let _ = writeln!(y, "networks:");
+    for n in nets {
+        let _ = writeln!(
+            y,
+            "  - {{ name: {}, vni: {}, subnet: {} }}",
+            n.name, n.vni, n.subnet
+        );
+    }
+    let _ = writeln!(y, "endpoints:");
+    for e in eps {
+        let node = hosts[e.host].underlay;
+        if e.host == me {
+            let _ = writeln!(
+                y,
+                "  - {{ network: {}, ip: {}, node: {node}, netns: {} }}",
+                e.net, e.ip, e.netns
+            );
+        } else {
+            let _ = writeln!(
+                y,
+                "  - {{ network: {}, ip: {}, node: {node} }}",
+                e.net, e.ip
+            );
+        }
+    }
+    for (net, ip, node) in extra_remote {
+        let _ = writeln!(y, "  - {{ network: {net}, ip: {ip}, node: {node} }}");
+    }
+    y
+}
+
+/// The value of the counter `name` with label `label` in a Prometheus text
+/// page (0 when absent).
+pub fn counter(metrics: &str, name: &str, label: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}

@@ -1,0 +1,651 @@
+//! The multi-host overlay, end to end: real daemons in test hosts, tasks in
+//! their own namespaces, traffic across the underlay bridge.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::Duration;
+
+use common::{Ep, Net, counter, tables_for};
+use shoal_netns_tests::{Daemon, Lab, Signal, http_get, shoal_bin, udp_roundtrip, wait_until};
+
+const RED: Net = Net {
+    name: "red",
+    vni: 4097,
+    subnet: "10.10.0.0/24",
+};
+const BLUE: Net = Net {
+    name: "blue",
+    vni: 4098,
+    subnet: "10.20.0.0/24",
+};
+const T: Duration = Duration::from_secs(10);
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("test address")
+}
+
+/// Hosts, their daemons, and the task namespaces of a scenario.
+struct Overlay {
+    lab: Lab,
+    daemons: Vec<Daemon>,
+    eps: Vec<Ep>,
+}
+
+impl Overlay {
+    /// `hosts` test hosts running shoal, with `tasks` = (network, ip, host)
+    /// each in a task namespace of its own.
+    fn build(
+        test: &str,
+        hosts: usize,
+        nets: &[Net],
+        tasks: &[(&'static str, &str, usize)],
+    ) -> Overlay {
+        let mut lab = Lab::new(test).expect("lab");
+        let hs: Vec<_> = (1..=hosts)
+            .map(|i| lab.add_host(&format!("h{i}")).expect("host"))
+            .collect();
+        let mut eps = Vec::new();
+        for (i, (net, addr, host)) in tasks.iter().enumerate() {
+            let netns = lab.add_netns(&format!("t{i}")).expect("task netns");
+            eps.push(Ep {
+                net,
+                ip: ip(addr),
+                host: *host,
+                netns,
+            });
+        }
+        let daemons = (0..hosts)
+            .map(|me| {
+                let yaml = tables_for(&hs, me, nets, &eps, &[]);
+                lab.start_daemon(&hs[me], &yaml, &[])
+                    .expect("daemon starts")
+            })
+            .collect();
+        Overlay { lab, daemons, eps }
+    }
+
+    fn task(&self, addr: &str) -> &str {
+        &self
+            .eps
+            .iter()
+            .find(|e| e.ip == ip(addr))
+            .expect("task")
+            .netns
+    }
+
+    fn ping(&self, from: &str, to: &str) -> bool {
+        match self
+            .lab
+            .run(self.task(from), &["ping", "-c", "1", "-W", "2", to])
+        {
+            Ok(o) if o.status.success() => true,
+            Ok(o) => {
+                eprintln!(
+                    "ping {from} -> {to} failed: {}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                false
+            }
+            Err(e) => {
+                eprintln!("ping {from} -> {to}: {e:#}");
+                false
+            }
+        }
+    }
+}
+
+#[test]
+fn tasks_on_different_hosts_reach_each_other_only_within_their_network() {
+    let mut o = Overlay::build(
+        "overlay-reach",
+        3,
+        &[RED, BLUE],
+        &[
+            ("red", "10.10.0.11", 0),
+            ("red", "10.10.0.12", 1),
+            ("red", "10.10.0.13", 2),
+            ("blue", "10.20.0.11", 0),
+            ("blue", "10.20.0.12", 1),
+        ],
+    );
+    // ping, both networks, every host pair of red.
+    assert!(o.ping("10.10.0.11", "10.10.0.12"), "red h1 -> h2");
+    assert!(o.ping("10.10.0.11", "10.10.0.13"), "red h1 -> h3");
+    assert!(o.ping("10.10.0.13", "10.10.0.12"), "red h3 -> h2");
+    assert!(o.ping("10.20.0.12", "10.20.0.11"), "blue h2 -> h1");
+
+    // TCP: whoami over HTTP, and the server sees the task's own address.
+    let bin = shoal_bin();
+    let bin = bin.to_str().expect("utf-8 path");
+    let t2 = o.task("10.10.0.12").to_string();
+    o.lab
+        .spawn(&t2, &[bin, "whoami", "--port", "80", "--name", "web2"])
+        .expect("whoami");
+    let t1 = o.task("10.10.0.11").to_string();
+    let body = wait_until("HTTP from h1's task to h2's task", T, || {
+        o.lab
+            .in_netns(&t1, || {
+                http_get(
+                    SocketAddrV4::new(ip("10.10.0.12"), 80),
+                    Duration::from_secs(2),
+                )
+            })
+            .ok()?
+            .ok()
+    })
+    .expect("HTTP over the overlay");
+    assert!(body.contains("Hostname: web2"), "{body}");
+    assert!(body.contains("RemoteAddr: 10.10.0.11:"), "{body}");
+
+    // UDP.
+    let t3 = o.task("10.10.0.13").to_string();
+    o.lab
+        .spawn(
+            &t3,
+            &[bin, "whoami", "--udp", "--port", "9000", "--name", "udp3"],
+        )
+        .expect("udp whoami");
+    let echo = wait_until("UDP echo from h3's task", T, || {
+        o.lab
+            .in_netns(&t1, || {
+                udp_roundtrip(
+                    SocketAddrV4::new(ip("10.10.0.13"), 9000),
+                    b"ping",
+                    Duration::from_millis(500),
+                )
+            })
+            .ok()?
+            .ok()
+    })
+    .expect("UDP over the overlay");
+    let echo = String::from_utf8_lossy(&echo);
+    assert!(
+        echo.starts_with("Hostname: udp3\n") && echo.ends_with("ping"),
+        "{echo}"
+    );
+
+    // Isolation: red and blue share hosts and the underlay, not traffic.
+    assert!(
+        !o.ping("10.10.0.11", "10.20.0.12"),
+        "red must not reach blue"
+    );
+    assert!(
+        !o.ping("10.20.0.11", "10.10.0.12"),
+        "blue must not reach red"
+    );
+    let metrics = o.daemons[0].metrics().expect("metrics");
+    assert!(
+        counter(
+            &metrics,
+            "shoal_dataplane_drops_total",
+            "reason=\"no_route\""
+        ) >= 2,
+        "{metrics}"
+    );
+    assert!(
+        counter(&metrics, "shoal_dataplane_arp_replies_total", "") >= 1,
+        "{metrics}"
+    );
+}
+
+#[test]
+fn interoperates_with_the_kernel_vxlan_device() {
+    let mut lab = Lab::new("overlay-interop").expect("lab");
+    let h1 = lab.add_host("h1").expect("host");
+    let h2 = lab.add_host("kvx").expect("host");
+    let task = lab.add_netns("t1").expect("task netns");
+    let eps = [Ep {
+        net: "red",
+        ip: ip("10.10.0.11"),
+        host: 0,
+        netns: task.clone(),
+    }];
+    let hosts = [h1.clone(), h2.clone()];
+    let yaml = tables_for(
+        &hosts,
+        0,
+        &[RED],
+        &eps,
+        &[("red", ip("10.10.0.50"), h2.underlay)],
+    );
+    let _daemon = lab.start_daemon(&h1, &yaml, &[]).expect("daemon");
+
+    // The peer: Linux's own VTEP, static forwarding entry, no learning.
+    let k = h2.netns.as_str();
+    let sh = |args: &[&str]| {
+        lab.run_ok(k, args)
+            .expect("configuring the kernel vxlan peer")
+    };
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        "4097",
+        "dstport",
+        "4789",
+        "local",
+        "198.18.0.2",
+        "nolearning",
+    ]);
+    sh(&[
+        "ip",
+        "link",
+        "set",
+        "vx0",
+        "address",
+        "02:42:0a:0a:00:32",
+        "mtu",
+        "1450",
+        "up",
+    ]);
+    sh(&["ip", "addr", "add", "10.10.0.50/24", "dev", "vx0"]);
+    // Over veth, the kernel leaves inner checksums to a NIC that is not
+    // there; a real one fills them in. Have the kernel compute them.
+    sh(&["ethtool", "-K", "vx0", "tx", "off"]);
+    sh(&[
+        "bridge",
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dev",
+        "vx0",
+        "dst",
+        "198.18.0.1",
+    ]);
+
+    // Kernel -> shoal without a static neighbour: the kernel's ARP request
+    // crosses VXLAN and shoal's VTEP answers it from the tables.
+    let ok = lab
+        .run(k, &["ping", "-c", "2", "-W", "2", "10.10.0.11"])
+        .expect("ping");
+    assert!(
+        ok.status.success(),
+        "kernel -> shoal: {}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    // shoal -> kernel.
+    let ok = lab
+        .run(&task, &["ping", "-c", "2", "-W", "2", "10.10.0.50"])
+        .expect("ping");
+    assert!(
+        ok.status.success(),
+        "shoal -> kernel: {}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    // TCP both ways.
+    let bin = shoal_bin();
+    let bin = bin.to_str().expect("utf-8 path");
+    lab.spawn(
+        &task,
+        &[bin, "whoami", "--port", "80", "--name", "behind-shoal"],
+    )
+    .expect("whoami");
+    lab.spawn(
+        k,
+        &[
+            bin,
+            "whoami",
+            "--port",
+            "8080",
+            "--name",
+            "kernel-side",
+            "--bind",
+            "10.10.0.50",
+        ],
+    )
+    .expect("whoami");
+    let body = wait_until("HTTP kernel -> shoal task", T, || {
+        lab.in_netns(k, || {
+            http_get(
+                SocketAddrV4::new(ip("10.10.0.11"), 80),
+                Duration::from_secs(2),
+            )
+        })
+        .ok()?
+        .ok()
+    })
+    .expect("HTTP kernel -> shoal");
+    assert!(
+        body.contains("Hostname: behind-shoal") && body.contains("RemoteAddr: 10.10.0.50:"),
+        "{body}"
+    );
+    let body = wait_until("HTTP shoal task -> kernel", T, || {
+        lab.in_netns(&task, || {
+            http_get(
+                SocketAddrV4::new(ip("10.10.0.50"), 8080),
+                Duration::from_secs(2),
+            )
+        })
+        .ok()?
+        .ok()
+    })
+    .expect("HTTP shoal -> kernel");
+    assert!(
+        body.contains("Hostname: kernel-side") && body.contains("RemoteAddr: 10.10.0.11:"),
+        "{body}"
+    );
+
+    // A large transfer the kernel segments and shoal carries (TSO path).
+    lab.spawn(k, &["iperf3", "-s", "-1", "-B", "10.10.0.50", "-p", "5201"])
+        .expect("iperf3 server");
+    let out = wait_until("iperf3 shoal -> kernel", T, || {
+        let o = lab
+            .run(
+                &task,
+                &[
+                    "iperf3",
+                    "-c",
+                    "10.10.0.50",
+                    "-p",
+                    "5201",
+                    "-n",
+                    "50M",
+                    "-J",
+                ],
+            )
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    })
+    .expect("bulk TCP to the kernel peer");
+    assert!(out.contains("\"sum_received\""), "{out}");
+}
+
+#[test]
+fn large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed() {
+    let o = Overlay::build(
+        "overlay-mtu",
+        2,
+        &[RED],
+        &[("red", "10.10.0.11", 0), ("red", "10.10.0.12", 1)],
+    );
+    let (t1, t2) = (
+        o.task("10.10.0.11").to_string(),
+        o.task("10.10.0.12").to_string(),
+    );
+    let mut lab = o.lab;
+
+    // MTU: underlay 1500 - 50.
+    let link = lab
+        .run_ok(&t1, &["ip", "-o", "link", "show", "eth0"])
+        .expect("ip link");
+    assert!(link.contains("mtu 1450"), "{link}");
+
+    // 200 MB each way across hosts with the default MTU.
+    lab.spawn(&t2, &["iperf3", "-s", "-p", "5201"])
+        .expect("iperf3 server");
+    for reverse in [false, true] {
+        let mut args = vec![
+            "iperf3",
+            "-c",
+            "10.10.0.12",
+            "-p",
+            "5201",
+            "-n",
+            "200M",
+            "-J",
+        ];
+        if reverse {
+            args.push("-R");
+        }
+        let out = wait_until("iperf3 between tasks", T, || {
+            let o = lab.run(&t1, &args).ok()?;
+            o.status
+                .success()
+                .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+        })
+        .expect("bulk TCP over the overlay");
+        let json: serde_json::Value = serde_json::from_str(&out).expect("iperf3 json");
+        let bytes = json["end"]["sum_received"]["bytes"]
+            .as_u64()
+            .expect("bytes received");
+        assert!(bytes >= 190_000_000, "received only {bytes} of 200 MiB");
+    }
+
+    // A 1500-byte DF ping: refused locally at the interface MTU...
+    let local = lab
+        .run(
+            &t1,
+            &[
+                "ping",
+                "-M",
+                "do",
+                "-s",
+                "1472",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "10.10.0.12",
+            ],
+        )
+        .expect("ping");
+    assert!(!local.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&local.stdout),
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert!(
+        text.contains("mtu=1450") || text.contains("mtu = 1450"),
+        "{text}"
+    );
+    // ...and by the VTEP with ICMP "fragmentation needed" when a task's
+    // interface claims more than the overlay carries.
+    lab.run_ok(&t1, &["ip", "link", "set", "eth0", "mtu", "1500"])
+        .expect("raise mtu");
+    let icmp = lab
+        .run(
+            &t1,
+            &[
+                "ping",
+                "-M",
+                "do",
+                "-s",
+                "1472",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "10.10.0.12",
+            ],
+        )
+        .expect("ping");
+    let text = String::from_utf8_lossy(&icmp.stdout);
+    assert!(
+        text.contains("Frag needed") && text.contains("mtu = 1450"),
+        "{text}"
+    );
+    let metrics = o.daemons[0].metrics().expect("metrics");
+    assert!(
+        counter(&metrics, "shoal_dataplane_icmp_errors_total", "") >= 1,
+        "{metrics}"
+    );
+}
+
+#[test]
+fn malformed_vxlan_is_dropped_and_counted_while_forwarding_goes_on() {
+    let mut o = Overlay::build(
+        "overlay-malformed",
+        2,
+        &[RED],
+        &[("red", "10.10.0.11", 0), ("red", "10.10.0.12", 1)],
+    );
+    let attacker = o.lab.add_host("evil").expect("host");
+    let target = SocketAddrV4::new(o.daemons[0].host.underlay, 4789);
+    let mut inner = vec![0u8; 60];
+    inner[..6].copy_from_slice(&[0x02, 0x42, 10, 10, 0, 11]);
+    inner[12..14].copy_from_slice(&[0x08, 0x00]);
+    let datagrams: Vec<Vec<u8>> = vec![
+        vec![0x08, 0, 0],                                          // truncated header
+        [&[0x0c, 0, 0, 0, 0, 0x10, 0x01, 0][..], &inner].concat(), // wrong flags
+        [&[0x00, 0, 0, 0, 0, 0x10, 0x01, 0][..], &inner].concat(), // I flag missing
+        [&[0x08, 0, 0, 0, 0, 0x63, 0x63, 0][..], &inner].concat(), // unknown VNI
+        [&[0x08, 0, 0, 0, 0, 0x10, 0x01, 0][..], &[0xff; 7][..]].concat(), // truncated inner frame
+        (0..200u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(), // garbage
+    ];
+    o.lab
+        .in_netns(&attacker.netns, move || {
+            let sock = UdpSocket::bind("0.0.0.0:0").expect("socket");
+            for _ in 0..5 {
+                for d in &datagrams {
+                    sock.send_to(d, target).expect("send");
+                }
+            }
+        })
+        .expect("attacker");
+    let metrics = wait_until("drops to be counted", T, || {
+        let m = o.daemons[0].metrics().ok()?;
+        (counter(&m, "shoal_dataplane_drops_total", "reason=\"unknown_vni\"") >= 5).then_some(m)
+    })
+    .expect("counted drops");
+    assert!(
+        counter(
+            &metrics,
+            "shoal_dataplane_drops_total",
+            "reason=\"malformed_vxlan\""
+        ) >= 15,
+        "{metrics}"
+    );
+    assert!(
+        counter(
+            &metrics,
+            "shoal_dataplane_drops_total",
+            "reason=\"malformed_frame\""
+        ) >= 5,
+        "{metrics}"
+    );
+    assert!(o.daemons[0].proc.is_running(), "the daemon survived");
+    assert!(o.ping("10.10.0.12", "10.10.0.11"), "forwarding goes on");
+}
+
+#[test]
+fn invalid_tables_are_refused_whole_and_reloads_keep_what_did_not_change() {
+    let mut o = Overlay::build(
+        "overlay-tables",
+        2,
+        &[RED],
+        &[("red", "10.10.0.11", 0), ("red", "10.10.0.12", 1)],
+    );
+    let t1 = o.task("10.10.0.11").to_string();
+    let ifindex = |lab: &Lab, ns: &str| {
+        lab.run_ok(ns, &["cat", "/sys/class/net/eth0/ifindex"])
+            .map(|s| s.trim().to_string())
+    };
+    let before = ifindex(&o.lab, &t1).expect("eth0 of t1");
+
+    // A fresh daemon with a broken file: every problem listed, nothing made.
+    let spare = o.lab.add_host("h3").expect("host");
+    let fresh = o.lab.add_netns("fresh").expect("netns");
+    let bad = format!(
+        "node: {{ name: h3, underlay: {} }}
+networks:
+  - {{ name: red, vni: 4097, subnet: 10.10.0.0/24 }}
+  - {{ name: dup, vni: 4097, subnet: 10.30.0.0/24 }}
+endpoints:
+  - {{ network: red, ip: 10.99.0.5, node: {u}, netns: {fresh} }}
+  - {{ network: nosuch, ip: 10.10.0.7, node: {u} }}
+",
+        spare.underlay,
+        u = spare.underlay
+    );
+    let err = o.lab.start_daemon(&spare, &bad, &[]).expect_err("refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("networks[1].vni"), "{msg}");
+    assert!(msg.contains("endpoints[0].ip"), "{msg}");
+    assert!(msg.contains("endpoints[1].network"), "{msg}");
+    let links = o.lab.run_ok(&fresh, &["ip", "-o", "link"]).expect("links");
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "only lo in the namespace: {links}"
+    );
+
+    // A broken reload keeps the tables in force.
+    let good = std::fs::read_to_string(&o.daemons[0].tables).expect("tables");
+    o.daemons[0].reload("node: { name: h1, underlay: 198.18.0.1 }\nnetworks: [ { name: red, vni: 0, subnet: 10.10.0.0/24 } ]\n").expect("reload");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(o.ping("10.10.0.11", "10.10.0.12"));
+    assert_eq!(ifindex(&o.lab, &t1).expect("eth0"), before);
+
+    // A new endpoint on h1: added without touching the existing one.
+    let t_new = o.lab.add_netns("late").expect("netns");
+    let added = good.replace(
+        "endpoints:\n",
+        &format!(
+            "endpoints:\n  - {{ network: red, ip: 10.10.0.21, node: 198.18.0.1, netns: {t_new} }}\n"
+        ),
+    );
+    o.daemons[0].reload(&added).expect("reload");
+    // The peer learns the new endpoint from its own tables.
+    let peer_tables = std::fs::read_to_string(&o.daemons[1].tables).expect("tables");
+    let peer_added = peer_tables.replace(
+        "endpoints:\n",
+        "endpoints:\n  - { network: red, ip: 10.10.0.21, node: 198.18.0.1 }\n",
+    );
+    o.daemons[1].reload(&peer_added).expect("reload");
+    let peer = o.task("10.10.0.12").to_string();
+    wait_until("the new endpoint", T, || {
+        o.lab
+            .run(&peer, &["ping", "-c", "1", "-W", "1", "10.10.0.21"])
+            .ok()?
+            .status
+            .success()
+            .then_some(())
+    })
+    .expect("new endpoint reachable after the peer learns it");
+    assert_eq!(
+        ifindex(&o.lab, &t1).expect("eth0"),
+        before,
+        "unchanged endpoint kept its interface"
+    );
+
+    // Stopping the daemon removes every interface it made.
+    o.daemons[0].proc.signal(Signal::SIGTERM).expect("SIGTERM");
+    wait_until("the daemon to exit", T, || {
+        (!o.daemons[0].proc.is_running()).then_some(())
+    })
+    .expect("exit");
+    for ns in [&t1, &t_new] {
+        let links = o.lab.run_ok(ns, &["ip", "-o", "link"]).expect("links");
+        assert_eq!(links.lines().count(), 1, "{ns}: {links}");
+    }
+}
+
+#[test]
+fn a_crashed_daemon_leaves_nothing_and_restarts_cleanly() {
+    let mut o = Overlay::build(
+        "overlay-crash",
+        2,
+        &[RED],
+        &[("red", "10.10.0.11", 0), ("red", "10.10.0.12", 1)],
+    );
+    let t1 = o.task("10.10.0.11").to_string();
+    o.daemons[0].proc.kill9();
+    wait_until("the interface to go with the daemon", T, || {
+        let links = o.lab.run_ok(&t1, &["ip", "-o", "link"]).ok()?;
+        (links.lines().count() == 1).then_some(())
+    })
+    .expect("no interface left after kill -9");
+    let yaml = std::fs::read_to_string(&o.daemons[0].tables).expect("tables");
+    let host = o.daemons[0].host.clone();
+    let restarted = o
+        .lab
+        .start_daemon(&host, &yaml, &[])
+        .expect("restart in the same state dir");
+    o.daemons[0] = restarted;
+    assert!(
+        o.ping("10.10.0.11", "10.10.0.12"),
+        "works again after the restart"
+    );
+}

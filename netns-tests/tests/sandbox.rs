@@ -1,0 +1,88 @@
+//! `shoal sandbox up` then `down`: a working cluster in between, and no
+//! namespace, link or process left after.
+
+use std::process::Command;
+
+use shoal_netns_tests::{netns_list, shoal_bin};
+
+fn shoal(args: &[&str]) -> (bool, String) {
+    let out = Command::new(shoal_bin())
+        .args(args)
+        .output()
+        .expect("run shoal");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn live_sandbox_processes() -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        if !zombie && (cmdline.contains("shoal-sandbox") || cmdline.contains("--name web-n")) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+#[test]
+fn sandbox_up_then_down_leaves_nothing() {
+    let (ok, out) = shoal(&["sandbox", "up", "--nodes", "2"]);
+    let cleanup = scopeguard(|| {
+        let _ = shoal(&["sandbox", "down"]);
+    });
+    assert!(ok, "sandbox up failed:\n{out}");
+    assert!(
+        out.contains("Hostname: web-n2"),
+        "tasks on different hosts reach each other:\n{out}"
+    );
+    let (ok, status) = shoal(&["sandbox", "status"]);
+    assert!(ok && status.contains("running"), "{status}");
+    std::mem::forget(cleanup);
+
+    let (ok, out) = shoal(&["sandbox", "down"]);
+    assert!(ok, "{out}");
+    let left: Vec<String> = netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with("shoal-sbx"))
+        .collect();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
+    assert!(
+        live_sandbox_processes().is_empty(),
+        "processes left: {:?}",
+        live_sandbox_processes()
+    );
+    assert!(
+        !std::path::Path::new("/run/shoal-sandbox").exists(),
+        "state dir left"
+    );
+    let (ok, out) = shoal(&["sandbox", "down"]);
+    assert!(
+        ok && out.contains("no sandbox"),
+        "a second down is a no-op: {out}"
+    );
+}
+
+/// Runs `f` when dropped, so a failed assertion still tears the sandbox down.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

@@ -1,0 +1,63 @@
+//! The local admin API on `<state-dir>/shoal.sock` (mode 0600): HTTP over a
+//! unix socket, what the CLI and scrapers talk to. `GET /metrics` gives the
+//! counters in the Prometheus text format, `GET /tables` the tables in force.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::UnixListener;
+use tokio::task::JoinHandle;
+
+type Render = Box<dyn Fn() -> String + Send + Sync>;
+
+/// What the admin API shows.
+pub struct Sources {
+    pub metrics: Render,
+    pub tables: Render,
+}
+
+/// Binds `path` and serves the admin API until the returned task is aborted.
+pub async fn serve(path: &Path, sources: Sources) -> anyhow::Result<JoinHandle<()>> {
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding the admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {} to its owner", path.display()))?;
+    let sources = Arc::new(sources);
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get({
+                let s = sources.clone();
+                move || async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        (s.metrics)(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/tables",
+            get({
+                let s = sources.clone();
+                move || async move {
+                    ([(header::CONTENT_TYPE, "application/json")], (s.tables)()).into_response()
+                }
+            }),
+        );
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("admin API stopped: {e}");
+        }
+    }))
+}
