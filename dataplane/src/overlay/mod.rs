@@ -4,6 +4,7 @@
 
 pub mod arp;
 pub mod fdb;
+pub mod gro;
 pub mod gso;
 pub mod icmp;
 pub mod vtep;

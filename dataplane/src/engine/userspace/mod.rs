@@ -21,10 +21,11 @@ use self::underlay::Underlay;
 use super::counters::Counters;
 use super::{ApplyReport, Dataplane, EngineError};
 use crate::overlay::fdb::{Fdb, PortId, Segment, SegmentId};
+use crate::overlay::gro::Gro;
 use crate::overlay::vtep::{self, DropReason, FromUnderlay};
 use crate::sys;
 use crate::tables::Tables;
-use crate::wire::{virtio_net, vxlan};
+use crate::wire::vxlan;
 
 /// Options of the userspace engine.
 #[derive(Debug, Clone)]
@@ -63,6 +64,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether two flow hashes leave through the same socket (source port).
+    fn same_socket(&self, a: u32, b: u32) -> bool {
+        self.underlay.socket_of(a) == self.underlay.socket_of(b)
+    }
+
     fn transmit(&self, node: Ipv4Addr, flow: u32, contents: &[u8], stride: usize) {
         let datagrams = contents.len().div_ceil(stride.max(1)) as u64;
         match self.underlay.send(node, flow, contents, stride) {
@@ -321,7 +327,7 @@ const RX_BATCH: usize = 8;
 fn underlay_worker(shared: &Shared, stop: &AtomicBool) {
     let mut storage = vec![[0u8; 65_536]; RX_BATCH];
     let mut meta = vec![RecvMeta::default(); RX_BATCH];
-    let mut to_task = Vec::with_capacity(virtio_net::HEADER_LEN + 65_536);
+    let mut gro = Gro::default();
     let mut reply = Vec::with_capacity(2048);
     while !stop.load(Ordering::Relaxed) {
         let n = {
@@ -334,12 +340,25 @@ fn underlay_worker(shared: &Shared, stop: &AtomicBool) {
         match n {
             Ok(n) => {
                 let snapshot = shared.snapshot.load();
+                let mut to_task = |id: PortId, frame: &[u8]| match snapshot.port(id) {
+                    Some(port) => port.send(frame, shared),
+                    None => shared.counters.drop(DropReason::UnknownDestination),
+                };
                 for (buf, meta) in storage.iter().zip(&meta).take(n) {
                     let stride = meta.stride.max(1);
                     for datagram in buf[..meta.len].chunks(stride) {
-                        on_datagram(shared, &snapshot, datagram, meta, &mut to_task, &mut reply);
+                        on_datagram(
+                            shared,
+                            &snapshot,
+                            datagram,
+                            meta,
+                            &mut gro,
+                            &mut to_task,
+                            &mut reply,
+                        );
                     }
                 }
+                gro.flush(&mut to_task);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if let Err(e) =
@@ -360,21 +379,14 @@ fn on_datagram(
     snapshot: &Snapshot,
     datagram: &[u8],
     meta: &RecvMeta,
-    to_task: &mut Vec<u8>,
+    gro: &mut Gro,
+    to_task: &mut impl FnMut(PortId, &[u8]),
     reply: &mut Vec<u8>,
 ) {
     shared.counters.vxlan_rx_packets.inc();
     shared.counters.vxlan_rx_bytes.inc_by(datagram.len() as u64);
     match vtep::from_underlay(&snapshot.fdb, datagram, reply) {
-        FromUnderlay::Local(id) => match snapshot.port(id) {
-            Some(port) => {
-                to_task.clear();
-                to_task.extend_from_slice(&[0u8; virtio_net::HEADER_LEN]);
-                to_task.extend_from_slice(&datagram[vxlan::HEADER_LEN..]);
-                port.send(to_task, shared);
-            }
-            None => shared.counters.drop(DropReason::UnknownDestination),
-        },
+        FromUnderlay::Local(id) => gro.push(id, &datagram[vxlan::HEADER_LEN..], to_task),
         FromUnderlay::Reply { vni } => {
             let std::net::IpAddr::V4(sender) = meta.addr.ip() else {
                 return;

@@ -74,10 +74,13 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub fn run(id: PortId, port: Arc<Port>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; virtio_net::HEADER_LEN + 65_536];
     let mut scratch = Vec::with_capacity(128 * 1024);
+    let mut batch = Batch::default();
     while !stop.load(Ordering::Relaxed) {
         match port.dev.recv(&mut buf) {
-            Ok(n) => on_frame(id, &port, &mut buf[..n], &shared, &mut scratch),
+            Ok(n) => on_frame(id, &port, &mut buf[..n], &shared, &mut scratch, &mut batch),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The task has nothing more queued: send what was gathered.
+                batch.flush(&shared);
                 if let Err(e) = sys::poll::wait_readable(&port.dev, POLL_INTERVAL) {
                     tracing::warn!(port = %port.label, "task interface failed: {e}");
                     return;
@@ -92,7 +95,61 @@ pub fn run(id: PortId, port: Arc<Port>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     }
 }
 
-fn on_frame(id: PortId, me: &Port, buf: &mut [u8], shared: &Shared, scratch: &mut Vec<u8>) {
+/// Frames for one node gathered while the task keeps sending, to leave in
+/// one GSO send: VXLAN datagrams of one size, the last possibly shorter.
+#[derive(Default)]
+struct Batch {
+    node: Option<Ipv4Addr>,
+    flow: u32,
+    stride: usize,
+    /// A shorter datagram was added: it must stay last.
+    closed: bool,
+    buf: Vec<u8>,
+}
+
+/// Datagrams one send may carry (the kernel's UDP_MAX_SEGMENTS).
+const BATCH_SEGMENTS: usize = 64;
+const BATCH_BYTES: usize = 60_000;
+
+impl Batch {
+    /// Adds `prefix` + `frame` for `node`, sending what was gathered first
+    /// if the datagram cannot join it.
+    fn add(&mut self, shared: &Shared, node: Ipv4Addr, flow: u32, prefix: &[u8], frame: &[u8]) {
+        let len = prefix.len() + frame.len();
+        let joins = self.node == Some(node)
+            && shared.same_socket(self.flow, flow)
+            && !self.closed
+            && len <= self.stride
+            && self.buf.len() / self.stride < BATCH_SEGMENTS
+            && self.buf.len() + len <= BATCH_BYTES;
+        if !joins {
+            self.flush(shared);
+            self.node = Some(node);
+            self.flow = flow;
+            self.stride = len;
+        }
+        self.closed = len < self.stride;
+        self.buf.extend_from_slice(prefix);
+        self.buf.extend_from_slice(frame);
+    }
+
+    fn flush(&mut self, shared: &Shared) {
+        if let Some(node) = self.node.take() {
+            shared.transmit(node, self.flow, &self.buf, self.stride);
+        }
+        self.buf.clear();
+        self.closed = false;
+    }
+}
+
+fn on_frame(
+    id: PortId,
+    me: &Port,
+    buf: &mut [u8],
+    shared: &Shared,
+    scratch: &mut Vec<u8>,
+    batch: &mut Batch,
+) {
     shared.counters.task_rx_frames.inc();
     let Some(hdr) = virtio_net::Packet::new_checked(&buf[..])
         .ok()
@@ -107,7 +164,29 @@ fn on_frame(id: PortId, me: &Port, buf: &mut [u8], shared: &Shared, scratch: &mu
     };
     let offloaded = gso::is_gso(&hdr);
     let frame = &mut buf[virtio_net::HEADER_LEN..];
-    match vtep::from_port(segment, frame, offloaded, scratch) {
+    let verdict = vtep::from_port(segment, frame, offloaded, scratch);
+    if let FromPort::Remote(node) = verdict {
+        let flow = vtep::flow_hash(frame);
+        let mut prefix = [0u8; crate::wire::vxlan::HEADER_LEN];
+        vtep::encap_header(segment.vni, &mut prefix);
+        if !offloaded {
+            if gso::complete_checksum(&hdr, frame).is_err() {
+                shared.counters.drop(DropReason::BadOffload);
+                return;
+            }
+            batch.add(shared, node, flow, &prefix, frame);
+            return;
+        }
+        batch.flush(shared);
+        match gso::segment(&hdr, frame, &prefix, scratch) {
+            Ok(segs) => shared.transmit(node, flow, scratch, segs.stride),
+            Err(_) => shared.counters.drop(DropReason::BadOffload),
+        }
+        return;
+    }
+    // Everything else goes out now, after what was gathered, in order.
+    batch.flush(shared);
+    match verdict {
         FromPort::Reply => {
             if scratch.get(12..14) == Some(&[0x08, 0x06]) {
                 shared.counters.arp_replies.inc();
@@ -122,31 +201,7 @@ fn on_frame(id: PortId, me: &Port, buf: &mut [u8], shared: &Shared, scratch: &mu
             Some(peer) => peer.send(buf, shared),
             None => shared.counters.drop(DropReason::UnknownDestination),
         },
-        FromPort::Remote(node) => {
-            let flow = vtep::flow_hash(frame);
-            let mut prefix = [0u8; crate::wire::vxlan::HEADER_LEN];
-            vtep::encap_header(segment.vni, &mut prefix);
-            let stride = if offloaded {
-                match gso::segment(&hdr, frame, &prefix, scratch) {
-                    Ok(segs) => segs.stride,
-                    Err(_) => {
-                        shared.counters.drop(DropReason::BadOffload);
-                        return;
-                    }
-                }
-            } else {
-                if gso::complete_checksum(&hdr, frame).is_err() {
-                    shared.counters.drop(DropReason::BadOffload);
-                    return;
-                }
-                scratch.clear();
-                scratch.extend_from_slice(&prefix);
-                scratch.extend_from_slice(frame);
-                scratch.len()
-            };
-            shared.transmit(node, flow, scratch, stride);
-        }
-        FromPort::Ignore => {}
+        FromPort::Remote(_) | FromPort::Ignore => {}
         FromPort::Drop(reason) => shared.counters.drop(reason),
     }
 }

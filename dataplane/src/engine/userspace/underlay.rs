@@ -59,6 +59,11 @@ impl Underlay {
         Ok(Underlay { rx, tx, port })
     }
 
+    /// The index of the sending socket for a flow hash.
+    pub fn socket_of(&self, flow: u32) -> usize {
+        flow as usize % self.tx.len()
+    }
+
     /// Sends `contents` to `node`: one datagram, or several of `stride`
     /// bytes each (the last may be shorter) through GSO.
     pub fn send(
@@ -68,7 +73,7 @@ impl Underlay {
         contents: &[u8],
         stride: usize,
     ) -> io::Result<()> {
-        let sock = &self.tx[flow as usize % self.tx.len()];
+        let sock = &self.tx[self.socket_of(flow)];
         let destination = SocketAddr::V4(SocketAddrV4::new(node, self.port));
         let per_send =
             (MAX_GSO_BYTES / stride.max(1)).clamp(1, sock.state.max_gso_segments().max(1));
