@@ -79,6 +79,14 @@ fn same_headers(a: &[u8], b: &[u8], headers: usize) -> bool {
         && a[tcp + 18..headers] == b[tcp + 18..headers]
 }
 
+/// The flow of a TCP frame: MAC addresses, IP addresses, ports.
+fn same_flow(a: &[u8], b: &[u8]) -> bool {
+    a[..12] == b[..12]
+        && a[ETH + 12..ETH + 20] == b[ETH + 12..ETH + 20]
+        && a[TCP_AT..TCP_AT + 4] == b[TCP_AT..TCP_AT + 4]
+}
+
+/// A super-frame being built for one flow.
 struct Pending {
     port: PortId,
     headers: usize,
@@ -87,74 +95,40 @@ struct Pending {
     next_seq: u32,
     /// A short or PSH segment was merged: nothing may follow it.
     closed: bool,
-}
-
-/// The merging state of one receive loop. Frames go in with [`Gro::push`];
-/// frames ready for a task interface (behind a virtio-net header) come out
-/// through the `emit` callback. [`Gro::flush`] at the end of every batch.
-#[derive(Default)]
-pub struct Gro {
-    pending: Option<Pending>,
     /// virtio-net header, then the frame being built.
     buf: Vec<u8>,
 }
 
-impl Gro {
-    /// Offers `frame`, bound for `port`.
-    pub fn push(&mut self, port: PortId, frame: &[u8], emit: &mut impl FnMut(PortId, &[u8])) {
-        let cand = candidate(frame);
-        if let (Some(p), Some(c)) = (&mut self.pending, &cand) {
-            let merged_len = self.buf.len() - virtio_net::HEADER_LEN + c.payload - ETH;
-            if p.port == port
-                && !p.closed
-                && c.headers == p.headers
-                && c.seq == p.next_seq
-                && c.payload <= p.mss
-                && merged_len <= MAX_IP_LEN
-                && same_headers(&self.buf[virtio_net::HEADER_LEN..], frame, p.headers)
-            {
-                self.buf.extend_from_slice(&frame[c.headers..c.len]);
-                p.segments += 1;
-                p.next_seq = p.next_seq.wrapping_add(c.payload as u32);
-                p.closed = c.payload < p.mss || c.psh;
-                if c.psh {
-                    self.buf[virtio_net::HEADER_LEN + TCP_AT + 13] |= FLAG_PSH;
-                }
-                return;
-            }
-        }
-        self.flush(emit);
-        match cand {
-            Some(c) => {
-                self.buf.clear();
-                self.buf.extend_from_slice(&[0; virtio_net::HEADER_LEN]);
-                self.buf.extend_from_slice(&frame[..c.len]);
-                self.pending = Some(Pending {
-                    port,
-                    headers: c.headers,
-                    mss: c.payload,
-                    segments: 1,
-                    next_seq: c.seq.wrapping_add(c.payload as u32),
-                    closed: c.psh,
-                });
-            }
-            None => {
-                self.buf.clear();
-                self.buf.extend_from_slice(&[0; virtio_net::HEADER_LEN]);
-                self.buf.extend_from_slice(frame);
-                emit(port, &self.buf);
-                self.buf.clear();
-            }
+impl Pending {
+    fn frame(&self) -> &[u8] {
+        &self.buf[virtio_net::HEADER_LEN..]
+    }
+
+    fn accepts(&self, port: PortId, c: &Candidate, frame: &[u8]) -> bool {
+        let merged_ip_len = self.frame().len() - ETH + c.payload;
+        self.port == port
+            && !self.closed
+            && c.headers == self.headers
+            && c.seq == self.next_seq
+            && c.payload <= self.mss
+            && merged_ip_len <= MAX_IP_LEN
+            && same_headers(self.frame(), frame, self.headers)
+    }
+
+    fn merge(&mut self, c: &Candidate, frame: &[u8]) {
+        self.buf.extend_from_slice(&frame[c.headers..c.len]);
+        self.segments += 1;
+        self.next_seq = self.next_seq.wrapping_add(c.payload as u32);
+        self.closed = c.payload < self.mss || c.psh;
+        if c.psh {
+            self.buf[virtio_net::HEADER_LEN + TCP_AT + 13] |= FLAG_PSH;
         }
     }
 
-    /// Emits the frame being built, if any.
-    pub fn flush(&mut self, emit: &mut impl FnMut(PortId, &[u8])) {
-        let Some(p) = self.pending.take() else {
-            return;
-        };
+    /// Finishes the headers (lengths, checksums, virtio-net header).
+    fn seal(&mut self) {
         let (hdr, frame) = self.buf.split_at_mut(virtio_net::HEADER_LEN);
-        let repr = if p.segments == 1 {
+        let repr = if self.segments == 1 {
             // Verified on the way in: the task's stack need not check again.
             virtio_net::Repr {
                 flags: virtio_net::F_DATA_VALID,
@@ -176,15 +150,80 @@ impl Gro {
             virtio_net::Repr {
                 flags: virtio_net::F_NEEDS_CSUM,
                 gso_type: virtio_net::GSO_TCPV4,
-                hdr_len: p.headers as u16,
-                gso_size: p.mss as u16,
+                hdr_len: self.headers as u16,
+                gso_size: self.mss as u16,
                 csum_start: TCP_AT as u16,
                 csum_offset: 16,
             }
         };
         repr.emit(&mut virtio_net::Packet::new_unchecked(&mut hdr[..]));
-        emit(p.port, &self.buf);
-        self.buf.clear();
+    }
+}
+
+/// Flows merged at once; more interleaved flows evict the oldest.
+const MAX_FLOWS: usize = 8;
+
+/// The merging state of one receive loop. Frames go in with [`Gro::push`];
+/// frames ready for a task interface (behind a virtio-net header) come out
+/// through the `emit` callback. [`Gro::flush`] at the end of every batch.
+#[derive(Default)]
+pub struct Gro {
+    /// Flows being merged, oldest first.
+    flows: Vec<Pending>,
+    /// Buffers of flushed flows, for reuse.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Gro {
+    /// Offers `frame`, bound for `port`.
+    pub fn push(&mut self, port: PortId, frame: &[u8], emit: &mut impl FnMut(PortId, &[u8])) {
+        let Some(c) = candidate(frame) else {
+            // Not mergeable: it must not overtake what is pending.
+            self.flush(emit);
+            let mut buf = self.spare.pop().unwrap_or_default();
+            buf.clear();
+            buf.extend_from_slice(&[0; virtio_net::HEADER_LEN]);
+            buf.extend_from_slice(frame);
+            emit(port, &buf);
+            self.spare.push(buf);
+            return;
+        };
+        if let Some(i) = self.flows.iter().position(|p| same_flow(p.frame(), frame)) {
+            if self.flows[i].accepts(port, &c, frame) {
+                self.flows[i].merge(&c, frame);
+                return;
+            }
+            self.emit_flow(i, emit);
+        } else if self.flows.len() == MAX_FLOWS {
+            self.emit_flow(0, emit);
+        }
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(&[0; virtio_net::HEADER_LEN]);
+        buf.extend_from_slice(&frame[..c.len]);
+        self.flows.push(Pending {
+            port,
+            headers: c.headers,
+            mss: c.payload,
+            segments: 1,
+            next_seq: c.seq.wrapping_add(c.payload as u32),
+            closed: c.psh,
+            buf,
+        });
+    }
+
+    /// Emits every frame being built.
+    pub fn flush(&mut self, emit: &mut impl FnMut(PortId, &[u8])) {
+        while !self.flows.is_empty() {
+            self.emit_flow(0, emit);
+        }
+    }
+
+    fn emit_flow(&mut self, i: usize, emit: &mut impl FnMut(PortId, &[u8])) {
+        let mut p = self.flows.remove(i);
+        p.seal();
+        emit(p.port, &p.buf);
+        self.spare.push(p.buf);
     }
 }
 
@@ -285,5 +324,27 @@ mod tests {
         ]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0][1], virtio_net::GSO_TCPV4);
+    }
+
+    #[test]
+    fn interleaved_flows_are_merged_each_on_its_own() {
+        let other = |seq: u32, payload: &[u8]| {
+            let mut f = segment(seq, payload, false);
+            f[TCP_AT..TCP_AT + 2].copy_from_slice(&40001u16.to_be_bytes());
+            // Fix the checksum for the changed port.
+            let sum = u16::from_be_bytes([f[TCP_AT + 16], f[TCP_AT + 17]]);
+            let fixed = checksum::update_u16(sum, 40000, 40001);
+            f[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&fixed.to_be_bytes());
+            f
+        };
+        let frames = vec![
+            segment(0, &[1; 100], false),
+            other(0, &[2; 100]),
+            segment(100, &[1; 100], false),
+            other(100, &[2; 100]),
+        ];
+        let out = run(&frames);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|f| f[1] == virtio_net::GSO_TCPV4));
     }
 }

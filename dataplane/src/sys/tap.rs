@@ -22,20 +22,24 @@ pub struct TapConfig {
     /// Installs `default via <gateway>` when the namespace has no default
     /// route yet.
     pub default_gateway: Option<Ipv4Addr>,
+    /// Queues (descriptors) of the multi-queue TAP; the kernel spreads the
+    /// task's flows over them, so several threads can read.
+    pub queues: usize,
 }
 
 /// Creates and configures the TAP described by `cfg` inside the network
-/// namespace at `netns_path`. The returned device reads and writes frames
-/// behind a 10-byte virtio-net header.
-pub fn create_in(netns_path: &Path, cfg: TapConfig) -> io::Result<SyncDevice> {
+/// namespace at `netns_path`, and returns one descriptor per queue. Each
+/// reads and writes frames behind a 10-byte virtio-net header.
+pub fn create_in(netns_path: &Path, cfg: TapConfig) -> io::Result<Vec<SyncDevice>> {
     netns::run_in(netns_path, move || create_here(&cfg))?
 }
 
-fn create_here(cfg: &TapConfig) -> io::Result<SyncDevice> {
+fn create_here(cfg: &TapConfig) -> io::Result<Vec<SyncDevice>> {
     let dev = DeviceBuilder::new()
         .name(cfg.name.clone())
         .layer(Layer::L2)
         .offload(true)
+        .multi_queue(true)
         .mtu(cfg.mtu)
         .mac_addr(cfg.mac)
         .ipv4(cfg.ip, cfg.prefix_len, None)
@@ -48,12 +52,19 @@ fn create_here(cfg: &TapConfig) -> io::Result<SyncDevice> {
         format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", cfg.name),
         "1",
     );
-    dev.enabled(true)?;
-    dev.set_nonblocking(true)?;
+    // More queues attach by name, so it must happen here, in the namespace.
+    let mut queues = vec![dev];
+    for _ in 1..cfg.queues.max(1) {
+        queues.push(queues[0].try_clone()?);
+    }
+    for q in &queues {
+        q.set_nonblocking(true)?;
+    }
+    queues[0].enabled(true)?;
     if let Some(gateway) = cfg.default_gateway {
         add_default_route(gateway)?;
     }
-    Ok(dev)
+    Ok(queues)
 }
 
 fn add_default_route(gateway: Ipv4Addr) -> io::Result<()> {

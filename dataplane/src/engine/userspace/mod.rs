@@ -92,7 +92,7 @@ struct Installed {
     ifname: String,
     port: Arc<Port>,
     stop: Arc<AtomicBool>,
-    worker: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 /// The userspace engine of one node.
@@ -101,7 +101,7 @@ pub struct UserspaceEngine {
     shared: Arc<Shared>,
     installed: HashMap<EndpointKey, Installed>,
     stop: Arc<AtomicBool>,
-    underlay_worker: Option<JoinHandle<()>>,
+    underlay_workers: Vec<JoinHandle<()>>,
 }
 
 impl UserspaceEngine {
@@ -116,19 +116,21 @@ impl UserspaceEngine {
             underlay,
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let worker = {
-            let (shared, stop) = (shared.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("shoal-underlay".into())
-                .spawn(move || underlay_worker(&shared, &stop))
-                .map_err(EngineError::Underlay)?
-        };
+        let underlay_workers = (0..underlay::RX_SOCKETS)
+            .map(|socket| {
+                let (shared, stop) = (shared.clone(), stop.clone());
+                std::thread::Builder::new()
+                    .name(format!("shoal-underlay{socket}"))
+                    .spawn(move || underlay_worker(&shared, socket, &stop))
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(EngineError::Underlay)?;
         Ok(UserspaceEngine {
             options,
             shared,
             installed: HashMap::new(),
             stop,
-            underlay_worker: Some(worker),
+            underlay_workers,
         })
     }
 
@@ -164,7 +166,9 @@ impl UserspaceEngine {
 
     fn stop_port(&self, installed: Installed) {
         installed.stop.store(true, Ordering::Relaxed);
-        let _ = installed.worker.join();
+        for worker in installed.workers {
+            let _ = worker.join();
+        }
         // The snapshot no longer refers to the port; dropping the last
         // reference closes the TAP, and the kernel removes the interface.
         drop(installed.port);
@@ -248,13 +252,15 @@ impl Dataplane for UserspaceEngine {
 
         for (key, spec, ifname, id, port) in created {
             let stop = Arc::new(AtomicBool::new(false));
-            let worker = {
-                let (port, shared, stop) = (port.clone(), self.shared.clone(), stop.clone());
-                std::thread::Builder::new()
-                    .name(format!("shoal-port{id}"))
-                    .spawn(move || port::run(id, port, shared, stop))
-                    .map_err(EngineError::Underlay)?
-            };
+            let workers = (0..port.queues.len())
+                .map(|queue| {
+                    let (port, shared, stop) = (port.clone(), self.shared.clone(), stop.clone());
+                    std::thread::Builder::new()
+                        .name(format!("shoal-port{id}q{queue}"))
+                        .spawn(move || port::run(id, queue, port, shared, stop))
+                })
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(EngineError::Underlay)?;
             self.installed.insert(
                 key,
                 Installed {
@@ -263,7 +269,7 @@ impl Dataplane for UserspaceEngine {
                     ifname,
                     port,
                     stop,
-                    worker,
+                    workers,
                 },
             );
         }
@@ -279,10 +285,12 @@ impl Dataplane for UserspaceEngine {
         self.shared.snapshot.store(Arc::new(Snapshot::default()));
         for (_, inst) in self.installed.drain() {
             inst.stop.store(true, Ordering::Relaxed);
-            let _ = inst.worker.join();
+            for worker in inst.workers {
+                let _ = worker.join();
+            }
         }
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(worker) = self.underlay_worker.take() {
+        for worker in self.underlay_workers.drain(..) {
             let _ = worker.join();
         }
     }
@@ -324,7 +332,7 @@ impl Drop for UserspaceEngine {
 /// Receive buffers per batch; each holds a GRO train of up to 64 KiB.
 const RX_BATCH: usize = 8;
 
-fn underlay_worker(shared: &Shared, stop: &AtomicBool) {
+fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
     let mut storage = vec![[0u8; 65_536]; RX_BATCH];
     let mut meta = vec![RecvMeta::default(); RX_BATCH];
     let mut gro = Gro::default();
@@ -335,7 +343,7 @@ fn underlay_worker(shared: &Shared, stop: &AtomicBool) {
                 .iter_mut()
                 .map(|b| IoSliceMut::new(&mut b[..]))
                 .collect();
-            shared.underlay.recv(&mut bufs, &mut meta)
+            shared.underlay.recv(socket, &mut bufs, &mut meta)
         };
         match n {
             Ok(n) => {
@@ -362,7 +370,7 @@ fn underlay_worker(shared: &Shared, stop: &AtomicBool) {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if let Err(e) =
-                    sys::poll::wait_readable(shared.underlay.rx_socket(), port::POLL_INTERVAL)
+                    sys::poll::wait_readable(shared.underlay.rx_socket(socket), port::POLL_INTERVAL)
                 {
                     tracing::error!("VXLAN socket failed: {e}");
                     return;

@@ -30,9 +30,13 @@ pub struct PortSpec {
     pub gateway: Ipv4Addr,
 }
 
+/// Queues per task interface, each read by a worker thread of its own.
+pub const QUEUES: usize = 2;
+
 /// A live task interface.
 pub struct Port {
-    pub dev: SyncDevice,
+    /// One descriptor per queue of the multi-queue TAP.
+    pub queues: Vec<SyncDevice>,
     /// `netns/ifname`, for logs and reports.
     pub label: String,
 }
@@ -47,18 +51,25 @@ impl Port {
             ip: spec.ip,
             prefix_len: spec.prefix_len,
             default_gateway: Some(spec.gateway),
+            queues: QUEUES,
         };
         let path: PathBuf = sys::netns::path_of(&spec.netns);
-        let dev = sys::tap::create_in(&path, cfg)?;
+        let queues = sys::tap::create_in(&path, cfg)?;
         Ok(Port {
-            dev,
+            queues,
             label: format!("{}/{ifname}", spec.netns),
         })
     }
 
-    /// Writes one frame (behind a virtio-net header) to the task.
+    /// Writes one frame (behind a virtio-net header) to the task, on the
+    /// queue of its flow: the kernel steers the flow's replies to the queue
+    /// it was last written on, so each flow stays with one reader.
     pub fn send(&self, with_header: &[u8], shared: &Shared) {
-        match self.dev.send(with_header) {
+        let frame = with_header
+            .get(virtio_net::HEADER_LEN..)
+            .unwrap_or_default();
+        let queue = &self.queues[vtep::flow_hash(frame) as usize % self.queues.len()];
+        match queue.send(with_header) {
             Ok(_) => {
                 shared.counters.task_tx_frames.inc();
             }
@@ -70,18 +81,20 @@ impl Port {
 /// How long a worker waits for input before it looks at its stop flag.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Reads frames from port `id` until `stop` is set or the device fails.
-pub fn run(id: PortId, port: Arc<Port>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+/// Reads frames from queue `queue` of port `id` until `stop` is set or the
+/// device fails.
+pub fn run(id: PortId, queue: usize, port: Arc<Port>, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    let dev = &port.queues[queue];
     let mut buf = vec![0u8; virtio_net::HEADER_LEN + 65_536];
     let mut scratch = Vec::with_capacity(128 * 1024);
     let mut batch = Batch::default();
     while !stop.load(Ordering::Relaxed) {
-        match port.dev.recv(&mut buf) {
+        match dev.recv(&mut buf) {
             Ok(n) => on_frame(id, &port, &mut buf[..n], &shared, &mut scratch, &mut batch),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // The task has nothing more queued: send what was gathered.
                 batch.flush(&shared);
-                if let Err(e) = sys::poll::wait_readable(&port.dev, POLL_INTERVAL) {
+                if let Err(e) = sys::poll::wait_readable(dev, POLL_INTERVAL) {
                     tracing::warn!(port = %port.label, "task interface failed: {e}");
                     return;
                 }

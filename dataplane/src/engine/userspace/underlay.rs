@@ -10,6 +10,9 @@ use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 
 use crate::sys;
 
+/// Receiving sockets on the VXLAN port (SO_REUSEPORT spreads senders over
+/// them), each with a worker thread.
+pub const RX_SOCKETS: usize = 2;
 /// Sending sockets in the pool: distinct outer source ports.
 const TX_SOCKETS: usize = 4;
 /// The largest UDP payload one GSO send may carry.
@@ -23,8 +26,11 @@ struct Socket {
 }
 
 impl Socket {
-    fn bind(addr: SocketAddrV4) -> io::Result<Socket> {
-        let socket = UdpSocket::bind(addr)?;
+    fn bind(addr: SocketAddrV4, reuse_port: bool) -> io::Result<Socket> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+        socket.set_reuse_port(reuse_port)?;
+        socket.bind(&addr.into())?;
+        let socket = UdpSocket::from(socket);
         let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
         sys::socket::force_buffers(&socket, SOCKET_BUFFER);
         Ok(Socket { socket, state })
@@ -33,7 +39,7 @@ impl Socket {
 
 /// The node's VXLAN sockets.
 pub struct Underlay {
-    rx: Socket,
+    rx: Vec<Socket>,
     tx: Vec<Socket>,
     port: u16,
 }
@@ -41,15 +47,18 @@ pub struct Underlay {
 impl Underlay {
     /// Binds the VXLAN port on `addr` and the sending pool.
     pub fn bind(addr: Ipv4Addr, port: u16) -> io::Result<Underlay> {
-        let rx = Socket::bind(SocketAddrV4::new(addr, port)).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("binding the VXLAN port {addr}:{port}: {e} (is another VTEP, such as a kernel vxlan device, using it?)"),
-            )
-        })?;
+        let rx = (0..RX_SOCKETS)
+            .map(|_| Socket::bind(SocketAddrV4::new(addr, port), true))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("binding the VXLAN port {addr}:{port}: {e} (is another VTEP, such as a kernel vxlan device, using it?)"),
+                )
+            })?;
         let tx = (0..TX_SOCKETS)
             .map(|_| {
-                let s = Socket::bind(SocketAddrV4::new(addr, 0))?;
+                let s = Socket::bind(SocketAddrV4::new(addr, 0), false)?;
                 // Sends block when the socket buffer is full: backpressure
                 // reaches the task's TCP instead of a silent drop.
                 s.socket.set_nonblocking(false)?;
@@ -93,14 +102,18 @@ impl Underlay {
 
     /// Receives a batch into `bufs`; GRO may merge several datagrams of one
     /// sender into a buffer (`meta.stride` apart).
-    pub fn recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        self.rx
-            .state
-            .recv(UdpSockRef::from(&self.rx.socket), bufs, meta)
+    pub fn recv(
+        &self,
+        socket: usize,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        let rx = &self.rx[socket];
+        rx.state.recv(UdpSockRef::from(&rx.socket), bufs, meta)
     }
 
-    /// The receiving socket, for waiting on it.
-    pub fn rx_socket(&self) -> &UdpSocket {
-        &self.rx.socket
+    /// Receiving socket `socket`, for waiting on it.
+    pub fn rx_socket(&self, socket: usize) -> &UdpSocket {
+        &self.rx[socket].socket
     }
 }
