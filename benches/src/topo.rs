@@ -62,38 +62,11 @@ pub fn kernel_pair() -> Result<KernelPair> {
             &tasks[me],
             hosts[1 - me].underlay.to_string(),
         );
-        let local = hosts[me].underlay.to_string();
+        lab.add_kernel_vtep(&hosts[me], "vx0", 4097, hosts[1 - me].underlay)?;
         let cmds: Vec<Vec<&str>> = vec![
             vec!["ip", "link", "add", "br0", "type", "bridge"],
-            vec![
-                "ip",
-                "link",
-                "add",
-                "vx0",
-                "type",
-                "vxlan",
-                "id",
-                "4097",
-                "dstport",
-                "4789",
-                "local",
-                &local,
-                "nolearning",
-            ],
-            vec![
-                "ip", "link", "set", "vx0", "master", "br0", "mtu", "1450", "up",
-            ],
+            vec!["ip", "link", "set", "vx0", "master", "br0"],
             vec!["ip", "link", "set", "br0", "up"],
-            vec![
-                "bridge",
-                "fdb",
-                "append",
-                "00:00:00:00:00:00",
-                "dev",
-                "vx0",
-                "dst",
-                &peer,
-            ],
             vec![
                 "bridge",
                 "fdb",

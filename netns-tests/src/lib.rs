@@ -9,6 +9,7 @@
 
 mod daemon;
 mod ip;
+mod kernel;
 mod lab;
 pub mod net;
 mod paths;

@@ -20,6 +20,19 @@ const BLUE: Net = Net {
     subnet: "10.20.0.0/24",
 };
 const T: Duration = Duration::from_secs(10);
+/// A 1500-byte ping (1472 bytes of payload) that may not be fragmented.
+const DF_PING_1500: [&str; 10] = [
+    "ping",
+    "-M",
+    "do",
+    "-s",
+    "1472",
+    "-c",
+    "1",
+    "-W",
+    "2",
+    "10.10.0.12",
+];
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().expect("test address")
@@ -214,50 +227,17 @@ fn interoperates_with_the_kernel_vxlan_device() {
 
     // The peer: Linux's own VTEP, static forwarding entry, no learning.
     let k = h2.netns.as_str();
+    lab.add_kernel_vtep(&h2, "vx0", 4097, h1.underlay)
+        .expect("kernel vxlan peer");
     let sh = |args: &[&str]| {
         lab.run_ok(k, args)
             .expect("configuring the kernel vxlan peer")
     };
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        "4097",
-        "dstport",
-        "4789",
-        "local",
-        "198.18.0.2",
-        "nolearning",
-    ]);
-    sh(&[
-        "ip",
-        "link",
-        "set",
-        "vx0",
-        "address",
-        "02:42:0a:0a:00:32",
-        "mtu",
-        "1450",
-        "up",
-    ]);
+    sh(&["ip", "link", "set", "vx0", "address", "02:42:0a:0a:00:32"]);
     sh(&["ip", "addr", "add", "10.10.0.50/24", "dev", "vx0"]);
     // Over veth, the kernel leaves inner checksums to a NIC that is not
     // there; a real one fills them in. Have the kernel compute them.
     sh(&["ethtool", "-K", "vx0", "tx", "off"]);
-    sh(&[
-        "bridge",
-        "fdb",
-        "append",
-        "00:00:00:00:00:00",
-        "dev",
-        "vx0",
-        "dst",
-        "198.18.0.1",
-    ]);
 
     // Kernel -> shoal without a static neighbour: the kernel's ARP request
     // crosses VXLAN and shoal's VTEP answers it from the tables.
@@ -411,23 +391,7 @@ fn large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed() {
     }
 
     // A 1500-byte DF ping: refused locally at the interface MTU...
-    let local = lab
-        .run(
-            &t1,
-            &[
-                "ping",
-                "-M",
-                "do",
-                "-s",
-                "1472",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "10.10.0.12",
-            ],
-        )
-        .expect("ping");
+    let local = lab.run(&t1, &DF_PING_1500).expect("ping");
     assert!(!local.status.success());
     let text = format!(
         "{}{}",
@@ -442,23 +406,7 @@ fn large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed() {
     // interface claims more than the overlay carries.
     lab.run_ok(&t1, &["ip", "link", "set", "eth0", "mtu", "1500"])
         .expect("raise mtu");
-    let icmp = lab
-        .run(
-            &t1,
-            &[
-                "ping",
-                "-M",
-                "do",
-                "-s",
-                "1472",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "10.10.0.12",
-            ],
-        )
-        .expect("ping");
+    let icmp = lab.run(&t1, &DF_PING_1500).expect("ping");
     let text = String::from_utf8_lossy(&icmp.stdout);
     assert!(
         text.contains("Frag needed") && text.contains("mtu = 1450"),
