@@ -29,8 +29,10 @@ impl fmt::Display for ApplyReport {
     }
 }
 
-/// A failure to install tables. The previously installed tables stay in
-/// force: an engine applies all of a change or nothing.
+/// A failure to install tables. Tables are validated before they reach an
+/// engine, so this is the operating system refusing (a namespace vanished
+/// meanwhile, no memory). The engine keeps running the endpoints that were
+/// in force and did not change, and names the one that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(

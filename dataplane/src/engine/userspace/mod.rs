@@ -229,8 +229,9 @@ impl Dataplane for UserspaceEngine {
             let port = match Port::create(spec, &ifname) {
                 Ok(port) => Arc::new(port),
                 Err(source) => {
-                    // All or nothing: the interfaces made so far go away
-                    // with their descriptors.
+                    // The interfaces made by this apply go away with their
+                    // descriptors; what was in force keeps running, less
+                    // the endpoints that changed or left.
                     drop(created);
                     for inst in retired {
                         self.stop_port(inst);
