@@ -1,0 +1,274 @@
+//! The contract between control and data plane: the desired data-plane state
+//! of one node ([`Tables`]), and the embed-mode file that carries it
+//! (DESIGN.md §3). Field names are a public interface: add, never rename.
+//!
+//! A file enters through [`Tables::load`] (or text through
+//! [`Tables::from_yaml_str`]); YAML or JSON, unknown keys rejected with their
+//! path. [`Tables::validate`] then checks everything that can be checked
+//! without the machine and reports every [`Problem`] at once;
+//! [`Tables::check_host`] adds what needs the machine (namespaces). What
+//! leaves is a `Tables` the engines can install without second-guessing it.
+
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub use load::LoadError;
+pub use validate::Problem;
+
+/// Desired data-plane state of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tables {
+    pub node: Node,
+    #[serde(default)]
+    pub networks: Vec<Network>,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+/// The node these tables are for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    /// Underlay address; the underlay device is the one holding it.
+    pub underlay: Ipv4Addr,
+}
+
+/// One overlay network: a VXLAN segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    pub vni: u32,
+    pub subnet: Ipv4Net,
+    /// Default: the first host address of the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Default: underlay MTU - 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+}
+
+/// One address on an overlay network, on this node or another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    /// Default: 02:42 followed by the four bytes of `ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// Underlay address of the node the endpoint lives on.
+    pub node: Ipv4Addr,
+    /// For an endpoint on this node: the network namespace shoal wires, by
+    /// name (`ip netns add NAME`) or by path (`/proc/PID/ns/net`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// The task this endpoint belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    #[serde(default, skip_serializing_if = "EndpointState::is_active")]
+    pub state: EndpointState,
+}
+
+/// A load-balanced service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    /// Virtual IP per network name.
+    #[serde(default)]
+    pub vips: BTreeMap<String, Ipv4Addr>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub endpoint_mode: EndpointMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub target: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<u16>,
+    #[serde(default)]
+    pub mode: PublishMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub ip: Ipv4Addr,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "EndpointState::is_active")]
+    pub state: EndpointState,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointState {
+    #[default]
+    Active,
+    Draining,
+    Down,
+}
+
+impl EndpointState {
+    pub fn is_active(&self) -> bool {
+        *self == EndpointState::Active
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    #[default]
+    Ingress,
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    #[default]
+    Vip,
+    Dnsrr,
+}
+
+/// An Ethernet address, written `02:42:0a:0a:00:02` in files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Docker's convention for overlay endpoints: 02:42 then the IPv4 address.
+    pub fn from_ipv4(ip: Ipv4Addr) -> MacAddr {
+        let o = ip.octets();
+        MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
+    }
+}
+
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl std::str::FromStr for MacAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(|| {
+                format!("`{s}` is not a MAC address (want six hex pairs like 02:42:0a:00:00:02)")
+            })?;
+            if part.len() != 2 {
+                return Err(format!(
+                    "`{s}` is not a MAC address (want six hex pairs like 02:42:0a:00:00:02)"
+                ));
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| {
+                format!("`{s}` is not a MAC address (want six hex pairs like 02:42:0a:00:00:02)")
+            })?;
+        }
+        if parts.next().is_some() {
+            return Err(format!(
+                "`{s}` is not a MAC address (want six hex pairs like 02:42:0a:00:00:02)"
+            ));
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+impl Tables {
+    /// The network called `name`.
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// Whether `e` lives on this node.
+    pub fn is_local(&self, e: &Endpoint) -> bool {
+        e.node == self.node.underlay
+    }
+}
+
+impl Network {
+    /// The gateway: explicit, else the first host address of the subnet.
+    pub fn gateway_or_default(&self) -> Ipv4Addr {
+        self.gateway
+            .unwrap_or_else(|| Ipv4Addr::from(u32::from(self.subnet.network()).saturating_add(1)))
+    }
+
+    /// The MTU of the network's interfaces: explicit, else the underlay MTU
+    /// minus the 50 bytes of VXLAN over IPv4.
+    pub fn mtu_or(&self, underlay_mtu: u16) -> u16 {
+        self.mtu.unwrap_or(underlay_mtu.saturating_sub(50))
+    }
+}
+
+impl Endpoint {
+    /// The MAC: explicit, else [`MacAddr::from_ipv4`] of the IP.
+    pub fn mac_or_default(&self) -> MacAddr {
+        self.mac.unwrap_or_else(|| MacAddr::from_ipv4(self.ip))
+    }
+}
+
+#[cfg(test)]
+mod tests;
