@@ -1,0 +1,21 @@
+//! shoal's control plane.
+//!
+//! So far the pure foundations that the networked parts will be wired onto:
+//! - [`pki`]: the cluster CA, node certificates and join tokens;
+//! - [`state`]: the typed cluster state that Raft replicates, changed only
+//!   by applying [`state::Command`]s, deterministically;
+//! - [`ids`] and [`role`]: the names both of them use.
+//!
+//! Nothing here opens a socket or starts a task; the only I/O is
+//! [`pki::write_private`].
+
+#![forbid(unsafe_code)]
+
+mod base36;
+pub mod ids;
+pub mod pki;
+pub mod role;
+pub mod state;
+
+pub use ids::{NetworkId, NodeId, ServiceId, TaskId};
+pub use role::Role;

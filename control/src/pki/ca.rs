@@ -1,0 +1,201 @@
+//! The cluster CA: created by `swarm init`, kept by managers, used to
+//! issue node certificates from CSRs.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+
+use super::digest::{CaCertificate, CaDigest};
+use super::{NodeCert, PkiError};
+use crate::ids::{NodeId, random_bytes};
+use crate::role::Role;
+
+/// How long the CA is valid: 20 years, Swarm's default.
+pub const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
+/// How long a node certificate is valid: 90 days, Swarm's default.
+pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Certificates start an hour in the past so a node whose clock is a bit
+/// behind the CA's still accepts them.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// The cluster's certificate authority: its certificate and signing key.
+pub struct ClusterCa {
+    cert: CaCertificate,
+    issuer: Issuer<'static, KeyPair>,
+    cluster_name: String,
+}
+
+impl ClusterCa {
+    /// A new self-signed CA (ECDSA P-256) for the cluster `cluster_name`,
+    /// which also goes into every node certificate's organization.
+    pub fn generate(cluster_name: &str) -> Result<ClusterCa, PkiError> {
+        check_cluster_name(cluster_name)?;
+        let rcgen_err = |what| move |source| PkiError::Rcgen { what, source };
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(rcgen_err("generate the CA key"))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "swarm-ca");
+        dn.push(DnType::OrganizationName, cluster_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = SystemTime::now();
+        params.not_before = (now - BACKDATE).into();
+        params.not_after = (now + CA_VALIDITY).into();
+        params.serial_number = Some(random_serial()?);
+        let cert = params
+            .self_signed(&key)
+            .map_err(rcgen_err("self-sign the CA certificate"))?;
+        Ok(ClusterCa {
+            cert: CaCertificate::from_der(cert.der().to_vec())?,
+            issuer: Issuer::new(params, key),
+            cluster_name: cluster_name.to_owned(),
+        })
+    }
+
+    /// Loads a CA written by [`ClusterCa::cert_pem`] and
+    /// [`ClusterCa::key_pem`], checking that key and certificate match.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<ClusterCa, PkiError> {
+        let cert = CaCertificate::from_pem(cert_pem)?;
+        let key = KeyPair::from_pem(key_pem).map_err(|source| PkiError::BadKey {
+            what: "the CA key",
+            source,
+        })?;
+        let bad = |reason: String| PkiError::BadCertificate {
+            what: "the CA certificate",
+            reason,
+        };
+        let (_, x509) = x509_parser::parse_x509_certificate(cert.der())
+            .map_err(|e| bad(format!("it is not valid X.509 ({e})")))?;
+        if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(PkiError::KeyMismatch);
+        }
+        let cluster_name = x509
+            .subject()
+            .iter_organization()
+            .next()
+            .and_then(|o| o.as_str().ok())
+            .ok_or_else(|| bad("it names no cluster (organization)".into()))?
+            .to_owned();
+        let issuer = Issuer::from_ca_cert_der(&cert.der().to_vec().into(), key)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(ClusterCa {
+            cert,
+            issuer,
+            cluster_name,
+        })
+    }
+
+    /// The certificate alone, as handed to joining nodes.
+    pub fn certificate(&self) -> &CaCertificate {
+        &self.cert
+    }
+
+    /// The certificate in PEM.
+    pub fn cert_pem(&self) -> &str {
+        self.cert.pem()
+    }
+
+    /// The signing key in PKCS#8 PEM; store it with
+    /// [`write_private`](super::write_private).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// SHA-256 of the certificate's DER, as pinned by join tokens.
+    pub fn digest(&self) -> CaDigest {
+        self.cert.digest()
+    }
+
+    /// The cluster name in the CA's organization.
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster_name
+    }
+
+    /// Signs a certificate for `node_id` in `role` over the public key of
+    /// `csr_pem`, valid for [`NODE_CERT_VALIDITY`] from now.
+    ///
+    /// Only the CSR's key is used: what the certificate says (id, role,
+    /// cluster, usages) is decided here, so a node cannot ask for a role
+    /// its token did not grant.
+    pub fn issue(&self, node_id: &NodeId, role: Role, csr_pem: &str) -> Result<NodeCert, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::BadCsr)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, node_id.as_str());
+        dn.push(DnType::OrganizationalUnitName, role.org_unit());
+        dn.push(DnType::OrganizationName, self.cluster_name.as_str());
+        params.distinguished_name = dn;
+        let what = "issue the node certificate";
+        let ia5 = |s: String| {
+            s.try_into()
+                .map_err(|source| PkiError::Rcgen { what, source })
+        };
+        // The node id as a DNS name lets rustls verify a peer by id; the
+        // role name matches Swarm's certificates; the URI is the id in a
+        // form no DNS name can be confused with.
+        params.subject_alt_names = vec![
+            SanType::DnsName(ia5(node_id.to_string())?),
+            SanType::DnsName(ia5(role.org_unit().to_owned())?),
+            SanType::URI(ia5(format!("shoal://node/{node_id}"))?),
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Every node is both a client and a server of mTLS connections.
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let now = SystemTime::now();
+        params.not_before = (now - BACKDATE).into();
+        params.not_after = (now + NODE_CERT_VALIDITY).into();
+        params.serial_number = Some(random_serial()?);
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(|source| PkiError::Rcgen { what, source })?;
+        NodeCert::from_der(cert.der().to_vec())
+    }
+}
+
+impl fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterCa")
+            .field("cluster_name", &self.cluster_name)
+            .field("digest", &self.digest())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cluster names go into certificates' organization (at most 64
+/// characters in X.520) and into messages.
+fn check_cluster_name(name: &str) -> Result<(), PkiError> {
+    let count = name.chars().count();
+    if (1..=64).contains(&count) && !name.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(PkiError::ClusterName(name.chars().take(80).collect()))
+    }
+}
+
+/// A random positive 128-bit serial, so re-issuing for the same key never
+/// repeats a serial (RFC 5280 wants them unique per CA).
+fn random_serial() -> Result<SerialNumber, PkiError> {
+    let mut bytes = [0u8; 16];
+    random_bytes(&mut bytes)?;
+    // Clear the top bit: serials are positive DER integers.
+    bytes[0] &= 0x7f;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+#[cfg(test)]
+mod tests;

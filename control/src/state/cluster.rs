@@ -1,0 +1,135 @@
+//! [`ClusterState`]: the maps, read access, and command dispatch.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::{Command, Outcome, SecretBytes};
+use super::ipam::Ipam;
+use super::model::{Network, Node, Service, Task};
+use super::{StateError, names};
+use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
+
+/// The replicated cluster state. Fields are private so that only
+/// [`ClusterState::apply`] changes them and its invariants hold: ids and
+/// names are unique, every address in use is recorded once in its
+/// network's [`Ipam`], VNIs and subnets do not collide.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub(super) nodes: BTreeMap<NodeId, Node>,
+    pub(super) networks: BTreeMap<NetworkId, Network>,
+    pub(super) services: BTreeMap<ServiceId, Service>,
+    pub(super) tasks: BTreeMap<TaskId, Task>,
+    pub(super) ipam: BTreeMap<NetworkId, Ipam>,
+    pub(super) secrets: BTreeMap<String, SecretBytes>,
+}
+
+impl ClusterState {
+    /// An empty state.
+    pub fn new() -> ClusterState {
+        ClusterState::default()
+    }
+
+    /// Applies `cmd` entirely, or refuses it and changes nothing.
+    pub fn apply(&mut self, cmd: Command) -> Result<Outcome, StateError> {
+        match cmd {
+            Command::AddNode(node) => self.add_node(node),
+            Command::UpdateNode { id, update } => self.update_node(&id, update),
+            Command::RemoveNode { id, force } => self.remove_node(&id, force),
+            Command::CreateNetwork(spec) => self.create_network(spec),
+            Command::RemoveNetwork { id } => self.remove_network(&id),
+            Command::CreateService { id, spec } => self.create_service(id, spec),
+            Command::UpdateService { id, version, spec } => self.update_service(&id, version, spec),
+            Command::RemoveService { id } => self.remove_service(&id),
+            Command::CreateTask {
+                id,
+                service,
+                slot,
+                node,
+            } => self.create_task(id, service, slot, node),
+            Command::UpdateTask { id, update } => self.update_task(&id, update),
+            Command::RemoveTask { id } => self.remove_task(&id),
+            Command::SetSecret { name, value } => {
+                names::check_network_like("secret", &name)?;
+                self.secrets.insert(name, value);
+                Ok(Outcome::Applied)
+            }
+            Command::RemoveSecret { name } => match self.secrets.remove(&name) {
+                Some(_) => Ok(Outcome::Applied),
+                None => Err(StateError::SecretNotFound(name)),
+            },
+        }
+    }
+
+    /// All nodes, by id.
+    pub fn nodes(&self) -> &BTreeMap<NodeId, Node> {
+        &self.nodes
+    }
+
+    /// One node.
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+
+    /// All networks, by id.
+    pub fn networks(&self) -> &BTreeMap<NetworkId, Network> {
+        &self.networks
+    }
+
+    /// One network.
+    pub fn network(&self, id: &NetworkId) -> Option<&Network> {
+        self.networks.get(id)
+    }
+
+    /// The network called `name`.
+    pub fn network_by_name(&self, name: &str) -> Option<&Network> {
+        self.networks.values().find(|n| n.name == name)
+    }
+
+    /// The routing-mesh network, if there is one.
+    pub fn ingress_network(&self) -> Option<&Network> {
+        self.networks.values().find(|n| n.ingress)
+    }
+
+    /// The address allocations of a network.
+    pub fn ipam(&self, id: &NetworkId) -> Option<&Ipam> {
+        self.ipam.get(id)
+    }
+
+    /// All services, by id.
+    pub fn services(&self) -> &BTreeMap<ServiceId, Service> {
+        &self.services
+    }
+
+    /// One service.
+    pub fn service(&self, id: &ServiceId) -> Option<&Service> {
+        self.services.get(id)
+    }
+
+    /// The service called `name`.
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.services.values().find(|s| s.spec.name == name)
+    }
+
+    /// All tasks, by id.
+    pub fn tasks(&self) -> &BTreeMap<TaskId, Task> {
+        &self.tasks
+    }
+
+    /// One task.
+    pub fn task(&self, id: &TaskId) -> Option<&Task> {
+        self.tasks.get(id)
+    }
+
+    /// A secret's value.
+    pub fn secret(&self, name: &str) -> Option<&[u8]> {
+        self.secrets.get(name).map(|s| s.0.as_slice())
+    }
+
+    /// A network's name for messages, or its id if it is gone.
+    pub(super) fn network_name(&self, id: &NetworkId) -> String {
+        self.networks
+            .get(id)
+            .map_or_else(|| id.to_string(), |n| n.name.clone())
+    }
+}

@@ -1,0 +1,201 @@
+//! The changes Raft replicates: one [`Command`] per log entry, and the
+//! [`Outcome`] applying it returns.
+//!
+//! Commands carry every id and every choice that needs randomness, so
+//! applying one is deterministic; what the state allocates itself (VNIs,
+//! subnets, addresses, published ports) it picks the same way everywhere
+//! and reports in the outcome.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::model::{
+    Availability, DesiredState, Node, NodeStatus, PortConfig, ServiceSpec, TaskState,
+};
+use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
+use crate::role::Role;
+
+/// A change to the cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// A node joined.
+    AddNode(Node),
+    /// Change a node's availability, role, status, address or labels.
+    UpdateNode {
+        /// Which node.
+        id: NodeId,
+        /// What to change.
+        update: NodeUpdate,
+    },
+    /// Forget a node. Refused for managers (demote first), and without
+    /// `force` for nodes that are not down or still have tasks that should
+    /// run; with `force` those tasks are orphaned for rescheduling.
+    RemoveNode {
+        /// Which node.
+        id: NodeId,
+        /// Remove even if it is up or has tasks (`shoal node rm --force`).
+        force: bool,
+    },
+    /// Create an overlay network.
+    CreateNetwork(NetworkSpec),
+    /// Remove a network no service or task uses.
+    RemoveNetwork {
+        /// Which network.
+        id: NetworkId,
+    },
+    /// Create a service.
+    CreateService {
+        /// Its new id.
+        id: ServiceId,
+        /// What it should be.
+        spec: ServiceSpec,
+    },
+    /// Replace a service's spec.
+    UpdateService {
+        /// Which service.
+        id: ServiceId,
+        /// The version the new spec was based on; a stale one is refused
+        /// so concurrent updates do not silently overwrite each other.
+        version: u64,
+        /// The new spec.
+        spec: ServiceSpec,
+    },
+    /// Remove a service; its tasks are told to shut down.
+    RemoveService {
+        /// Which service.
+        id: ServiceId,
+    },
+    /// Create a task of a service, with addresses on its networks.
+    CreateTask {
+        /// Its new id.
+        id: TaskId,
+        /// Its service.
+        service: ServiceId,
+        /// Its replica slot.
+        slot: Option<u64>,
+        /// Its node, if already placed.
+        node: Option<NodeId>,
+    },
+    /// Place a task or record its progress.
+    UpdateTask {
+        /// Which task.
+        id: TaskId,
+        /// What to change.
+        update: TaskUpdate,
+    },
+    /// Forget a task and free its addresses.
+    RemoveTask {
+        /// Which task.
+        id: TaskId,
+    },
+    /// Store a cluster secret (e.g. an overlay encryption key).
+    SetSecret {
+        /// Its name.
+        name: String,
+        /// Its value.
+        value: SecretBytes,
+    },
+    /// Remove a cluster secret.
+    RemoveSecret {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Changes to a node; `None` and empty fields leave things as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeUpdate {
+    /// New availability.
+    pub availability: Option<Availability>,
+    /// New role (promote or demote).
+    pub role: Option<Role>,
+    /// New status, from failure detection.
+    pub status: Option<NodeStatus>,
+    /// New advertise address.
+    pub addr: Option<SocketAddr>,
+    /// Labels to add or overwrite.
+    pub labels_add: BTreeMap<String, String>,
+    /// Labels to remove.
+    pub labels_rm: BTreeSet<String>,
+}
+
+/// A network to create; the state picks what is left empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// Its new id.
+    pub id: NetworkId,
+    /// Its unique name.
+    pub name: String,
+    /// Its subnet; by default the lowest free /24 of 10.0.0.0/8.
+    pub subnet: Option<Ipv4Net>,
+    /// Its VXLAN id; by default the lowest free one from 4096.
+    pub vni: Option<u32>,
+    /// Whether standalone tasks may attach.
+    pub attachable: bool,
+    /// Whether it is the routing-mesh network.
+    pub ingress: bool,
+    /// Whether its traffic is encrypted.
+    pub encrypted: bool,
+}
+
+/// Changes to a task; `None` leaves a field as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskUpdate {
+    /// The node it is placed on.
+    pub node: Option<NodeId>,
+    /// What it should do; only Running to Shutdown.
+    pub desired: Option<DesiredState>,
+    /// What it does; only forward.
+    pub state: Option<TaskState>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Secret bytes whose `Debug` does not show them.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// What applying a command did, with anything the state chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done; nothing was allocated.
+    Applied,
+    /// A network was created with these parameters.
+    NetworkCreated {
+        /// Its VXLAN id.
+        vni: u32,
+        /// Its subnet.
+        subnet: Ipv4Net,
+        /// Its gateway.
+        gateway: Ipv4Addr,
+    },
+    /// A service was created or updated.
+    ServiceSaved {
+        /// Its new version.
+        version: u64,
+        /// Its VIPs.
+        vips: BTreeMap<NetworkId, Ipv4Addr>,
+        /// Its ports, with published ports filled in.
+        ports: Vec<PortConfig>,
+    },
+    /// A task was created with these addresses.
+    TaskCreated {
+        /// Its address on each network.
+        addresses: BTreeMap<NetworkId, Ipv4Addr>,
+    },
+}

@@ -1,0 +1,33 @@
+//! The cluster state that Raft replicates among managers.
+//!
+//! [`ClusterState`] holds nodes, networks, services, tasks, address
+//! allocations and secrets. It changes only through
+//! [`ClusterState::apply`], which takes a [`Command`] (one Raft log entry)
+//! and either applies all of it and returns an [`Outcome`], or refuses it
+//! with a [`StateError`] and changes nothing. Every handler validates first
+//! and mutates after, and every choice (VNI, subnet, address, port) is the
+//! lowest free one, so all managers that apply the same log hold equal
+//! states.
+
+mod cluster;
+mod command;
+mod error;
+pub mod ipam;
+pub mod model;
+mod names;
+mod networks;
+mod nodes;
+mod services;
+mod tasks;
+
+pub use cluster::ClusterState;
+pub use command::{Command, NetworkSpec, NodeUpdate, Outcome, SecretBytes, TaskUpdate};
+pub use error::StateError;
+pub use ipam::Ipam;
+pub use model::{
+    Availability, DesiredState, EndpointMode, Network, Node, NodeStatus, PortConfig, Protocol,
+    PublishMode, Service, ServiceMode, ServiceSpec, Task, TaskState,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+//! The objects of the cluster state: nodes, networks, services, tasks.
+//!
+//! Plain data with serde, so Raft can replicate and snapshot them and the
+//! admin API can show them. Maps are `BTreeMap`s so iteration and
+//! serialization are the same on every manager.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
+use crate::role::Role;
+
+/// Whether the scheduler may place tasks on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    /// New tasks may be placed.
+    #[default]
+    Active,
+    /// No new tasks; running ones stay.
+    Pause,
+    /// No tasks; running ones are moved elsewhere.
+    Drain,
+}
+
+/// Whether a node is alive, as membership last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Not seen yet.
+    #[default]
+    Unknown,
+    /// Alive.
+    Ready,
+    /// Declared dead by failure detection, or left.
+    Down,
+}
+
+/// A member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Its id, also its certificate's common name.
+    pub id: NodeId,
+    /// `HOSTNAME` in listings.
+    pub hostname: String,
+    /// Manager or worker.
+    pub role: Role,
+    /// Whether tasks may be placed on it.
+    pub availability: Availability,
+    /// Alive or not.
+    pub status: NodeStatus,
+    /// Operator labels, matched by placement constraints.
+    pub labels: BTreeMap<String, String>,
+    /// Where other nodes reach it.
+    pub addr: SocketAddr,
+    /// What runs its tasks, e.g. "shoal-process".
+    pub engine: String,
+}
+
+/// A VXLAN overlay network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// Its id.
+    pub id: NetworkId,
+    /// Its unique name.
+    pub name: String,
+    /// Always "overlay" for now; kept so listings read like Swarm's.
+    pub driver: String,
+    /// The VXLAN network identifier.
+    pub vni: u32,
+    /// The IPv4 subnet tasks and VIPs get addresses from.
+    pub subnet: Ipv4Net,
+    /// The first host address of the subnet.
+    pub gateway: Ipv4Addr,
+    /// Whether standalone tasks may attach.
+    pub attachable: bool,
+    /// Whether this is the routing-mesh network (at most one).
+    pub ingress: bool,
+    /// Whether VXLAN traffic is encrypted.
+    pub encrypted: bool,
+}
+
+/// How many tasks a service wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceMode {
+    /// A fixed number of tasks spread over the nodes.
+    Replicated {
+        /// How many.
+        replicas: u64,
+    },
+    /// One task on every eligible node.
+    Global,
+}
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// Where a published port answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// On every node, through the routing mesh.
+    #[default]
+    Ingress,
+    /// Only on nodes that run a task, straight to it.
+    Host,
+}
+
+/// A port a service publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The port the task listens on.
+    pub target: u16,
+    /// The port clients connect to; for ingress ports left empty the state
+    /// picks one from 30000-32767, as Swarm does.
+    pub published: Option<u16>,
+    /// Routing mesh or host.
+    pub mode: PublishMode,
+}
+
+/// How clients of a service find its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    /// One virtual IP per network, load-balanced to the tasks.
+    #[default]
+    Vip,
+    /// DNS round robin over the task addresses; no VIP.
+    Dnsrr,
+}
+
+/// What an operator asks for when creating or updating a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Unique name.
+    pub name: String,
+    /// Replicated or global.
+    pub mode: ServiceMode,
+    /// The task's command and arguments.
+    pub command: Vec<String>,
+    /// Environment variables, `K=V`.
+    pub env: Vec<String>,
+    /// Overlay networks the tasks attach to.
+    pub networks: Vec<NetworkId>,
+    /// Published ports.
+    pub ports: Vec<PortConfig>,
+    /// VIP or DNS round robin.
+    pub endpoint_mode: EndpointMode,
+    /// Placement constraints, e.g. `node.labels.zone==a`.
+    pub constraints: Vec<String>,
+}
+
+/// A service as the state holds it: the spec plus what the state
+/// allocated for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Its id.
+    pub id: ServiceId,
+    /// What was asked for; ingress ports have `published` filled in.
+    pub spec: ServiceSpec,
+    /// Its virtual IP on each network (and on the ingress network when it
+    /// publishes ingress ports); empty in DNS round-robin mode.
+    pub vips: BTreeMap<NetworkId, Ipv4Addr>,
+    /// Bumped by every update; updates name the version they were based on.
+    pub version: u64,
+}
+
+/// What a task should be doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    /// Keep it running.
+    #[default]
+    Running,
+    /// Stop it.
+    Shutdown,
+}
+
+/// What a task is doing. The order is Swarm's: a task only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Created by an orchestrator.
+    #[default]
+    New,
+    /// Waiting for the scheduler.
+    Pending,
+    /// Placed on a node.
+    Assigned,
+    /// Being started by the node's agent.
+    Starting,
+    /// Running.
+    Running,
+    /// Exited with status 0.
+    Complete,
+    /// Stopped on request.
+    Shutdown,
+    /// Exited with an error or could not start.
+    Failed,
+    /// The node refused it.
+    Rejected,
+    /// Its node went away.
+    Orphaned,
+}
+
+impl TaskState {
+    /// True once the task has stopped for good.
+    pub fn is_terminal(self) -> bool {
+        self >= TaskState::Complete
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Orphaned => "orphaned",
+        })
+    }
+}
+
+/// One instance of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Its id.
+    pub id: TaskId,
+    /// The service it belongs to.
+    pub service: ServiceId,
+    /// Its replica number, for replicated services.
+    pub slot: Option<u64>,
+    /// The node it is placed on, once scheduled.
+    pub node: Option<NodeId>,
+    /// What it should be doing.
+    pub desired: DesiredState,
+    /// What it is doing.
+    pub state: TaskState,
+    /// Its address on each of the service's networks.
+    pub addresses: BTreeMap<NetworkId, Ipv4Addr>,
+    /// Why it failed or was rejected.
+    pub error: Option<String>,
+}

@@ -1,0 +1,221 @@
+use super::*;
+
+#[test]
+fn add_refuses_duplicates_and_empty_labels() {
+    let mut s = cluster();
+    let msg = refused(&mut s, Command::AddNode(node("w1", Role::Worker)));
+    assert!(msg.contains("already a member"), "{msg}");
+    let mut n = node("w2", Role::Worker);
+    n.labels.insert(String::new(), "x".into());
+    refused(&mut s, Command::AddNode(n));
+}
+
+#[test]
+fn update_changes_fields_and_labels() {
+    let mut s = cluster();
+    let mut update = NodeUpdate {
+        availability: Some(Availability::Drain),
+        status: Some(NodeStatus::Down),
+        ..NodeUpdate::default()
+    };
+    update.labels_add.insert("zone".into(), "a".into());
+    ok(
+        &mut s,
+        Command::UpdateNode {
+            id: node_id("w1"),
+            update,
+        },
+    );
+    let w1 = s.node(&node_id("w1")).unwrap();
+    assert_eq!(w1.availability, Availability::Drain);
+    assert_eq!(w1.status, NodeStatus::Down);
+    assert_eq!(w1.labels.get("zone").map(String::as_str), Some("a"));
+
+    let mut update = NodeUpdate::default();
+    update.labels_rm.insert("zone".into());
+    ok(
+        &mut s,
+        Command::UpdateNode {
+            id: node_id("w1"),
+            update,
+        },
+    );
+    assert!(s.node(&node_id("w1")).unwrap().labels.is_empty());
+}
+
+#[test]
+fn update_refuses_unknown_node_conflicting_labels_and_last_manager_demotion() {
+    let mut s = cluster();
+    let msg = refused(
+        &mut s,
+        Command::UpdateNode {
+            id: node_id("nope"),
+            update: NodeUpdate::default(),
+        },
+    );
+    assert!(msg.contains("`shoal node ls`"), "{msg}");
+
+    let mut update = NodeUpdate {
+        availability: Some(Availability::Pause),
+        ..Default::default()
+    };
+    update.labels_add.insert("k".into(), "v".into());
+    update.labels_rm.insert("k".into());
+    refused(
+        &mut s,
+        Command::UpdateNode {
+            id: node_id("w1"),
+            update,
+        },
+    );
+
+    let demote = NodeUpdate {
+        role: Some(Role::Worker),
+        ..Default::default()
+    };
+    let msg = refused(
+        &mut s,
+        Command::UpdateNode {
+            id: node_id("m1"),
+            update: demote.clone(),
+        },
+    );
+    assert!(msg.contains("last manager"), "{msg}");
+
+    let promote = NodeUpdate {
+        role: Some(Role::Manager),
+        ..Default::default()
+    };
+    ok(
+        &mut s,
+        Command::UpdateNode {
+            id: node_id("w1"),
+            update: promote,
+        },
+    );
+    ok(
+        &mut s,
+        Command::UpdateNode {
+            id: node_id("m1"),
+            update: demote,
+        },
+    );
+    assert_eq!(s.node(&node_id("m1")).unwrap().role, Role::Worker);
+}
+
+#[test]
+fn remove_refuses_managers_live_nodes_and_nodes_with_tasks() {
+    let mut s = cluster();
+    let msg = refused(
+        &mut s,
+        Command::RemoveNode {
+            id: node_id("m1"),
+            force: true,
+        },
+    );
+    assert!(msg.contains("demote it first"), "{msg}");
+    let msg = refused(
+        &mut s,
+        Command::RemoveNode {
+            id: node_id("w1"),
+            force: false,
+        },
+    );
+    assert!(msg.contains("not down"), "{msg}");
+    refused(
+        &mut s,
+        Command::RemoveNode {
+            id: node_id("nope"),
+            force: true,
+        },
+    );
+
+    ok(
+        &mut s,
+        Command::CreateService {
+            id: svc_id("s1"),
+            spec: spec("web", &["backend"]),
+        },
+    );
+    ok(
+        &mut s,
+        Command::CreateTask {
+            id: task_id("t1"),
+            service: svc_id("s1"),
+            slot: Some(1),
+            node: Some(node_id("w1")),
+        },
+    );
+    let down = NodeUpdate {
+        status: Some(NodeStatus::Down),
+        ..Default::default()
+    };
+    ok(
+        &mut s,
+        Command::UpdateNode {
+            id: node_id("w1"),
+            update: down,
+        },
+    );
+    let msg = refused(
+        &mut s,
+        Command::RemoveNode {
+            id: node_id("w1"),
+            force: false,
+        },
+    );
+    assert!(msg.contains("1 task(s)"), "{msg}");
+
+    // Once its task is told to stop, a down worker can go.
+    let stop = TaskUpdate {
+        desired: Some(DesiredState::Shutdown),
+        ..Default::default()
+    };
+    let mut stopped = s.clone();
+    ok(
+        &mut stopped,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: stop,
+        },
+    );
+    ok(
+        &mut stopped,
+        Command::RemoveNode {
+            id: node_id("w1"),
+            force: false,
+        },
+    );
+    assert!(stopped.node(&node_id("w1")).is_none());
+}
+
+#[test]
+fn forced_removal_orphans_unfinished_tasks() {
+    let mut s = cluster();
+    ok(
+        &mut s,
+        Command::CreateService {
+            id: svc_id("s1"),
+            spec: spec("web", &["backend"]),
+        },
+    );
+    ok(
+        &mut s,
+        Command::CreateTask {
+            id: task_id("t1"),
+            service: svc_id("s1"),
+            slot: Some(1),
+            node: Some(node_id("w1")),
+        },
+    );
+    ok(
+        &mut s,
+        Command::RemoveNode {
+            id: node_id("w1"),
+            force: true,
+        },
+    );
+    let t = s.task(&task_id("t1")).unwrap();
+    assert_eq!(t.state, TaskState::Orphaned);
+    assert_eq!(t.desired, DesiredState::Shutdown);
+}

@@ -1,0 +1,232 @@
+use super::*;
+
+fn with_service() -> ClusterState {
+    let mut s = cluster();
+    let mut web = spec("web", &["backend"]);
+    web.ports.push(port(Some(80), 80, Protocol::Tcp));
+    ok(
+        &mut s,
+        Command::CreateService {
+            id: svc_id("s1"),
+            spec: web,
+        },
+    );
+    s
+}
+
+fn create(id: &str, node: Option<&str>) -> Command {
+    Command::CreateTask {
+        id: task_id(id),
+        service: svc_id("s1"),
+        slot: Some(1),
+        node: node.map(node_id),
+    }
+}
+
+#[test]
+fn create_allocates_from_the_bottom_of_every_attached_network() {
+    let mut s = with_service();
+    let out = ok(&mut s, create("t1", None));
+    let Outcome::TaskCreated { addresses } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        addresses.get(&net_id("backend")),
+        Some(&"10.0.1.2".parse().unwrap())
+    );
+    assert_eq!(
+        addresses.get(&net_id("ingress")),
+        Some(&"10.0.0.2".parse().unwrap())
+    );
+    assert_eq!(s.task(&task_id("t1")).unwrap().state, TaskState::New);
+    ok(&mut s, create("t2", Some("w1")));
+    assert_eq!(s.task(&task_id("t2")).unwrap().state, TaskState::Assigned);
+}
+
+#[test]
+fn create_refuses_duplicates_and_unknown_references() {
+    let mut s = with_service();
+    ok(&mut s, create("t1", None));
+    refused(&mut s, create("t1", None));
+    let msg = refused(&mut s, create("t2", Some("ghost")));
+    assert!(msg.contains("node `ghost` not found"), "{msg}");
+    let msg = refused(
+        &mut s,
+        Command::CreateTask {
+            id: task_id("t2"),
+            service: svc_id("ghost"),
+            slot: None,
+            node: None,
+        },
+    );
+    assert!(msg.contains("service `ghost` not found"), "{msg}");
+}
+
+#[test]
+fn updates_only_move_forward() {
+    let mut s = with_service();
+    ok(&mut s, create("t1", None));
+    let to = |state| TaskUpdate {
+        state: Some(state),
+        ..Default::default()
+    };
+    ok(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: TaskUpdate {
+                node: Some(node_id("w1")),
+                ..to(TaskState::Assigned)
+            },
+        },
+    );
+    ok(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: to(TaskState::Running),
+        },
+    );
+    let msg = refused(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: to(TaskState::Starting),
+        },
+    );
+    assert!(msg.contains("from running back to starting"), "{msg}");
+
+    let fail = TaskUpdate {
+        error: Some("exit 1".into()),
+        ..to(TaskState::Failed)
+    };
+    ok(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: fail,
+        },
+    );
+    assert_eq!(
+        s.task(&task_id("t1")).unwrap().error.as_deref(),
+        Some("exit 1")
+    );
+
+    let stop = TaskUpdate {
+        desired: Some(DesiredState::Shutdown),
+        ..Default::default()
+    };
+    ok(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: stop,
+        },
+    );
+    let run = TaskUpdate {
+        desired: Some(DesiredState::Running),
+        ..Default::default()
+    };
+    let msg = refused(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: run,
+        },
+    );
+    assert!(msg.contains("cannot run again"), "{msg}");
+
+    let ghost_node = TaskUpdate {
+        node: Some(node_id("ghost")),
+        ..Default::default()
+    };
+    refused(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: ghost_node,
+        },
+    );
+    refused(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("nope"),
+            update: TaskUpdate::default(),
+        },
+    );
+}
+
+#[test]
+fn remove_frees_addresses_for_reuse() {
+    let mut s = with_service();
+    ok(&mut s, create("t1", None));
+    ok(&mut s, create("t2", None));
+    ok(&mut s, Command::RemoveTask { id: task_id("t1") });
+    refused(&mut s, Command::RemoveTask { id: task_id("t1") });
+    let out = ok(&mut s, create("t3", None));
+    let Outcome::TaskCreated { addresses } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        addresses.get(&net_id("backend")),
+        Some(&"10.0.1.2".parse().unwrap())
+    );
+}
+
+#[test]
+fn a_full_network_refuses_the_task_everywhere() {
+    let mut s = cluster();
+    ok(
+        &mut s,
+        Command::CreateNetwork(network("tiny", "tiny", Some("192.168.0.0/29"))),
+    );
+    ok(
+        &mut s,
+        Command::CreateService {
+            id: svc_id("s1"),
+            spec: spec("web", &["backend", "tiny"]),
+        },
+    );
+    // /29: 5 allocatable addresses, one is the VIP.
+    for i in 0..4 {
+        ok(&mut s, create(&format!("t{i}"), None));
+    }
+    let msg = refused(&mut s, create("t9", None));
+    assert!(
+        msg.contains("network `tiny` (192.168.0.0/29) has no free address"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn secrets_are_set_read_and_removed() {
+    let mut s = ClusterState::new();
+    ok(
+        &mut s,
+        Command::SetSecret {
+            name: "overlay-key".into(),
+            value: SecretBytes(vec![1, 2, 3]),
+        },
+    );
+    assert_eq!(s.secret("overlay-key"), Some(&[1u8, 2, 3][..]));
+    assert!(!format!("{s:?}").contains("[1, 2, 3]"));
+    refused(
+        &mut s,
+        Command::SetSecret {
+            name: "bad name".into(),
+            value: SecretBytes(vec![]),
+        },
+    );
+    ok(
+        &mut s,
+        Command::RemoveSecret {
+            name: "overlay-key".into(),
+        },
+    );
+    refused(
+        &mut s,
+        Command::RemoveSecret {
+            name: "overlay-key".into(),
+        },
+    );
+}
