@@ -6,7 +6,7 @@
 //! [`overlay`], and touch the operating system only in [`sys`].
 
 pub mod engine;
-
+pub mod lb;
 pub mod overlay;
 pub mod sys;
 pub mod tables;

@@ -8,7 +8,12 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::tables::{MacAddr, Tables};
+use crate::lb::{BackendSet, LbBackend, maglev};
+use crate::tables::{MacAddr, Protocol, Tables};
+
+/// Seed of the flow hash that picks a backend. Every node (and the eBPF
+/// engine) uses this value, so a flow maps to the same backend everywhere.
+pub const LB_FLOW_SEED: u64 = 0x7368_6f61_6c5f_6c62;
 
 /// Index of a local port (a task interface) in the engine's port table.
 pub type PortId = usize;
@@ -29,6 +34,22 @@ pub struct Station {
     pub at: Location,
 }
 
+/// A service's virtual IP on one network.
+#[derive(Debug, Clone)]
+pub struct Vip {
+    pub service: String,
+    /// `(protocol, port)` pairs the VIP answers on.
+    pub ports: Vec<(Protocol, u16)>,
+    /// The service's backends on this network.
+    pub backends: BackendSet,
+}
+
+impl Vip {
+    pub fn serves(&self, proto: Protocol, port: u16) -> bool {
+        self.ports.contains(&(proto, port))
+    }
+}
+
 /// Forwarding state of one overlay network.
 #[derive(Debug, Clone)]
 pub struct Segment {
@@ -41,9 +62,15 @@ pub struct Segment {
     pub mtu: u16,
     by_ip: HashMap<Ipv4Addr, Station>,
     by_mac: HashMap<MacAddr, Location>,
+    vips: HashMap<Ipv4Addr, Vip>,
 }
 
 impl Segment {
+    /// The service VIP at `ip`, if any.
+    pub fn vip(&self, ip: Ipv4Addr) -> Option<&Vip> {
+        self.vips.get(&ip)
+    }
+
     /// The station holding `ip`, if the tables know one.
     pub fn station(&self, ip: Ipv4Addr) -> Option<&Station> {
         self.by_ip.get(&ip)
@@ -57,7 +84,8 @@ impl Segment {
     /// The MAC the VTEP answers an ARP request for `ip` with: the station's,
     /// or the gateway's.
     pub fn arp_answer(&self, ip: Ipv4Addr) -> Option<MacAddr> {
-        if ip == self.gateway {
+        // The VTEP takes VIP traffic in; the gateway's MAC says so.
+        if ip == self.gateway || self.vips.contains_key(&ip) {
             return Some(self.gateway_mac);
         }
         self.by_ip.get(&ip).map(|s| s.mac)
@@ -96,6 +124,7 @@ impl Fdb {
                 mtu: net.mtu_or(underlay_mtu),
                 by_ip: HashMap::new(),
                 by_mac: HashMap::new(),
+                vips: HashMap::new(),
             });
         }
         for ep in &tables.endpoints {
@@ -115,7 +144,47 @@ impl Fdb {
             segment.by_ip.insert(ep.ip, Station { mac, at });
             segment.by_mac.insert(mac, at);
         }
+        for svc in &tables.services {
+            for (net, &vip) in &svc.vips {
+                let Some(segment) = fdb.segments.iter_mut().find(|s| &s.name == net) else {
+                    continue;
+                };
+                let on_segment = |ip: &Ipv4Addr| {
+                    tables
+                        .endpoints
+                        .iter()
+                        .any(|e| &e.network == net && e.ip == *ip)
+                };
+                let backends = svc
+                    .backends
+                    .iter()
+                    .filter(|b| on_segment(&b.ip))
+                    .map(LbBackend::from)
+                    .collect();
+                // Validated tables never list a backend twice; a set that
+                // cannot be built leaves the VIP out rather than half-made.
+                let Ok(backends) =
+                    BackendSet::new(backends, maglev::DEFAULT_TABLE_SIZE, LB_FLOW_SEED)
+                else {
+                    continue;
+                };
+                let ports = svc.ports.iter().map(|p| (p.protocol, p.target)).collect();
+                segment.vips.insert(
+                    vip,
+                    Vip {
+                        service: svc.name.clone(),
+                        ports,
+                        backends,
+                    },
+                );
+            }
+        }
         fdb
+    }
+
+    /// Whether any network has a service VIP (replies then need reverse NAT).
+    pub fn has_vips(&self) -> bool {
+        self.segments.iter().any(|s| !s.vips.is_empty())
     }
 
     pub fn segment(&self, id: SegmentId) -> &Segment {

@@ -36,10 +36,15 @@ pub enum DropReason {
     BadOffload,
     /// Writing to a task interface or the underlay socket failed.
     IoError,
+    /// Traffic to a VIP on a port or protocol the service does not publish,
+    /// or that is not TCP/UDP.
+    NoServicePort,
+    /// A service with no active backend.
+    NoBackend,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::MalformedVxlan,
         DropReason::UnknownVni,
         DropReason::MalformedFrame,
@@ -50,6 +55,8 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::BadOffload,
         DropReason::IoError,
+        DropReason::NoServicePort,
+        DropReason::NoBackend,
     ];
 
     /// The reason's label in metrics.
@@ -65,6 +72,8 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::BadOffload => "bad_offload",
             DropReason::IoError => "io_error",
+            DropReason::NoServicePort => "no_service_port",
+            DropReason::NoBackend => "no_backend",
         }
     }
 
@@ -82,6 +91,8 @@ pub enum FromPort {
     Local(PortId),
     /// Encapsulate with the segment's VNI and send to this node.
     Remote(Ipv4Addr),
+    /// Load-balance: the destination is this service VIP of the segment.
+    Service(Ipv4Addr),
     /// Nothing to do and nothing wrong (an ARP reply, a gratuitous ARP).
     Ignore,
     Drop(DropReason),
@@ -119,13 +130,21 @@ pub fn from_port(segment: &Segment, frame: &[u8], offloaded: bool, out: &mut Vec
             if !segment.subnet.contains(&dst) {
                 return FromPort::Drop(DropReason::NoRoute);
             }
-            match segment.station(dst).map(|s| s.at) {
-                Some(Location::Local(port)) => FromPort::Local(port),
-                Some(Location::Remote(node)) => FromPort::Remote(node),
-                None => FromPort::Drop(DropReason::UnknownDestination),
+            if segment.vip(dst).is_some() {
+                return FromPort::Service(dst);
             }
+            to_station(segment, dst)
         }
         _ => FromPort::Drop(DropReason::UnsupportedProtocol),
+    }
+}
+
+/// Where a frame for `ip`, an address of `segment`, goes.
+pub fn to_station(segment: &Segment, ip: Ipv4Addr) -> FromPort {
+    match segment.station(ip).map(|s| s.at) {
+        Some(Location::Local(port)) => FromPort::Local(port),
+        Some(Location::Remote(node)) => FromPort::Remote(node),
+        None => FromPort::Drop(DropReason::UnknownDestination),
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`Snapshot`] swapped atomically on every apply, so workers never lock.
 
 mod port;
+mod service;
 mod underlay;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -61,6 +62,7 @@ pub struct Shared {
     pub counters: Counters,
     snapshot: ArcSwap<Snapshot>,
     underlay: Underlay,
+    flows: service::Flows,
 }
 
 impl Shared {
@@ -114,6 +116,7 @@ impl UserspaceEngine {
             counters: Counters::new("userspace"),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             underlay,
+            flows: service::Flows::new().map_err(|e| EngineError::Underlay(io::Error::other(e)))?,
         });
         let stop = Arc::new(AtomicBool::new(false));
         let underlay_workers = (0..underlay::RX_SOCKETS)
@@ -353,9 +356,9 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
                     Some(port) => port.send(frame, shared),
                     None => shared.counters.drop(DropReason::UnknownDestination),
                 };
-                for (buf, meta) in storage.iter().zip(&meta).take(n) {
+                for (buf, meta) in storage.iter_mut().zip(&meta).take(n) {
                     let stride = meta.stride.max(1);
-                    for datagram in buf[..meta.len].chunks(stride) {
+                    for datagram in buf[..meta.len].chunks_mut(stride) {
                         on_datagram(
                             shared,
                             &snapshot,
@@ -368,6 +371,7 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
                     }
                 }
                 gro.flush(&mut to_task);
+                shared.flows.expire();
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if let Err(e) =
@@ -386,7 +390,7 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
 fn on_datagram(
     shared: &Shared,
     snapshot: &Snapshot,
-    datagram: &[u8],
+    datagram: &mut [u8],
     meta: &RecvMeta,
     gro: &mut Gro,
     to_task: &mut impl FnMut(PortId, &[u8]),
@@ -395,7 +399,11 @@ fn on_datagram(
     shared.counters.vxlan_rx_packets.inc();
     shared.counters.vxlan_rx_bytes.inc_by(datagram.len() as u64);
     match vtep::from_underlay(&snapshot.fdb, datagram, reply) {
-        FromUnderlay::Local(id) => gro.push(id, &datagram[vxlan::HEADER_LEN..], to_task),
+        FromUnderlay::Local(id) => {
+            let frame = &mut datagram[vxlan::HEADER_LEN..];
+            service::reverse(shared, snapshot, frame, false);
+            gro.push(id, frame, to_task);
+        }
         FromUnderlay::Reply { vni } => {
             let std::net::IpAddr::V4(sender) = meta.addr.ip() else {
                 return;

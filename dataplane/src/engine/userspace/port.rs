@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tun_rs::SyncDevice;
 
-use super::Shared;
+use super::{Shared, service};
 use crate::overlay::fdb::PortId;
 use crate::overlay::gso;
 use crate::overlay::vtep::{self, DropReason, FromPort};
@@ -176,8 +176,12 @@ fn on_frame(
         return;
     };
     let offloaded = gso::is_gso(&hdr);
+    let partial = hdr.flags & virtio_net::F_NEEDS_CSUM != 0;
     let frame = &mut buf[virtio_net::HEADER_LEN..];
-    let verdict = vtep::from_port(segment, frame, offloaded, scratch);
+    let mut verdict = vtep::from_port(segment, frame, offloaded, scratch);
+    if let FromPort::Service(vip) = verdict {
+        verdict = service::balance(shared, segment, vip, frame, partial);
+    }
     if let FromPort::Remote(node) = verdict {
         let flow = vtep::flow_hash(frame);
         let mut prefix = [0u8; crate::wire::vxlan::HEADER_LEN];
@@ -210,11 +214,20 @@ fn on_frame(
             me.send(scratch, shared);
         }
         FromPort::Local(peer) => match snapshot.port(peer) {
-            // Same node: the frame and its offload header pass unchanged.
-            Some(peer) => peer.send(buf, shared),
+            // Same node: the frame and its offload header pass unchanged,
+            // but a backend's reply gets its VIP back first.
+            Some(peer) => {
+                service::reverse(
+                    shared,
+                    &snapshot,
+                    &mut buf[virtio_net::HEADER_LEN..],
+                    partial,
+                );
+                peer.send(buf, shared);
+            }
             None => shared.counters.drop(DropReason::UnknownDestination),
         },
-        FromPort::Remote(_) | FromPort::Ignore => {}
+        FromPort::Remote(_) | FromPort::Service(_) | FromPort::Ignore => {}
         FromPort::Drop(reason) => shared.counters.drop(reason),
     }
 }

@@ -1,0 +1,224 @@
+//! The per-flow state machine of the connection tracker and its idle
+//! timeouts.
+//!
+//! TCP flags (and the direction a packet went) enter [`FlowState::next`]; a
+//! new state leaves, whose [`FlowState::timeout_ms`] says how long the flow may
+//! stay idle. The timeouts are Linux conntrack's defaults or longer, never
+//! shorter: an established TCP flow idles for five days before it is
+//! forgotten, which is the bug (Swarm's IPVS dropping idle TCP after 900 s,
+//! moby/moby#31208) this exists to avoid.
+
+use std::ops::BitOr;
+
+use crate::tables::Protocol;
+
+/// The direction of a packet relative to the flow's first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client to service, as the flow's first packet went.
+    Original,
+    /// Backend to client.
+    Reply,
+}
+
+/// The flags byte of a TCP header (byte 13); only FIN, SYN, RST and ACK are
+/// looked at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const NONE: TcpFlags = TcpFlags(0);
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+
+    pub fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+const SECOND: u64 = 1000;
+
+/// What the tracker knows of a flow. Deliberately coarser than Linux's
+/// (no sequence-number windows): it only decides how long to remember.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowState {
+    /// A SYN went out; no answer seen yet.
+    TcpSynSent,
+    /// The backend answered the SYN.
+    TcpSynRecv,
+    /// Handshake done, or a flow picked up mid-stream (as Linux does with
+    /// `nf_conntrack_tcp_loose`, so a restarted node keeps existing flows).
+    TcpEstablished,
+    /// One side sent a FIN.
+    TcpFinWait(Direction),
+    /// Both sides sent a FIN.
+    TcpTimeWait,
+    /// A RST was seen: the flow is over, keep it briefly for stray packets.
+    TcpClose,
+    /// Packets went one way only.
+    UdpUnreplied,
+    /// Packets went both ways.
+    UdpStream,
+}
+
+/// Number of distinct [`FlowState::class`] values.
+pub(super) const CLASSES: usize = 9;
+
+impl FlowState {
+    /// The state of a flow whose first (original-direction) packet carried
+    /// `flags` (ignored for UDP).
+    pub fn initial(proto: Protocol, flags: TcpFlags) -> FlowState {
+        match proto {
+            Protocol::Udp => FlowState::UdpUnreplied,
+            Protocol::Tcp => FlowState::TcpSynSent.next(flags, Direction::Original),
+        }
+    }
+
+    /// The state after a packet with `flags` went in direction `dir`.
+    pub fn next(self, flags: TcpFlags, dir: Direction) -> FlowState {
+        use Direction::*;
+        use FlowState::*;
+        match self {
+            UdpUnreplied if dir == Reply => UdpStream,
+            UdpUnreplied | UdpStream => self,
+            _ if flags.contains(TcpFlags::RST) => TcpClose,
+            // A new SYN on a finished tuple starts a new connection.
+            TcpTimeWait | TcpClose if flags.contains(TcpFlags::SYN) && dir == Original => {
+                TcpSynSent
+            }
+            TcpSynSent if flags.contains(TcpFlags::SYN) => {
+                if dir == Reply && flags.contains(TcpFlags::ACK) {
+                    TcpSynRecv
+                } else {
+                    TcpSynSent
+                }
+            }
+            TcpSynSent | TcpSynRecv | TcpEstablished if flags.contains(TcpFlags::FIN) => {
+                TcpFinWait(dir)
+            }
+            TcpFinWait(first) if flags.contains(TcpFlags::FIN) && first != dir => TcpTimeWait,
+            // The handshake's last ACK; without seeing replies (direct server
+            // return) the client's ACK after its SYN is all there is.
+            TcpSynSent | TcpSynRecv if dir == Original && !flags.contains(TcpFlags::SYN) => {
+                TcpEstablished
+            }
+            _ => self,
+        }
+    }
+
+    /// How long the flow may stay idle in this state: Linux conntrack's
+    /// defaults, rounded up to 120 s for the FIN states it splits further.
+    pub fn timeout_ms(self) -> u64 {
+        match self {
+            FlowState::TcpSynSent => 120 * SECOND,
+            FlowState::TcpSynRecv => 60 * SECOND,
+            FlowState::TcpEstablished => 432_000 * SECOND,
+            FlowState::TcpFinWait(_) => 120 * SECOND,
+            FlowState::TcpTimeWait => 120 * SECOND,
+            FlowState::TcpClose => 10 * SECOND,
+            FlowState::UdpUnreplied => 30 * SECOND,
+            FlowState::UdpStream => 120 * SECOND,
+        }
+    }
+
+    /// The expiry list the flow lives on: states with one timeout each, so
+    /// every list stays sorted by last use.
+    pub(super) fn class(self) -> usize {
+        match self {
+            FlowState::TcpSynSent => 0,
+            FlowState::TcpSynRecv => 1,
+            FlowState::TcpEstablished => 2,
+            FlowState::TcpFinWait(Direction::Original) => 3,
+            FlowState::TcpFinWait(Direction::Reply) => 4,
+            FlowState::TcpTimeWait => 5,
+            FlowState::TcpClose => 6,
+            FlowState::UdpUnreplied => 7,
+            FlowState::UdpStream => 8,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Direction::*;
+    use super::FlowState::*;
+    use super::*;
+
+    const SYN: TcpFlags = TcpFlags::SYN;
+    const ACK: TcpFlags = TcpFlags::ACK;
+
+    #[test]
+    fn full_tcp_lifecycle() {
+        let s = FlowState::initial(Protocol::Tcp, SYN);
+        assert_eq!(s, TcpSynSent);
+        let s = s.next(SYN | ACK, Reply);
+        assert_eq!(s, TcpSynRecv);
+        let s = s.next(ACK, Original);
+        assert_eq!(s, TcpEstablished);
+        assert_eq!(s.next(ACK, Reply), TcpEstablished);
+        let s = s.next(TcpFlags::FIN | ACK, Reply);
+        assert_eq!(s, TcpFinWait(Reply));
+        assert_eq!(s.next(ACK, Original), TcpFinWait(Reply));
+        assert_eq!(s.next(TcpFlags::FIN | ACK, Reply), TcpFinWait(Reply));
+        let s = s.next(TcpFlags::FIN | ACK, Original);
+        assert_eq!(s, TcpTimeWait);
+        assert_eq!(s.next(SYN, Original), TcpSynSent);
+    }
+
+    #[test]
+    fn rst_closes_from_any_tcp_state() {
+        for s in [
+            TcpSynSent,
+            TcpSynRecv,
+            TcpEstablished,
+            TcpFinWait(Original),
+            TcpTimeWait,
+        ] {
+            assert_eq!(s.next(TcpFlags::RST, Reply), TcpClose);
+        }
+        assert_eq!(TcpClose.next(ACK, Original), TcpClose);
+    }
+
+    #[test]
+    fn mid_stream_pickup_and_direct_server_return() {
+        assert_eq!(FlowState::initial(Protocol::Tcp, ACK), TcpEstablished);
+        assert_eq!(TcpSynSent.next(ACK, Original), TcpEstablished);
+        assert_eq!(FlowState::initial(Protocol::Tcp, TcpFlags::RST), TcpClose);
+    }
+
+    #[test]
+    fn udp_becomes_a_stream_once_answered() {
+        let s = FlowState::initial(Protocol::Udp, TcpFlags::NONE);
+        assert_eq!(s, UdpUnreplied);
+        assert_eq!(s.next(TcpFlags::RST, Original), UdpUnreplied);
+        assert_eq!(s.next(TcpFlags::NONE, Reply), UdpStream);
+        assert_eq!(UdpStream.next(TcpFlags::NONE, Original), UdpStream);
+    }
+
+    #[test]
+    fn timeouts_are_never_shorter_than_linux_defaults() {
+        // nf_conntrack_{tcp,udp}_timeout_* defaults, seconds.
+        let linux = [
+            (TcpSynSent, 120),
+            (TcpSynRecv, 60),
+            (TcpEstablished, 432_000),
+            (TcpFinWait(Original), 120),
+            (TcpTimeWait, 120),
+            (TcpClose, 10),
+            (UdpUnreplied, 30),
+            (UdpStream, 120),
+        ];
+        for (s, secs) in linux {
+            assert!(s.timeout_ms() >= secs * SECOND, "{s:?}");
+        }
+    }
+}

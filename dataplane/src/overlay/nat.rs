@@ -1,0 +1,192 @@
+//! VIP address translation on Ethernet/IPv4 frames: the flow a frame
+//! belongs to, and rewriting its source or destination address with the IP
+//! and TCP/UDP checksums updated incrementally (RFC 1624), including the
+//! partial checksums of frames whose checksum a NIC (or the VTEP) finishes
+//! later.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::lb::conntrack::{FlowKey, TcpFlags};
+use crate::tables::Protocol;
+use crate::wire::checksum;
+
+const ETH: usize = 14;
+
+/// Which address to rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Src,
+    Dst,
+}
+
+/// The transport flow of a frame and its TCP flags (empty for UDP). `None`
+/// for anything but a first (or only) fragment of TCP or UDP over IPv4.
+pub fn flow_of(frame: &[u8]) -> Option<(FlowKey, TcpFlags)> {
+    let ip = frame.get(ETH..)?;
+    if frame.get(12..14)? != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+        return None;
+    }
+    let proto = match ip[9] {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        _ => return None,
+    };
+    let l4 = ip.get(ihl..)?;
+    let flags = match proto {
+        Protocol::Tcp => TcpFlags(*l4.get(13)?),
+        Protocol::Udp => TcpFlags(0),
+    };
+    let addr = |at: usize| Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
+    let port = |at: usize| l4.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let key = FlowKey {
+        proto,
+        src: SocketAddrV4::new(addr(12), port(0)?),
+        dst: SocketAddrV4::new(addr(16), port(2)?),
+    };
+    Some((key, flags))
+}
+
+/// Rewrites the `side` address of the IPv4 frame `frame` to `new`. With
+/// `partial_l4`, the TCP/UDP checksum field holds a partial sum (the
+/// pseudo header's, not complemented) that someone finishes later; it is
+/// updated as such. A UDP checksum of zero (none) stays zero. The frame
+/// must have passed [`flow_of`].
+pub fn rewrite(frame: &mut [u8], side: Side, new: Ipv4Addr, partial_l4: bool) {
+    let Some((key, _)) = flow_of(frame) else {
+        return;
+    };
+    let at = ETH + if side == Side::Src { 12 } else { 16 };
+    let old = Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
+    frame[at..at + 4].copy_from_slice(&new.octets());
+
+    let ip_sum = u16::from_be_bytes([frame[ETH + 10], frame[ETH + 11]]);
+    let ip_sum = checksum::update_ipv4_addr(ip_sum, old, new);
+    frame[ETH + 10..ETH + 12].copy_from_slice(&ip_sum.to_be_bytes());
+
+    let ihl = usize::from(frame[ETH] & 0x0f) * 4;
+    let field = ETH
+        + ihl
+        + match key.proto {
+            Protocol::Tcp => 16,
+            Protocol::Udp => 6,
+        };
+    let Some(bytes) = frame.get_mut(field..field + 2) else {
+        return;
+    };
+    let sum = u16::from_be_bytes([bytes[0], bytes[1]]);
+    let updated = if partial_l4 {
+        // A partial sum is the complement of a checksum: update it as one.
+        !checksum::update_ipv4_addr(!sum, old, new)
+    } else if key.proto == Protocol::Udp && sum == 0 {
+        0
+    } else {
+        checksum::update_ipv4_addr(sum, old, new)
+    };
+    bytes.copy_from_slice(&updated.to_be_bytes());
+}
+
+/// Sets the destination MAC address of an Ethernet frame.
+pub fn set_dst_mac(frame: &mut [u8], mac: [u8; 6]) {
+    if let Some(dst) = frame.get_mut(..6) {
+        dst.copy_from_slice(&mac);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    use super::*;
+
+    fn frame(tcp: bool) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [3; 6]).ipv4([10, 0, 0, 5], [10, 0, 0, 100], 64);
+        let mut out = Vec::new();
+        if tcp {
+            b.tcp(40000, 80, 1, 1000)
+                .syn()
+                .write(&mut out, b"hello")
+                .expect("write");
+        } else {
+            b.udp(5000, 53).write(&mut out, b"query").expect("write");
+        }
+        out
+    }
+
+    fn checksums_valid(f: &[u8]) -> bool {
+        let p = SlicedPacket::from_ethernet(f).expect("frame");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            return false;
+        };
+        let ip_ok = ip.header().header_checksum() == ip.header().to_header().calc_header_checksum();
+        let l4_ok = match &p.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                t.checksum()
+                    == t.to_header()
+                        .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+                        .expect("sum")
+            }
+            Some(TransportSlice::Udp(u)) => {
+                u.checksum()
+                    == u.to_header()
+                        .calc_checksum_ipv4(&ip.header().to_header(), u.payload())
+                        .expect("sum")
+            }
+            _ => false,
+        };
+        ip_ok && l4_ok
+    }
+
+    #[test]
+    fn flows_are_read_from_tcp_and_udp() {
+        let (key, flags) = flow_of(&frame(true)).expect("tcp flow");
+        assert_eq!(key.proto, Protocol::Tcp);
+        assert_eq!(key.src, "10.0.0.5:40000".parse().expect("addr"));
+        assert_eq!(key.dst, "10.0.0.100:80".parse().expect("addr"));
+        assert_eq!(flags.0 & 0x02, 0x02);
+        let (key, _) = flow_of(&frame(false)).expect("udp flow");
+        assert_eq!(key.proto, Protocol::Udp);
+        for len in 0..60 {
+            let _ = flow_of(&frame(true)[..len]);
+        }
+    }
+
+    #[test]
+    fn rewriting_keeps_checksums_valid_both_ways() {
+        for tcp in [true, false] {
+            let mut f = frame(tcp);
+            rewrite(&mut f, Side::Dst, Ipv4Addr::new(10, 0, 0, 7), false);
+            assert!(checksums_valid(&f));
+            assert_eq!(
+                flow_of(&f).expect("flow").0.dst.ip(),
+                &Ipv4Addr::new(10, 0, 0, 7)
+            );
+            rewrite(&mut f, Side::Src, Ipv4Addr::new(10, 0, 0, 99), false);
+            assert!(checksums_valid(&f));
+        }
+    }
+
+    #[test]
+    fn partial_checksums_stay_partial_and_correct() {
+        let mut f = frame(true);
+        let field = ETH + 20 + 16;
+        // Replace the full checksum with the partial one a TSO frame carries.
+        let pseudo = |f: &[u8]| {
+            let ip = &f[ETH..];
+            let a = |i: usize| Ipv4Addr::new(ip[i], ip[i + 1], ip[i + 2], ip[i + 3]);
+            checksum::fold(checksum::pseudo_header_v4(
+                a(12),
+                a(16),
+                6,
+                (f.len() - ETH - 20) as u16,
+            ))
+        };
+        let p = pseudo(&f);
+        f[field..field + 2].copy_from_slice(&p.to_be_bytes());
+        rewrite(&mut f, Side::Dst, Ipv4Addr::new(10, 9, 9, 9), true);
+        assert_eq!(u16::from_be_bytes([f[field], f[field + 1]]), pseudo(&f));
+    }
+}

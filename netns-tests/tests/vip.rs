@@ -1,0 +1,218 @@
+//! Service VIPs, east-west: a task's connections to a VIP are balanced over
+//! backends on every host, flows keep their backend, draining backends take
+//! no new flows.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::time::Duration;
+
+use common::{Ep, Net, tables_for};
+use shoal_netns_tests::{Daemon, Lab, http_get, shoal_bin, udp_roundtrip, wait_until};
+
+const RED: Net = Net {
+    name: "red",
+    vni: 4097,
+    subnet: "10.10.0.0/24",
+};
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 100);
+const CLIENT: &str = "10.10.0.50";
+const BACKENDS: [&str; 3] = ["10.10.0.11", "10.10.0.12", "10.10.0.13"];
+const T: Duration = Duration::from_secs(10);
+
+struct Cluster {
+    lab: Lab,
+    daemons: Vec<Daemon>,
+    base: Vec<String>,
+    client: String,
+}
+
+/// The tables of every host with the service `web`; `draining` lists
+/// backends to mark so.
+fn with_service(base: &str, draining: &[&str]) -> String {
+    let mut y = format!(
+        "{base}services:\n  - name: web\n    vips: {{ red: {VIP} }}\n    ports: [ {{ protocol: tcp, target: 80 }}, {{ protocol: udp, target: 9000 }} ]\n    backends:\n"
+    );
+    for b in BACKENDS {
+        if draining.contains(&b) {
+            y += &format!("      - {{ ip: {b}, state: draining }}\n");
+        } else {
+            y += &format!("      - {{ ip: {b} }}\n");
+        }
+    }
+    y
+}
+
+fn cluster(test: &str) -> Cluster {
+    let mut lab = Lab::new(test).expect("lab");
+    let hosts: Vec<_> = (1..=3)
+        .map(|i| lab.add_host(&format!("h{i}")).expect("host"))
+        .collect();
+    let mut eps = Vec::new();
+    for (i, ip) in BACKENDS.iter().enumerate() {
+        let netns = lab.add_netns(&format!("web{}", i + 1)).expect("netns");
+        eps.push(Ep {
+            net: "red",
+            ip: ip.parse().expect("ip"),
+            host: i,
+            netns,
+        });
+    }
+    let client = lab.add_netns("client").expect("netns");
+    eps.push(Ep {
+        net: "red",
+        ip: CLIENT.parse().expect("ip"),
+        host: 0,
+        netns: client.clone(),
+    });
+    let base: Vec<String> = (0..3)
+        .map(|me| tables_for(&hosts, me, &[RED], &eps, &[]))
+        .collect();
+    let daemons = (0..3)
+        .map(|me| {
+            lab.start_daemon(&hosts[me], &with_service(&base[me], &[]), &[])
+                .expect("daemon")
+        })
+        .collect();
+    let bin = shoal_bin();
+    let bin = bin.to_str().expect("utf-8 path");
+    for (i, ep) in eps.iter().take(3).enumerate() {
+        let name = format!("web{}", i + 1);
+        lab.spawn(&ep.netns, &[bin, "whoami", "--port", "80", "--name", &name])
+            .expect("whoami");
+        lab.spawn(
+            &ep.netns,
+            &[bin, "whoami", "--udp", "--port", "9000", "--name", &name],
+        )
+        .expect("whoami");
+    }
+    Cluster {
+        lab,
+        daemons,
+        base,
+        client,
+    }
+}
+
+fn hostname(body: &str) -> String {
+    body.lines()
+        .find_map(|l| l.strip_prefix("Hostname: "))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// `n` HTTP requests to the VIP from the client task, counted by backend.
+fn spread(c: &Cluster, n: usize) -> HashMap<String, usize> {
+    let vip = SocketAddrV4::new(VIP, 80);
+    c.lab
+        .in_netns(&c.client, move || {
+            let mut seen = HashMap::new();
+            for _ in 0..n {
+                let body = http_get(vip, Duration::from_secs(3)).expect("HTTP to the VIP");
+                *seen.entry(hostname(&body)).or_insert(0) += 1;
+            }
+            seen
+        })
+        .expect("client")
+}
+
+/// A keep-alive connection: one request, its backend's name.
+fn ask(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+        .expect("request");
+    let mut reader = BufReader::new(stream);
+    let mut len = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header");
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().expect("length");
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).expect("body");
+    hostname(&String::from_utf8_lossy(&body))
+}
+
+#[test]
+fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
+    let mut c = cluster("vip-east-west");
+    let vip = SocketAddrV4::new(VIP, 80);
+    let client = c.client.clone();
+    wait_until("the VIP to answer", T, || {
+        c.lab
+            .in_netns(&client, move || http_get(vip, Duration::from_secs(2)))
+            .ok()?
+            .ok()
+    })
+    .expect("VIP reachable");
+
+    let seen = spread(&c, 300);
+    for name in ["web1", "web2", "web3"] {
+        let n = seen.get(name).copied().unwrap_or(0);
+        assert!(n >= 60, "{name} got {n} of 300 requests: {seen:?}");
+    }
+
+    // UDP through the VIP reaches backends too.
+    let udp = SocketAddrV4::new(VIP, 9000);
+    let echoed = c
+        .lab
+        .in_netns(&client, move || {
+            (0..30)
+                .filter_map(|_| udp_roundtrip(udp, b"hi", Duration::from_secs(1)).ok())
+                .map(|r| hostname(&String::from_utf8_lossy(&r)))
+                .collect::<Vec<_>>()
+        })
+        .expect("udp client");
+    assert_eq!(echoed.len(), 30, "every datagram answered: {echoed:?}");
+    assert!(
+        echoed
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            >= 2,
+        "{echoed:?}"
+    );
+
+    // A long-lived connection keeps its backend while that backend drains.
+    let mut stream = c
+        .lab
+        .in_netns(&client, move || {
+            TcpStream::connect_timeout(&vip.into(), Duration::from_secs(3))
+        })
+        .expect("netns")
+        .expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let first = ask(&mut stream);
+    let drained = BACKENDS[first
+        .trim_start_matches("web")
+        .parse::<usize>()
+        .expect("web<n>")
+        - 1];
+    for (d, base) in c.daemons.iter_mut().zip(&c.base) {
+        d.reload(&with_service(base, &[drained])).expect("reload");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..5 {
+        assert_eq!(
+            ask(&mut stream),
+            first,
+            "the established flow keeps its draining backend"
+        );
+    }
+    let seen = spread(&c, 60);
+    assert!(
+        !seen.contains_key(&first),
+        "new connections avoid the draining backend: {seen:?}"
+    );
+    assert_eq!(seen.values().sum::<usize>(), 60);
+}
