@@ -30,12 +30,12 @@ struct Cluster {
 }
 
 /// The tables of every host with the service `web`; `draining` lists
-/// backends to mark so.
-fn with_service(base: &str, draining: &[&str]) -> String {
+/// backends to mark so, `gone` backends to leave out.
+fn with_service(base: &str, draining: &[&str], gone: &[&str]) -> String {
     let mut y = format!(
         "{base}services:\n  - name: web\n    vips: {{ red: {VIP} }}\n    ports: [ {{ protocol: tcp, target: 80 }}, {{ protocol: udp, target: 9000 }} ]\n    backends:\n"
     );
-    for b in BACKENDS {
+    for b in BACKENDS.iter().filter(|b| !gone.contains(b)) {
         if draining.contains(&b) {
             y += &format!("      - {{ ip: {b}, state: draining }}\n");
         } else {
@@ -72,7 +72,7 @@ fn cluster(test: &str) -> Cluster {
         .collect();
     let daemons = (0..3)
         .map(|me| {
-            lab.start_daemon(&hosts[me], &with_service(&base[me], &[]), &[])
+            lab.start_daemon(&hosts[me], &with_service(&base[me], &[], &[]), &[])
                 .expect("daemon")
         })
         .collect();
@@ -199,7 +199,8 @@ fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
         .expect("web<n>")
         - 1];
     for (d, base) in c.daemons.iter_mut().zip(&c.base) {
-        d.reload(&with_service(base, &[drained])).expect("reload");
+        d.reload(&with_service(base, &[drained], &[]))
+            .expect("reload");
     }
     std::thread::sleep(Duration::from_millis(1500));
     for _ in 0..5 {
@@ -215,4 +216,36 @@ fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
         "new connections avoid the draining backend: {seen:?}"
     );
     assert_eq!(seen.values().sum::<usize>(), 60);
+
+    // Another backend leaves the service: on every node, new connections
+    // stop going to it at once (the reload is read within half a second),
+    // and the established flow goes on.
+    let gone = *BACKENDS
+        .iter()
+        .find(|b| **b != drained)
+        .expect("another backend");
+    let gone_name = format!(
+        "web{}",
+        BACKENDS.iter().position(|b| *b == gone).expect("index") + 1
+    );
+    for (d, base) in c.daemons.iter_mut().zip(&c.base) {
+        d.reload(&with_service(base, &[], &[gone])).expect("reload");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = spread(&c, 60);
+    assert!(
+        !seen.contains_key(&gone_name),
+        "a removed backend gets no new connections: {seen:?}"
+    );
+    assert!(
+        seen.contains_key(&first),
+        "the undrained backend is back: {seen:?}"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            ask(&mut stream),
+            first,
+            "the established flow outlives changes to other backends"
+        );
+    }
 }
