@@ -36,7 +36,7 @@ fn with_service(base: &str, draining: &[&str], gone: &[&str]) -> String {
         "{base}services:\n  - name: web\n    vips: {{ red: {VIP} }}\n    ports: [ {{ protocol: tcp, target: 80 }}, {{ protocol: udp, target: 9000 }} ]\n    backends:\n"
     );
     for b in BACKENDS.iter().filter(|b| !gone.contains(b)) {
-        if draining.contains(&b) {
+        if draining.contains(b) {
             y += &format!("      - {{ ip: {b}, state: draining }}\n");
         } else {
             y += &format!("      - {{ ip: {b} }}\n");
