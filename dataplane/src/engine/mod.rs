@@ -45,6 +45,8 @@ pub enum EngineError {
     },
     #[error("underlay: {0}")]
     Underlay(std::io::Error),
+    #[error("routing mesh: {0}")]
+    Mesh(std::io::Error),
     #[error(
         "the tables are for node {tables}, but this engine runs on {engine}; restart the daemon to change the node's underlay address"
     )]

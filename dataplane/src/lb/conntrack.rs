@@ -152,6 +152,14 @@ impl Conntrack {
         Some(&self.nodes[i as usize].entry)
     }
 
+    /// Whether the flow is tracked and not expired, without refreshing it
+    /// (for housekeeping that must not keep flows alive).
+    pub fn contains(&self, key: &FlowKey, now: u64) -> bool {
+        self.index
+            .get(key)
+            .is_some_and(|&i| !self.nodes[i as usize].entry.expired(now))
+    }
+
     /// Like [`Conntrack::lookup`], and advances the flow's state by a packet
     /// with `flags` (ignored for UDP) going in direction `dir`.
     pub fn observe(

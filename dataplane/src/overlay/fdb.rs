@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::lb::{BackendSet, LbBackend, maglev};
-use crate::tables::{MacAddr, Protocol, Tables};
+use crate::tables::{MacAddr, Protocol, PublishMode, Tables};
 
 /// Seed of the flow hash that picks a backend. Every node (and the eBPF
 /// engine) uses this value, so a flow maps to the same backend everywhere.
@@ -95,11 +95,22 @@ impl Segment {
 /// Index of a segment inside an [`Fdb`].
 pub type SegmentId = usize;
 
+/// A port published in ingress mode: the routing mesh sends its traffic to
+/// the service's backends on one of its networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub segment: SegmentId,
+    /// The service's VIP on that segment (its backends are the VIP's).
+    pub vip: Ipv4Addr,
+    pub target: u16,
+}
+
 /// Forwarding state of a node: every overlay network it takes part in.
 #[derive(Debug, Clone, Default)]
 pub struct Fdb {
     segments: Vec<Segment>,
     by_vni: HashMap<u32, SegmentId>,
+    published: HashMap<(Protocol, u16), Published>,
 }
 
 impl Fdb {
@@ -178,8 +189,38 @@ impl Fdb {
                     },
                 );
             }
+            // The mesh reaches the backends over the first network with a VIP.
+            let entry = svc.vips.iter().find_map(|(net, &vip)| {
+                let (id, seg) = fdb.segment_by_name(net)?;
+                seg.vips.contains_key(&vip).then_some((id, vip))
+            });
+            if let Some((segment, vip)) = entry {
+                for p in &svc.ports {
+                    if let (Some(published), PublishMode::Ingress) = (p.published, p.mode) {
+                        let target = p.target;
+                        let at = Published {
+                            segment,
+                            vip,
+                            target,
+                        };
+                        fdb.published.insert((p.protocol, published), at);
+                    }
+                }
+            }
         }
         fdb
+    }
+
+    /// The service behind a port published in ingress mode.
+    pub fn published(&self, proto: Protocol, port: u16) -> Option<Published> {
+        self.published.get(&(proto, port)).copied()
+    }
+
+    /// Every port published in ingress mode, sorted.
+    pub fn published_ports(&self) -> Vec<(Protocol, u16)> {
+        let mut ports: Vec<_> = self.published.keys().copied().collect();
+        ports.sort_by_key(|&(proto, port)| (port, proto == Protocol::Udp));
+        ports
     }
 
     /// Whether any network has a service VIP (replies then need reverse NAT).

@@ -89,6 +89,45 @@ pub fn rewrite(frame: &mut [u8], side: Side, new: Ipv4Addr, partial_l4: bool) {
     bytes.copy_from_slice(&updated.to_be_bytes());
 }
 
+/// Rewrites the `side` TCP/UDP port of the frame to `new`, updating the
+/// checksum as [`rewrite`] does.
+pub fn rewrite_port(frame: &mut [u8], side: Side, new: u16, partial_l4: bool) {
+    let Some((key, _)) = flow_of(frame) else {
+        return;
+    };
+    let l4 = ETH + usize::from(frame[ETH] & 0x0f) * 4;
+    let at = l4 + if side == Side::Src { 0 } else { 2 };
+    let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    let field = l4
+        + match key.proto {
+            Protocol::Tcp => 16,
+            Protocol::Udp => 6,
+        };
+    let Some(bytes) = frame.get_mut(field..field + 2) else {
+        return;
+    };
+    let sum = u16::from_be_bytes([bytes[0], bytes[1]]);
+    let updated = if partial_l4 {
+        sum
+    } else if key.proto == Protocol::Udp && sum == 0 {
+        0
+    } else {
+        checksum::update_u16(sum, old, new)
+    };
+    bytes.copy_from_slice(&updated.to_be_bytes());
+}
+
+/// Writes an Ethernet header for IPv4 from `src` to `dst` into the first 14
+/// bytes of `frame`.
+pub fn set_ethernet(frame: &mut [u8], src: [u8; 6], dst: [u8; 6]) {
+    if let Some(h) = frame.get_mut(..ETH) {
+        h[..6].copy_from_slice(&dst);
+        h[6..12].copy_from_slice(&src);
+        h[12..14].copy_from_slice(&[0x08, 0x00]);
+    }
+}
+
 /// Sets the destination MAC address of an Ethernet frame.
 pub fn set_dst_mac(frame: &mut [u8], mac: [u8; 6]) {
     if let Some(dst) = frame.get_mut(..6) {
@@ -166,6 +205,17 @@ mod tests {
             );
             rewrite(&mut f, Side::Src, Ipv4Addr::new(10, 0, 0, 99), false);
             assert!(checksums_valid(&f));
+        }
+    }
+
+    #[test]
+    fn port_rewrites_keep_checksums_valid() {
+        for tcp in [true, false] {
+            let mut f = frame(tcp);
+            rewrite_port(&mut f, Side::Dst, 8080, false);
+            rewrite(&mut f, Side::Dst, Ipv4Addr::new(10, 0, 0, 7), false);
+            assert!(checksums_valid(&f));
+            assert_eq!(flow_of(&f).expect("flow").0.dst.port(), 8080);
         }
     }
 

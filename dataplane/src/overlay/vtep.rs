@@ -153,6 +153,9 @@ pub fn to_station(segment: &Segment, ip: Ipv4Addr) -> FromPort {
 pub enum FromUnderlay {
     /// Deliver the inner frame (`datagram[vxlan::HEADER_LEN..]`) to this port.
     Local(PortId),
+    /// A reply for a routing-mesh client outside the overlay, sent back to
+    /// the node its flow entered by (this one).
+    MeshReply,
     /// Encapsulate the frame now in `out` with `vni` and send it back to the
     /// datagram's sender (an ARP reply to a remote VTEP).
     Reply {
@@ -178,6 +181,9 @@ pub fn from_underlay(fdb: &Fdb, datagram: &[u8], out: &mut Vec<u8>) -> FromUnder
             let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
                 return FromUnderlay::Drop(DropReason::MalformedFrame);
             };
+            if !segment.subnet.contains(&ip.dst_addr()) {
+                return FromUnderlay::MeshReply;
+            }
             match segment.station(ip.dst_addr()).map(|s| s.at) {
                 Some(Location::Local(port)) => FromUnderlay::Local(port),
                 Some(Location::Remote(_)) => FromUnderlay::Drop(DropReason::NotLocal),

@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 pub mod link;
+pub mod mesh;
 pub mod netns;
 pub mod poll;
 pub mod socket;

@@ -3,6 +3,7 @@
 //! run the sans-IO VTEP core between them. Forwarding state is one immutable
 //! [`Snapshot`] swapped atomically on every apply, so workers never lock.
 
+mod mesh;
 mod port;
 mod service;
 mod underlay;
@@ -63,6 +64,9 @@ pub struct Shared {
     snapshot: ArcSwap<Snapshot>,
     underlay: Underlay,
     flows: service::Flows,
+    mesh: Option<mesh::Mesh>,
+    /// This node's underlay address.
+    node: Ipv4Addr,
 }
 
 impl Shared {
@@ -104,6 +108,8 @@ pub struct UserspaceEngine {
     installed: HashMap<EndpointKey, Installed>,
     stop: Arc<AtomicBool>,
     underlay_workers: Vec<JoinHandle<()>>,
+    /// Ports whose mesh rules are installed.
+    mesh_ports: Option<Vec<(crate::tables::Protocol, u16)>>,
 }
 
 impl UserspaceEngine {
@@ -117,6 +123,8 @@ impl UserspaceEngine {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             underlay,
             flows: service::Flows::new().map_err(|e| EngineError::Underlay(io::Error::other(e)))?,
+            mesh: Some(mesh::Mesh::new().map_err(EngineError::Mesh)?),
+            node: options.underlay,
         });
         let stop = Arc::new(AtomicBool::new(false));
         let underlay_workers = (0..underlay::RX_SOCKETS)
@@ -128,12 +136,23 @@ impl UserspaceEngine {
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(EngineError::Underlay)?;
+        let mesh_worker = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            let node = options.underlay;
+            std::thread::Builder::new()
+                .name("shoal-mesh".into())
+                .spawn(move || mesh::run(&shared, node, &stop))
+                .map_err(EngineError::Underlay)?
+        };
+        let mut underlay_workers = underlay_workers;
+        underlay_workers.push(mesh_worker);
         Ok(UserspaceEngine {
             options,
             shared,
             installed: HashMap::new(),
             stop,
             underlay_workers,
+            mesh_ports: None,
         })
     }
 
@@ -279,6 +298,11 @@ impl Dataplane for UserspaceEngine {
         }
         report.ports_kept = self.installed.len() - report.ports_added.len();
         self.publish(tables);
+        let ports = self.shared.snapshot.load().fdb.published_ports();
+        if self.mesh_ports.as_ref() != Some(&ports) {
+            sys::mesh::install_rules(self.options.underlay, &ports).map_err(EngineError::Mesh)?;
+            self.mesh_ports = Some(ports);
+        }
         for inst in retired {
             self.stop_port(inst);
         }
@@ -287,6 +311,11 @@ impl Dataplane for UserspaceEngine {
 
     fn shutdown(&mut self) {
         self.shared.snapshot.store(Arc::new(Snapshot::default()));
+        if self.mesh_ports.take().is_some()
+            && let Err(e) = sys::mesh::remove_rules()
+        {
+            tracing::warn!("removing the mesh rules: {e}");
+        }
         for (_, inst) in self.installed.drain() {
             inst.stop.store(true, Ordering::Relaxed);
             for worker in inst.workers {
@@ -387,6 +416,14 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
     }
 }
 
+/// The IPv4 source of a frame (unspecified if there is none).
+fn mesh_source(frame: &[u8]) -> Ipv4Addr {
+    match frame.get(14 + 12..14 + 16) {
+        Some(b) => Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+        None => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
 fn on_datagram(
     shared: &Shared,
     snapshot: &Snapshot,
@@ -401,9 +438,19 @@ fn on_datagram(
     match vtep::from_underlay(&snapshot.fdb, datagram, reply) {
         FromUnderlay::Local(id) => {
             let frame = &mut datagram[vxlan::HEADER_LEN..];
+            if let (Some(mesh), Some(segment), std::net::IpAddr::V4(entry)) =
+                (&shared.mesh, snapshot.segment_of(id), meta.addr.ip())
+                && !segment.subnet.contains(&mesh_source(frame))
+            {
+                mesh.note_entry(frame, entry);
+            }
             service::reverse(shared, snapshot, frame, false);
             gro.push(id, frame, to_task);
         }
+        FromUnderlay::MeshReply => match &shared.mesh {
+            Some(mesh) => mesh.exit(&mut datagram[vxlan::HEADER_LEN..], shared),
+            None => shared.counters.drop(DropReason::NoRoute),
+        },
         FromUnderlay::Reply { vni } => {
             let std::net::IpAddr::V4(sender) = meta.addr.ip() else {
                 return;

@@ -182,6 +182,28 @@ fn on_frame(
     if let FromPort::Service(vip) = verdict {
         verdict = service::balance(shared, segment, vip, frame, partial);
     }
+    if verdict == FromPort::Drop(DropReason::NoRoute)
+        && let Some(mesh) = shared.mesh.as_ref()
+        && let Some(entry) = mesh.route_reply(frame)
+    {
+        // A reply to a routing-mesh client: back to the node it came by.
+        if entry != shared.node {
+            verdict = FromPort::Remote(entry);
+        } else {
+            batch.flush(shared);
+            if offloaded {
+                match gso::segment(&hdr, frame, &[], scratch) {
+                    Ok(segs) => scratch
+                        .chunks_mut(segs.stride)
+                        .for_each(|f| mesh.exit(f, shared)),
+                    Err(_) => shared.counters.drop(DropReason::BadOffload),
+                }
+            } else if gso::complete_checksum(&hdr, frame).is_ok() {
+                mesh.exit(frame, shared);
+            }
+            return;
+        }
+    }
     if let FromPort::Remote(node) = verdict {
         let flow = vtep::flow_hash(frame);
         let mut prefix = [0u8; crate::wire::vxlan::HEADER_LEN];
