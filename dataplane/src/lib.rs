@@ -5,6 +5,7 @@
 //! Packets are parsed in [`wire`], forwarded by the sans-IO overlay core in
 //! [`overlay`], and touch the operating system only in [`sys`].
 
+pub mod dns;
 pub mod engine;
 pub mod lb;
 pub mod overlay;

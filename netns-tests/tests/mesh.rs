@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use common::{Ep, Net, tables_for};
+use common::{Ep, Net, tables_for, wait_for_whoami};
 use shoal_netns_tests::{Lab, http_get, shoal_bin, udp_roundtrip, wait_until};
 
 const RED: Net = Net {
@@ -67,6 +67,8 @@ fn published_ports_answer_on_every_node_with_the_clients_address() {
             &[bin, "whoami", "--udp", "--port", "9000", "--name", &name],
         )
         .expect("whoami");
+        wait_for_whoami(&lab, &ep.netns, 80, false);
+        wait_for_whoami(&lab, &ep.netns, 9000, true);
     }
 
     let client_ip = client.underlay;
@@ -122,4 +124,37 @@ fn published_ports_answer_on_every_node_with_the_clients_address() {
             "{echo}"
         );
     }
+}
+
+#[test]
+fn a_port_already_served_on_the_node_is_refused() {
+    let mut lab = Lab::new("mesh-port-in-use").expect("lab");
+    let host = lab.add_host("h1").expect("host");
+    let web = lab.add_netns("web").expect("netns");
+    let bin = shoal_bin();
+    let bin = bin.to_str().expect("utf-8 path");
+    // Something on the node itself already serves 8080.
+    lab.spawn(&host.netns, &[bin, "whoami", "--port", "8080"])
+        .expect("whoami");
+    let addr = SocketAddrV4::new(host.underlay, 8080);
+    wait_until("the local server", T, || {
+        lab.in_netns(&host.netns, move || http_get(addr, Duration::from_secs(1)))
+            .ok()?
+            .ok()
+    })
+    .expect("local server up");
+    let yaml = format!(
+        "node: {{ name: h1, underlay: {u} }}
+networks: [ {{ name: red, vni: 4097, subnet: 10.10.0.0/24 }} ]
+endpoints: [ {{ network: red, ip: 10.10.0.11, node: {u}, netns: {web} }} ]
+services:
+  - {{ name: web, vips: {{ red: 10.10.0.100 }}, ports: [ {{ target: 80, published: 8080 }} ], backends: [ {{ ip: 10.10.0.11 }} ] }}
+",
+        u = host.underlay
+    );
+    let err = lab.start_daemon(&host, &yaml, &[]).expect_err("refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("port 8080/tcp is already in use"), "{msg}");
+    let links = lab.run_ok(&web, &["ip", "-o", "link"]).expect("links");
+    assert_eq!(links.lines().count(), 1, "nothing applied: {links}");
 }

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::Duration;
 
-use common::{Ep, Net, tables_for};
+use common::{Ep, Net, tables_for, wait_for_whoami};
 use shoal_netns_tests::{Daemon, Lab, http_get, shoal_bin, udp_roundtrip, wait_until};
 
 const RED: Net = Net {
@@ -87,6 +87,8 @@ fn cluster(test: &str) -> Cluster {
             &[bin, "whoami", "--udp", "--port", "9000", "--name", &name],
         )
         .expect("whoami");
+        wait_for_whoami(&lab, &ep.netns, 80, false);
+        wait_for_whoami(&lab, &ep.netns, 9000, true);
     }
     Cluster {
         lab,
@@ -120,25 +122,29 @@ fn spread(c: &Cluster, n: usize) -> HashMap<String, usize> {
 
 /// A keep-alive connection: one request, its backend's name.
 fn ask(stream: &mut TcpStream) -> String {
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
-        .expect("request");
+    try_ask(stream).expect("request on the established connection")
+}
+
+fn try_ask(stream: &mut TcpStream) -> std::io::Result<String> {
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")?;
     let mut reader = BufReader::new(stream);
     let mut len = 0;
     let mut line = String::new();
     loop {
         line.clear();
-        reader.read_line(&mut line).expect("header");
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         if line == "\r\n" {
             break;
         }
         if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().expect("length");
+            len = v.trim().parse().unwrap_or(0);
         }
     }
     let mut body = vec![0; len];
-    reader.read_exact(&mut body).expect("body");
-    hostname(&String::from_utf8_lossy(&body))
+    reader.read_exact(&mut body)?;
+    Ok(hostname(&String::from_utf8_lossy(&body)))
 }
 
 #[test]
@@ -248,4 +254,22 @@ fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
             "the established flow outlives changes to other backends"
         );
     }
+
+    // Its own backend leaves: the flow ends at once (the backend it is
+    // moved to answers with a reset), it does not hang.
+    for (d, base) in c.daemons.iter_mut().zip(&c.base) {
+        d.reload(&with_service(base, &[], &[drained]))
+            .expect("reload");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let err = try_ask(&mut stream).expect_err("the flow of a removed backend ends");
+    assert!(
+        !matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "ended by a reset, not a timeout: {err} after {:?}",
+        started.elapsed()
+    );
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use shoal_dataplane::dns;
 use shoal_dataplane::engine::Dataplane;
 use shoal_dataplane::engine::userspace::{Options, UserspaceEngine};
 use shoal_dataplane::sys;
@@ -104,6 +105,10 @@ async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> a
     })?;
     let report = engine.apply(&tables).context("applying the tables")?;
     tracing::info!("tables applied: {report}");
+    let mut resolver = start_resolver(&args.state_dir)?;
+    if let Err(e) = resolver.apply(&tables) {
+        tracing::error!("{e}");
+    }
 
     let shared = engine.shared();
     let applied = Arc::new(std::sync::Mutex::new(tables));
@@ -140,6 +145,9 @@ async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> a
             Ok(tables) => match engine.apply(&tables) {
                 Ok(report) => {
                     tracing::info!("tables reapplied: {report}");
+                    if let Err(e) = resolver.apply(&tables) {
+                        tracing::error!("{e}");
+                    }
                     if let Ok(mut a) = applied.lock() {
                         *a = tables;
                     }
@@ -149,10 +157,25 @@ async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> a
             Err(e) => tracing::error!("{e:#}; the tables in force stay"),
         }
     }
-    tracing::info!("stopping: removing task interfaces");
+    tracing::info!("stopping: removing task interfaces and resolvers");
     server.abort();
     engine.shutdown();
+    resolver.shutdown();
     Ok(())
+}
+
+/// The embedded DNS resolver, forwarding to the resolvers of the daemon's
+/// own namespace.
+fn start_resolver(state_dir: &Path) -> anyhow::Result<dns::Resolver> {
+    let resolv_conf = Path::new("/etc/resolv.conf");
+    let upstreams = dns::upstreams_from_resolv_conf(resolv_conf)?;
+    if upstreams.is_empty() {
+        tracing::warn!(
+            "dns: {} names no resolver; tasks get SERVFAIL for names that are not services",
+            resolv_conf.display()
+        );
+    }
+    Ok(dns::Resolver::new(state_dir, upstreams)?)
 }
 
 /// The daemon's state directory, claimed by a pid file so that two daemons

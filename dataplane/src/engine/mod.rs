@@ -48,6 +48,13 @@ pub enum EngineError {
     #[error("routing mesh: {0}")]
     Mesh(std::io::Error),
     #[error(
+        "port {port}/{proto} is already in use on this node; publish another port or stop the program using it"
+    )]
+    PortInUse {
+        proto: crate::tables::Protocol,
+        port: u16,
+    },
+    #[error(
         "the tables are for node {tables}, but this engine runs on {engine}; restart the daemon to change the node's underlay address"
     )]
     NodeChanged {

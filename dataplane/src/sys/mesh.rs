@@ -59,6 +59,17 @@ pub fn install_rules(node: Ipv4Addr, ports: &[(Protocol, u16)]) -> io::Result<()
     nft(&script)
 }
 
+/// Whether a program on this node already listens on `port` (on `node`'s
+/// address or on all addresses): binding it is refused.
+pub fn port_in_use(node: Ipv4Addr, proto: Protocol, port: u16) -> bool {
+    let addr = std::net::SocketAddrV4::new(node, port);
+    let refused = |e: io::Error| e.kind() == io::ErrorKind::AddrInUse;
+    match proto {
+        Protocol::Tcp => std::net::TcpListener::bind(addr).err().is_some_and(refused),
+        Protocol::Udp => std::net::UdpSocket::bind(addr).err().is_some_and(refused),
+    }
+}
+
 /// Removes shoal's rules.
 pub fn remove_rules() -> io::Result<()> {
     nft(&format!("add table ip {TABLE}\ndelete table ip {TABLE}\n"))

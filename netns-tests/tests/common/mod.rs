@@ -79,3 +79,28 @@ pub fn counter(metrics: &str, name: &str, label: &str) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// Waits until `shoal whoami` answers on 127.0.0.1:`port` inside `netns`
+/// (HTTP, or UDP with `udp`), so a test never races a server's start.
+pub fn wait_for_whoami(lab: &shoal_netns_tests::Lab, netns: &str, port: u16, udp: bool) {
+    use std::net::SocketAddrV4;
+    use std::time::Duration;
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    shoal_netns_tests::wait_until(
+        &format!("whoami on {netns}:{port}"),
+        Duration::from_secs(10),
+        || {
+            lab.in_netns(netns, move || {
+                let t = Duration::from_millis(500);
+                if udp {
+                    shoal_netns_tests::udp_roundtrip(addr, b"up?", t).map(|_| ())
+                } else {
+                    shoal_netns_tests::http_get(addr, t).map(|_| ())
+                }
+            })
+            .ok()?
+            .ok()
+        },
+    )
+    .expect("whoami starts");
+}

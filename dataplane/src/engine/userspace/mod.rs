@@ -197,6 +197,17 @@ impl UserspaceEngine {
     }
 }
 
+/// The ports `tables` publishes in ingress mode.
+fn published_ports(tables: &Tables) -> Vec<(crate::tables::Protocol, u16)> {
+    tables
+        .services
+        .iter()
+        .flat_map(|s| &s.ports)
+        .filter(|p| p.mode == crate::tables::PublishMode::Ingress)
+        .filter_map(|p| Some((p.protocol, p.published?)))
+        .collect()
+}
+
 /// The first `ethN` not used in `netns` by `taken`.
 fn free_ifname(netns: &str, taken: &BTreeSet<(String, String)>) -> String {
     (0..)
@@ -216,6 +227,17 @@ impl Dataplane for UserspaceEngine {
                 tables: tables.node.underlay,
                 engine: self.options.underlay,
             });
+        }
+        // A port that a program on this node already serves is not taken
+        // over; refused before anything changes.
+        for (proto, port) in published_ports(tables) {
+            let installed = self
+                .mesh_ports
+                .as_ref()
+                .is_some_and(|p| p.contains(&(proto, port)));
+            if !installed && sys::mesh::port_in_use(self.options.underlay, proto, port) {
+                return Err(EngineError::PortInUse { proto, port });
+            }
         }
         let desired = self.desired(tables);
         let mut report = ApplyReport::default();

@@ -1,0 +1,218 @@
+//! The names a task can resolve, computed from the tables: sans-IO and pure.
+//!
+//! [`Names::from_tables`] turns a [`Tables`] into lookup maps once per
+//! apply; [`Names::lookup`] answers one question from a task sitting on a
+//! given set of networks ([`Names::networks_of`] its namespace). The rules
+//! are Docker Swarm's embedded DNS (DESIGN.md §4):
+//!
+//! - `NAME`: the service's VIP on a network the asker shares (endpoint mode
+//!   vip), or every active backend on shared networks (dnsrr);
+//! - `tasks.NAME`: every active backend on shared networks;
+//! - `NAME.NETWORK`, `tasks.NAME.NETWORK`: the same, on that network only.
+//!
+//! A service is visible on the networks it has a VIP on, or (dnsrr, or no
+//! VIP) the networks its backends are on. Names are case-insensitive, with
+//! or without the trailing dot. A name no visible service owns is not ours:
+//! the caller forwards it.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use hickory_proto::rr::RecordType;
+
+use crate::tables::{EndpointMode, Tables};
+
+/// Time to live of every answer, in seconds. Zero: a cache inside the task
+/// would otherwise keep a drained or dead backend after the tables changed
+/// (for dnsrr the resolver *is* the load balancer), and a query to the
+/// resolver on the task's own loopback costs microseconds. Docker's 600 s
+/// is why its DNS lags behind scaling.
+pub const TTL: u32 = 0;
+
+/// What a question gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The name is ours: these A records (none for a type other than A, or
+    /// when no backend is active: NOERROR without data, not NXDOMAIN).
+    Records(Vec<Ipv4Addr>),
+    /// No visible service owns the name: forward it upstream.
+    NotOurs,
+}
+
+/// Lookup maps built from one version of the tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// Lower-cased service name -> where it is visible.
+    services: HashMap<String, ServiceNames>,
+    /// Network namespace (as written in the tables) -> lower-cased names of
+    /// the networks of its local endpoints, in tables order.
+    netns: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServiceNames {
+    mode: EndpointMode,
+    /// One entry per network the service is visible on, in tables order.
+    on: Vec<OnNetwork>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OnNetwork {
+    /// Lower-cased network name.
+    network: String,
+    vip: Option<Ipv4Addr>,
+    /// Active backends on this network.
+    tasks: Vec<Ipv4Addr>,
+}
+
+impl Names {
+    /// Builds the lookup maps for `tables`. Never fails: what cannot be
+    /// placed on a network (a backend outside every subnet, a VIP on an
+    /// unknown network) is simply not resolvable.
+    pub fn from_tables(tables: &Tables) -> Names {
+        let mut names = Names::default();
+        for e in &tables.endpoints {
+            let Some(ns) = e.netns.as_deref().filter(|ns| !ns.is_empty()) else {
+                continue;
+            };
+            if !tables.is_local(e) {
+                continue;
+            }
+            let nets = names.netns.entry(ns.to_string()).or_default();
+            let net = e.network.to_ascii_lowercase();
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+        for s in &tables.services {
+            let service = service_names(tables, s);
+            if !service.on.is_empty() {
+                names.services.insert(s.name.to_ascii_lowercase(), service);
+            }
+        }
+        names
+    }
+
+    /// The networks of the local endpoints in network namespace `netns`
+    /// (as the tables name it); empty for a namespace we do not serve.
+    pub fn networks_of(&self, netns: &str) -> &[String] {
+        self.netns.get(netns).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Answers a question for `name` (any case, trailing dot or not) of type
+    /// `qtype` from a task on `networks` (lower-cased, as
+    /// [`Names::networks_of`] returns them).
+    pub fn lookup(&self, networks: &[String], name: &str, qtype: RecordType) -> Answer {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if name.is_empty() {
+            return Answer::NotOurs;
+        }
+        let Some(ips) = self.resolve(networks, &name) else {
+            return Answer::NotOurs;
+        };
+        if qtype == RecordType::A {
+            Answer::Records(ips)
+        } else {
+            Answer::Records(Vec::new())
+        }
+    }
+
+    /// The addresses of a lower-cased name without the trailing dot, or
+    /// `None` when it is not ours. `NAME` before `NAME.NETWORK`.
+    fn resolve(&self, networks: &[String], name: &str) -> Option<Vec<Ipv4Addr>> {
+        if let Some(ips) = self.resolve_on(networks, name, None) {
+            return Some(ips);
+        }
+        networks.iter().find_map(|net| {
+            let base = name.strip_suffix(net.as_str())?.strip_suffix('.')?;
+            self.resolve_on(networks, base, Some(net))
+        })
+    }
+
+    /// `base` is `NAME` or `tasks.NAME`, on the shared networks or only on
+    /// `only`.
+    fn resolve_on(
+        &self,
+        networks: &[String],
+        base: &str,
+        only: Option<&String>,
+    ) -> Option<Vec<Ipv4Addr>> {
+        let shared = |on: &&OnNetwork| {
+            networks.contains(&on.network) && only.is_none_or(|n| *n == on.network)
+        };
+        if let Some(service) = self.services.get(base) {
+            let mut on = service.on.iter().filter(shared).peekable();
+            on.peek()?;
+            return Some(match service.mode {
+                EndpointMode::Vip => on.find_map(|o| o.vip).into_iter().collect(),
+                EndpointMode::Dnsrr => union(on),
+            });
+        }
+        let service = self.services.get(base.strip_prefix("tasks.")?)?;
+        let mut on = service.on.iter().filter(shared).peekable();
+        on.peek()?;
+        Some(union(on))
+    }
+}
+
+/// The active backends of several networks, each address once.
+fn union<'a>(on: impl Iterator<Item = &'a OnNetwork>) -> Vec<Ipv4Addr> {
+    let mut ips = Vec::new();
+    for ip in on.flat_map(|o| &o.tasks) {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
+    }
+    ips
+}
+
+/// Where service `s` is visible, and its active backends there.
+fn service_names(tables: &Tables, s: &crate::tables::Service) -> ServiceNames {
+    let by_vip = s.endpoint_mode == EndpointMode::Vip && !s.vips.is_empty();
+    let mut on = Vec::new();
+    for net in &tables.networks {
+        let vip = s.vips.get(&net.name).copied();
+        let mut listed = false;
+        let mut tasks = Vec::new();
+        for b in &s.backends {
+            let Some(active) = backend_on(tables, &net.name, b.ip) else {
+                continue;
+            };
+            listed = true;
+            if active && b.state.is_active() && !tasks.contains(&b.ip) {
+                tasks.push(b.ip);
+            }
+        }
+        let visible = if by_vip { vip.is_some() } else { listed };
+        if visible {
+            on.push(OnNetwork {
+                network: net.name.to_ascii_lowercase(),
+                vip: if by_vip { vip } else { None },
+                tasks,
+            });
+        }
+    }
+    ServiceNames {
+        mode: s.endpoint_mode,
+        on,
+    }
+}
+
+/// Whether backend address `ip` is on network `net`, and if so whether its
+/// endpoint is active. A backend with no endpoint in the tables belongs to
+/// the network whose subnet holds it.
+fn backend_on(tables: &Tables, net: &str, ip: Ipv4Addr) -> Option<bool> {
+    let mut endpoints = tables.endpoints.iter().filter(|e| e.ip == ip).peekable();
+    if endpoints.peek().is_some() {
+        return endpoints
+            .find(|e| e.network == net)
+            .map(|e| e.state.is_active());
+    }
+    tables
+        .network(net)
+        .filter(|n| n.subnet.contains(&ip))
+        .map(|_| true)
+}
+
+#[cfg(test)]
+mod tests;
