@@ -166,6 +166,19 @@ fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
         assert!(n >= 60, "{name} got {n} of 300 requests: {seen:?}");
     }
 
+    // By name: the task's resolver gives the VIP, and the balance is the same.
+    let by_name = c
+        .lab
+        .run_ok(
+            &client,
+            &["sh", "-c", "for i in $(seq 300); do curl -s --max-time 3 http://web/ | grep '^Hostname:'; done"],
+        )
+        .expect("curl by service name");
+    for name in ["web1", "web2", "web3"] {
+        let n = by_name.lines().filter(|l| l.ends_with(name)).count();
+        assert!(n >= 60, "{name} got {n} of 300 requests by name");
+    }
+
     // UDP through the VIP reaches backends too.
     let udp = SocketAddrV4::new(VIP, 9000);
     let echoed = c
@@ -254,6 +267,20 @@ fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
             "the established flow outlives changes to other backends"
         );
     }
+    // ...and a backend joining does not move it either.
+    for (d, base) in c.daemons.iter_mut().zip(&c.base) {
+        d.reload(&with_service(base, &[], &[])).expect("reload");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        ask(&mut stream),
+        first,
+        "the established flow outlives a backend joining"
+    );
+    assert!(
+        spread(&c, 60).contains_key(&gone_name),
+        "the joined backend takes new connections"
+    );
 
     // Its own backend leaves: the flow ends at once (the backend it is
     // moved to answers with a reset), it does not hang.
