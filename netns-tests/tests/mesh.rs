@@ -49,6 +49,10 @@ fn published_ports_answer_on_every_node_with_the_clients_address() {
     vips: { red: 10.10.0.100 }
     ports: [ { protocol: tcp, target: 80, published: 8080 }, { protocol: udp, target: 9000, published: 9000 } ]
     backends: [ { ip: 10.10.0.11 }, { ip: 10.10.0.12 }, { ip: 10.10.0.13 } ]
+  - name: hostweb
+    vips: { red: 10.10.0.101 }
+    ports: [ { protocol: tcp, target: 80, published: 8090, mode: host } ]
+    backends: [ { ip: 10.10.0.11 } ]
 ";
     let _daemons: Vec<_> = (0..4)
         .map(|me| {
@@ -122,6 +126,29 @@ fn published_ports_answer_on_every_node_with_the_clients_address() {
         assert!(
             echo.starts_with("Hostname: web") && echo.ends_with("mesh"),
             "{echo}"
+        );
+    }
+
+    // Mode host: only the node running a backend answers, with that backend.
+    let on_h1 = SocketAddrV4::new(hosts[0].underlay, 8090);
+    let body = lab
+        .in_netns(&client.netns, move || {
+            http_get(on_h1, Duration::from_secs(3))
+        })
+        .expect("client")
+        .expect("host-mode port on the backend's node");
+    assert_eq!(hostname(&body), "web1");
+    for node in &hosts[1..] {
+        let addr = SocketAddrV4::new(node.underlay, 8090);
+        let answer = lab
+            .in_netns(&client.netns, move || {
+                http_get(addr, Duration::from_secs(3))
+            })
+            .expect("client");
+        assert!(
+            answer.is_err(),
+            "{} runs no hostweb backend and must not answer",
+            node.name
         );
     }
 }

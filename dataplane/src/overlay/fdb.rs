@@ -95,14 +95,17 @@ impl Segment {
 /// Index of a segment inside an [`Fdb`].
 pub type SegmentId = usize;
 
-/// A port published in ingress mode: the routing mesh sends its traffic to
-/// the service's backends on one of its networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A published port: the routing mesh sends its traffic to the service's
+/// backends on one of its networks.
+#[derive(Debug, Clone)]
 pub struct Published {
     pub segment: SegmentId,
     /// The service's VIP on that segment (its backends are the VIP's).
     pub vip: Ipv4Addr,
     pub target: u16,
+    /// Mode host: only this node's backends serve the port (and a node
+    /// without one does not publish it).
+    pub local: Option<BackendSet>,
 }
 
 /// Forwarding state of a node: every overlay network it takes part in.
@@ -195,28 +198,56 @@ impl Fdb {
                 seg.vips.contains_key(&vip).then_some((id, vip))
             });
             if let Some((segment, vip)) = entry {
+                let seg_name = fdb.segments[segment].name.clone();
                 for p in &svc.ports {
-                    if let (Some(published), PublishMode::Ingress) = (p.published, p.mode) {
-                        let target = p.target;
-                        let at = Published {
-                            segment,
-                            vip,
-                            target,
-                        };
-                        fdb.published.insert((p.protocol, published), at);
-                    }
+                    let Some(published) = p.published else {
+                        continue;
+                    };
+                    let local = match p.mode {
+                        PublishMode::Ingress => None,
+                        PublishMode::Host => {
+                            let here = |ip: Ipv4Addr| {
+                                tables.endpoints.iter().any(|e| {
+                                    e.network == seg_name && e.ip == ip && tables.is_local(e)
+                                })
+                            };
+                            let mine: Vec<LbBackend> = svc
+                                .backends
+                                .iter()
+                                .filter(|b| b.state.is_active() && here(b.ip))
+                                .map(LbBackend::from)
+                                .collect();
+                            if mine.is_empty() {
+                                continue;
+                            }
+                            let set =
+                                BackendSet::new(mine, maglev::DEFAULT_TABLE_SIZE, LB_FLOW_SEED);
+                            match set {
+                                Ok(set) => Some(set),
+                                Err(_) => continue,
+                            }
+                        }
+                    };
+                    let target = p.target;
+                    let at = Published {
+                        segment,
+                        vip,
+                        target,
+                        local,
+                    };
+                    fdb.published.insert((p.protocol, published), at);
                 }
             }
         }
         fdb
     }
 
-    /// The service behind a port published in ingress mode.
-    pub fn published(&self, proto: Protocol, port: u16) -> Option<Published> {
-        self.published.get(&(proto, port)).copied()
+    /// The service behind a published port.
+    pub fn published(&self, proto: Protocol, port: u16) -> Option<&Published> {
+        self.published.get(&(proto, port))
     }
 
-    /// Every port published in ingress mode, sorted.
+    /// Every port this node publishes, sorted.
     pub fn published_ports(&self) -> Vec<(Protocol, u16)> {
         let mut ports: Vec<_> = self.published.keys().copied().collect();
         ports.sort_by_key(|&(proto, port)| (port, proto == Protocol::Udp));

@@ -218,7 +218,8 @@ fn enter(shared: &Shared, mesh: &Mesh, node: Ipv4Addr, buf: &mut [u8], head: usi
         let Ok(mut t) = mesh.tables.lock() else {
             return;
         };
-        let Some(selection) = lb::select(&mut t.forward, &vip.backends, &key, flags, now) else {
+        let set = published.local.as_ref().unwrap_or(&vip.backends);
+        let Some(selection) = lb::select(&mut t.forward, set, &key, flags, now) else {
             shared.counters.drop(DropReason::NoBackend);
             return;
         };

@@ -197,17 +197,6 @@ impl UserspaceEngine {
     }
 }
 
-/// The ports `tables` publishes in ingress mode.
-fn published_ports(tables: &Tables) -> Vec<(crate::tables::Protocol, u16)> {
-    tables
-        .services
-        .iter()
-        .flat_map(|s| &s.ports)
-        .filter(|p| p.mode == crate::tables::PublishMode::Ingress)
-        .filter_map(|p| Some((p.protocol, p.published?)))
-        .collect()
-}
-
 /// The first `ethN` not used in `netns` by `taken`.
 fn free_ifname(netns: &str, taken: &BTreeSet<(String, String)>) -> String {
     (0..)
@@ -230,7 +219,9 @@ impl Dataplane for UserspaceEngine {
         }
         // A port that a program on this node already serves is not taken
         // over; refused before anything changes.
-        for (proto, port) in published_ports(tables) {
+        let publishes =
+            Fdb::build(tables, self.options.underlay_mtu, |_, _| None).published_ports();
+        for (proto, port) in publishes {
             let installed = self
                 .mesh_ports
                 .as_ref()
