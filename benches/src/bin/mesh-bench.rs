@@ -38,7 +38,7 @@ fn topology(name: &str) -> Result<Topology> {
 fn plain_backends(t: &mut Topology) -> Result<()> {
     let bin = shoal_bin();
     let bin = bin.to_str().context("utf-8 path")?.to_string();
-    for n in t.nodes[1..].to_vec() {
+    for n in t.nodes[1..].iter().cloned() {
         t.lab.spawn(
             &n.netns,
             &[&bin, "whoami", "--port", "80", "--name", &n.name],
