@@ -22,13 +22,17 @@ pub const MESH_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 77, 2);
 /// The nftables table shoal owns.
 const TABLE: &str = "shoal";
 
-/// Creates the mesh TUN in the calling thread's namespace (nonblocking),
-/// turns on forwarding, and lets replies from the TUN through reverse-path
-/// filtering.
-pub fn create_tun() -> io::Result<SyncDevice> {
+/// Creates the mesh TUN with `queues` queues in the calling thread's
+/// namespace (nonblocking,
+/// frames behind a virtio-net header, TSO on),
+/// turns on forwarding, and lets replies from the TUN through
+/// reverse-path filtering.
+pub fn create_tun(queues: usize) -> io::Result<Vec<SyncDevice>> {
     let dev = DeviceBuilder::new()
         .name(MESH_DEV)
         .layer(Layer::L3)
+        .offload(true)
+        .multi_queue(true)
         .mtu(1500)
         .ipv4(MESH_LOCAL, 32, Some(MESH_ADDR))
         .build_sync()
@@ -38,12 +42,18 @@ pub fn create_tun() -> io::Result<SyncDevice> {
                 format!("creating the mesh device {MESH_DEV}: {e}"),
             )
         })?;
-    dev.set_nonblocking(true)?;
+    let mut all = vec![dev];
+    for _ in 1..queues.max(1) {
+        all.push(all[0].try_clone()?);
+    }
+    for q in &all {
+        q.set_nonblocking(true)?;
+    }
     // Packets for published ports are forwarded into the TUN after DNAT.
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
         .map_err(|e| io::Error::new(e.kind(), format!("enabling IPv4 forwarding: {e}")))?;
     let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{MESH_DEV}/rp_filter"), "0");
-    Ok(dev)
+    Ok(all)
 }
 
 /// Installs (atomically replacing) the DNAT rules for `ports` published on

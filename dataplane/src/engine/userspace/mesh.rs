@@ -15,7 +15,7 @@
 //!   `<node>:<published>` and routes it to the client.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +26,7 @@ use tun_rs::SyncDevice;
 use super::{Shared, port};
 use crate::lb::conntrack::{Conntrack, ConntrackError, Direction, FlowKey};
 use crate::lb::{self, Selection};
+use crate::overlay::gso;
 use crate::overlay::nat::{self, Side};
 use crate::overlay::vtep::{self, DropReason, FromPort};
 use crate::sys::{self, mesh::MESH_ADDR};
@@ -37,7 +38,8 @@ const EXPIRE_BUDGET: usize = 64;
 
 /// The mesh's device and flow state.
 pub struct Mesh {
-    tun: SyncDevice,
+    /// One descriptor per queue of the multi-queue TUN.
+    queues: Vec<SyncDevice>,
     epoch: Instant,
     tables: Mutex<Tables>,
 }
@@ -56,7 +58,7 @@ impl Mesh {
     pub fn new() -> io::Result<Mesh> {
         let table = || Conntrack::new(FLOWS).map_err(|e: ConntrackError| io::Error::other(e));
         Ok(Mesh {
-            tun: sys::mesh::create_tun()?,
+            queues: sys::mesh::create_tun(QUEUES)?,
             epoch: Instant::now(),
             tables: Mutex::new(Tables {
                 forward: table()?,
@@ -103,20 +105,21 @@ impl Mesh {
     }
 
     /// Gives a reply that reached its entry node the published address back
-    /// and hands it to the kernel through the TUN.
-    pub fn exit(&self, frame: &mut [u8], shared: &Shared) {
+    /// as its source; false when no mesh flow knows it. `partial` says the
+    /// frame's checksum is a partial sum (an offloaded frame).
+    pub fn translate_reply(&self, frame: &mut [u8], partial: bool, shared: &Shared) -> bool {
         let Some((reply, flags)) = nat::flow_of(frame) else {
-            return;
+            return false;
         };
         let translated = reversed(&reply);
         let now = self.now();
         let published = {
             let Ok(mut t) = self.tables.lock() else {
-                return;
+                return false;
             };
             let Some(&published) = t.published_of.get(&translated) else {
                 shared.counters.drop(DropReason::UnknownDestination);
-                return;
+                return false;
             };
             let client = FlowKey {
                 proto: reply.proto,
@@ -126,10 +129,37 @@ impl Mesh {
             t.forward.observe(&client, Direction::Reply, flags, now);
             published
         };
-        nat::rewrite(frame, Side::Src, MESH_ADDR, false);
-        nat::rewrite_port(frame, Side::Src, published, false);
-        if self.tun.send(&frame[ETH..]).is_err() {
-            shared.counters.drop(DropReason::IoError);
+        nat::rewrite(frame, Side::Src, MESH_ADDR, partial);
+        nat::rewrite_port(frame, Side::Src, published, partial);
+        true
+    }
+
+    /// Hands a translated reply, `[virtio-net header][Ethernet frame]`, to
+    /// the kernel through the TUN, which takes IP packets: the header's
+    /// offsets move back by the Ethernet header's length.
+    pub fn write_tun(&self, with_header: &[u8], shared: &Shared) {
+        let Some(mut hdr) = virtio_net::Packet::new_checked(with_header)
+            .ok()
+            .and_then(|p| virtio_net::Repr::parse(&p).ok())
+        else {
+            shared.counters.drop(DropReason::MalformedFrame);
+            return;
+        };
+        hdr.csum_start = hdr.csum_start.saturating_sub(ETH as u16);
+        hdr.hdr_len = hdr.hdr_len.saturating_sub(ETH as u16);
+        let mut head = [0u8; virtio_net::HEADER_LEN];
+        hdr.emit(&mut virtio_net::Packet::new_unchecked(&mut head[..]));
+        let Some(packet) = with_header.get(virtio_net::HEADER_LEN + ETH..) else {
+            return;
+        };
+        // The queue of the flow: the kernel steers its next packets there.
+        let queue = &self.queues
+            [vtep::flow_hash(&with_header[virtio_net::HEADER_LEN..]) as usize % self.queues.len()];
+        match queue.send_vectored(&[IoSlice::new(&head), IoSlice::new(packet)]) {
+            Ok(_) => {
+                shared.counters.task_tx_frames.inc();
+            }
+            Err(_) => shared.counters.drop(DropReason::IoError),
         }
     }
 
@@ -164,23 +194,58 @@ fn reversed(key: &FlowKey) -> FlowKey {
     }
 }
 
-/// Reads packets for published ports from the mesh TUN until `stop`.
-pub fn run(shared: &Shared, node: Ipv4Addr, stop: &AtomicBool) {
+/// Bytes kept free in front of a packet read from the TUN: room for the
+/// VXLAN header of a single datagram.
+const HEAD: usize = 16;
+/// Where the virtio-net header, the Ethernet header and the IP packet sit.
+const V: usize = HEAD;
+const E: usize = V + virtio_net::HEADER_LEN;
+const I: usize = E + ETH;
+
+/// Queues of the mesh TUN, each read by a thread of its own.
+pub const QUEUES: usize = 2;
+
+/// Reads packets for published ports from queue `queue` of the mesh TUN
+/// until `stop`.
+pub fn run(shared: &Shared, node: Ipv4Addr, queue: usize, stop: &AtomicBool) {
     let Some(mesh) = shared.mesh.as_ref() else {
         return;
     };
-    let head = virtio_net::HEADER_LEN.max(vxlan::HEADER_LEN);
-    let mut buf = vec![0u8; head + ETH + 65_536];
+    let tun = &mesh.queues[queue];
+    let mut buf = vec![0u8; I + 65_536];
+    let mut scratch = Vec::with_capacity(128 * 1024);
+    let mut batch = port::Batch::default();
     let mut last_sweep = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if last_sweep.elapsed() >= port::POLL_INTERVAL {
+        if queue == 0 && last_sweep.elapsed() >= port::POLL_INTERVAL {
             mesh.expire();
             last_sweep = Instant::now();
         }
-        match mesh.tun.recv(&mut buf[head + ETH..]) {
-            Ok(n) => enter(shared, mesh, node, &mut buf[..head + ETH + n], head),
+        // The TUN hands over `[virtio-net header][IP packet]`; an Ethernet
+        // header goes in between, as the overlay carries frames.
+        let n = {
+            let (front, back) = buf.split_at_mut(E);
+            tun.recv_vectored(&mut [
+                IoSliceMut::new(&mut front[V..]),
+                IoSliceMut::new(&mut back[ETH..]),
+            ])
+        };
+        match n {
+            Ok(n) if n > virtio_net::HEADER_LEN => {
+                let end = I + n - virtio_net::HEADER_LEN;
+                enter(
+                    shared,
+                    mesh,
+                    node,
+                    &mut buf[..end],
+                    &mut scratch,
+                    &mut batch,
+                );
+            }
+            Ok(_) => shared.counters.drop(DropReason::MalformedFrame),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(e) = sys::poll::wait_readable(&mesh.tun, port::POLL_INTERVAL) {
+                batch.flush(shared);
+                if let Err(e) = sys::poll::wait_readable(tun, port::POLL_INTERVAL) {
                     tracing::error!("mesh device failed: {e}");
                     return;
                 }
@@ -194,11 +259,36 @@ pub fn run(shared: &Shared, node: Ipv4Addr, stop: &AtomicBool) {
     }
 }
 
-/// One client packet for a published port, with `head` bytes of room
-/// before its (still empty) Ethernet header.
-fn enter(shared: &Shared, mesh: &Mesh, node: Ipv4Addr, buf: &mut [u8], head: usize) {
+/// One client packet (possibly a TSO super-packet) for a published port,
+/// laid out in `buf` as `[room][virtio-net header][Ethernet (empty)][IP]`.
+fn enter(
+    shared: &Shared,
+    mesh: &Mesh,
+    node: Ipv4Addr,
+    buf: &mut [u8],
+    scratch: &mut Vec<u8>,
+    batch: &mut port::Batch,
+) {
+    let Some(mut hdr) = virtio_net::Packet::new_checked(&buf[V..])
+        .ok()
+        .and_then(|p| virtio_net::Repr::parse(&p).ok())
+    else {
+        shared.counters.drop(DropReason::MalformedFrame);
+        return;
+    };
+    // Offsets counted from the IP header now count from the Ethernet one.
+    if hdr.csum_start != 0 || hdr.flags & virtio_net::F_NEEDS_CSUM != 0 {
+        hdr.csum_start += ETH as u16;
+    }
+    if hdr.hdr_len != 0 {
+        hdr.hdr_len += ETH as u16;
+    }
+    hdr.emit(&mut virtio_net::Packet::new_unchecked(&mut buf[V..E]));
+    let partial = hdr.flags & virtio_net::F_NEEDS_CSUM != 0;
+    let offloaded = gso::is_gso(&hdr);
+
     let snapshot = shared.snapshot.load();
-    let frame = &mut buf[head..];
+    let frame = &mut buf[E..];
     nat::set_ethernet(frame, [0; 6], [0; 6]);
     let Some((key, flags)) = nat::flow_of(frame) else {
         shared.counters.drop(DropReason::NoServicePort);
@@ -243,29 +333,34 @@ fn enter(shared: &Shared, mesh: &Mesh, node: Ipv4Addr, buf: &mut [u8], head: usi
         shared.counters.drop(DropReason::UnknownDestination);
         return;
     };
-    nat::rewrite(frame, Side::Dst, backend, false);
-    nat::rewrite_port(frame, Side::Dst, published.target, false);
+    nat::rewrite(frame, Side::Dst, backend, partial);
+    nat::rewrite_port(frame, Side::Dst, published.target, partial);
     nat::set_ethernet(frame, segment.gateway_mac.0, station.mac.0);
     match vtep::to_station(segment, backend) {
         FromPort::Local(id) => {
             mesh.note_entry(frame, node);
-            let with_header = &mut buf[head - virtio_net::HEADER_LEN..];
-            with_header[..virtio_net::HEADER_LEN].fill(0);
+            batch.flush(shared);
             match snapshot.port(id) {
-                Some(port) => port.send(with_header, shared),
+                // The offload header goes along: the task's stack takes TSO.
+                Some(port) => port.send(&buf[V..], shared),
                 None => shared.counters.drop(DropReason::UnknownDestination),
             }
         }
         FromPort::Remote(to) => {
-            let datagram = &mut buf[head - vxlan::HEADER_LEN..];
-            vtep::encap_header(segment.vni, datagram);
-            let len = datagram.len();
-            shared.transmit(
-                to,
-                vtep::flow_hash(&datagram[vxlan::HEADER_LEN..]),
-                datagram,
-                len,
-            );
+            let flow = vtep::flow_hash(frame);
+            let mut prefix = [0u8; vxlan::HEADER_LEN];
+            vtep::encap_header(segment.vni, &mut prefix);
+            if offloaded {
+                batch.flush(shared);
+                match gso::segment(&hdr, frame, &prefix, scratch) {
+                    Ok(segs) => shared.transmit(to, flow, scratch, segs.stride),
+                    Err(_) => shared.counters.drop(DropReason::BadOffload),
+                }
+            } else if gso::complete_checksum(&hdr, frame).is_ok() {
+                batch.add(shared, to, flow, &prefix, frame);
+            } else {
+                shared.counters.drop(DropReason::BadOffload);
+            }
         }
         _ => shared.counters.drop(DropReason::UnknownDestination),
     }

@@ -136,16 +136,16 @@ impl UserspaceEngine {
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(EngineError::Underlay)?;
-        let mesh_worker = {
+        let mut underlay_workers = underlay_workers;
+        for queue in 0..mesh::QUEUES {
             let (shared, stop) = (shared.clone(), stop.clone());
             let node = options.underlay;
-            std::thread::Builder::new()
-                .name("shoal-mesh".into())
-                .spawn(move || mesh::run(&shared, node, &stop))
-                .map_err(EngineError::Underlay)?
-        };
-        let mut underlay_workers = underlay_workers;
-        underlay_workers.push(mesh_worker);
+            let worker = std::thread::Builder::new()
+                .name(format!("shoal-mesh{queue}"))
+                .spawn(move || mesh::run(&shared, node, queue, &stop))
+                .map_err(EngineError::Underlay)?;
+            underlay_workers.push(worker);
+        }
         Ok(UserspaceEngine {
             options,
             shared,
@@ -375,6 +375,9 @@ impl Drop for UserspaceEngine {
     }
 }
 
+/// The GRO "port" of replies leaving through the mesh TUN.
+const MESH_PORT: PortId = PortId::MAX;
+
 /// Receive buffers per batch; each holds a GRO train of up to 64 KiB.
 const RX_BATCH: usize = 8;
 
@@ -394,9 +397,12 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
         match n {
             Ok(n) => {
                 let snapshot = shared.snapshot.load();
-                let mut to_task = |id: PortId, frame: &[u8]| match snapshot.port(id) {
-                    Some(port) => port.send(frame, shared),
-                    None => shared.counters.drop(DropReason::UnknownDestination),
+                let mut to_task = |id: PortId, frame: &[u8]| match (id, &shared.mesh) {
+                    (MESH_PORT, Some(mesh)) => mesh.write_tun(frame, shared),
+                    _ => match snapshot.port(id) {
+                        Some(port) => port.send(frame, shared),
+                        None => shared.counters.drop(DropReason::UnknownDestination),
+                    },
                 };
                 for (buf, meta) in storage.iter_mut().zip(&meta).take(n) {
                     let stride = meta.stride.max(1);
@@ -461,7 +467,12 @@ fn on_datagram(
             gro.push(id, frame, to_task);
         }
         FromUnderlay::MeshReply => match &shared.mesh {
-            Some(mesh) => mesh.exit(&mut datagram[vxlan::HEADER_LEN..], shared),
+            Some(mesh) => {
+                let frame = &mut datagram[vxlan::HEADER_LEN..];
+                if mesh.translate_reply(frame, false, shared) {
+                    gro.push(MESH_PORT, frame, to_task);
+                }
+            }
             None => shared.counters.drop(DropReason::NoRoute),
         },
         FromUnderlay::Reply { vni } => {

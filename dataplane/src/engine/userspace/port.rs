@@ -111,7 +111,7 @@ pub fn run(id: PortId, queue: usize, port: Arc<Port>, shared: Arc<Shared>, stop:
 /// Frames for one node gathered while the task keeps sending, to leave in
 /// one GSO send: VXLAN datagrams of one size, the last possibly shorter.
 #[derive(Default)]
-struct Batch {
+pub(super) struct Batch {
     node: Option<Ipv4Addr>,
     flow: u32,
     stride: usize,
@@ -127,7 +127,14 @@ const BATCH_BYTES: usize = 60_000;
 impl Batch {
     /// Adds `prefix` + `frame` for `node`, sending what was gathered first
     /// if the datagram cannot join it.
-    fn add(&mut self, shared: &Shared, node: Ipv4Addr, flow: u32, prefix: &[u8], frame: &[u8]) {
+    pub(super) fn add(
+        &mut self,
+        shared: &Shared,
+        node: Ipv4Addr,
+        flow: u32,
+        prefix: &[u8],
+        frame: &[u8],
+    ) {
         let len = prefix.len() + frame.len();
         let joins = self.node == Some(node)
             && shared.same_socket(self.flow, flow)
@@ -146,7 +153,7 @@ impl Batch {
         self.buf.extend_from_slice(frame);
     }
 
-    fn flush(&mut self, shared: &Shared) {
+    pub(super) fn flush(&mut self, shared: &Shared) {
         if let Some(node) = self.node.take() {
             shared.transmit(node, self.flow, &self.buf, self.stride);
         }
@@ -191,15 +198,8 @@ fn on_frame(
             verdict = FromPort::Remote(entry);
         } else {
             batch.flush(shared);
-            if offloaded {
-                match gso::segment(&hdr, frame, &[], scratch) {
-                    Ok(segs) => scratch
-                        .chunks_mut(segs.stride)
-                        .for_each(|f| mesh.exit(f, shared)),
-                    Err(_) => shared.counters.drop(DropReason::BadOffload),
-                }
-            } else if gso::complete_checksum(&hdr, frame).is_ok() {
-                mesh.exit(frame, shared);
+            if mesh.translate_reply(frame, partial, shared) {
+                mesh.write_tun(buf, shared);
             }
             return;
         }
