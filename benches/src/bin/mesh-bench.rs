@@ -5,7 +5,7 @@
 //! a backend as the ceiling. HTTP requests/s with wrk (50 connections) to two
 //! backends, and iperf3 Gbit/s to one.
 //!
-//! `cargo run --release -p shoal-benches --bin mesh-bench [SECONDS]`
+//! `cargo run --release -p shoal-benches --bin mesh-bench [SECONDS [shoal]]`
 //! (root; build `--bin shoal` in release first).
 
 use std::net::Ipv4Addr;
@@ -213,6 +213,12 @@ fn main() -> Result<()> {
         .unwrap_or(5);
     if seconds == 0 {
         bail!("SECONDS must be at least 1");
+    }
+    // `shoal` as a second argument runs shoal alone (for profiling).
+    if std::env::args().nth(2).as_deref() == Some("shoal") {
+        let (rps, gbps) = shoal(seconds)?;
+        println!("shoal userspace mesh: {rps:.0} requests/s, {gbps:.2} Gbit/s");
+        return Ok(());
     }
     let rows = [
         ("direct to one backend", direct(seconds)?),
