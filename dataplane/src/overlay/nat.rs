@@ -67,26 +67,9 @@ pub fn rewrite(frame: &mut [u8], side: Side, new: Ipv4Addr, partial_l4: bool) {
     let ip_sum = checksum::update_ipv4_addr(ip_sum, old, new);
     frame[ETH + 10..ETH + 12].copy_from_slice(&ip_sum.to_be_bytes());
 
-    let ihl = usize::from(frame[ETH] & 0x0f) * 4;
-    let field = ETH
-        + ihl
-        + match key.proto {
-            Protocol::Tcp => 16,
-            Protocol::Udp => 6,
-        };
-    let Some(bytes) = frame.get_mut(field..field + 2) else {
-        return;
-    };
-    let sum = u16::from_be_bytes([bytes[0], bytes[1]]);
-    let updated = if partial_l4 {
-        // A partial sum is the complement of a checksum: update it as one.
-        !checksum::update_ipv4_addr(!sum, old, new)
-    } else if key.proto == Protocol::Udp && sum == 0 {
-        0
-    } else {
+    update_l4_checksum(frame, key.proto, partial_l4, |sum| {
         checksum::update_ipv4_addr(sum, old, new)
-    };
-    bytes.copy_from_slice(&updated.to_be_bytes());
+    });
 }
 
 /// Rewrites the `side` TCP/UDP port of the frame to `new`, updating the
@@ -99,8 +82,27 @@ pub fn rewrite_port(frame: &mut [u8], side: Side, new: u16, partial_l4: bool) {
     let at = l4 + if side == Side::Src { 0 } else { 2 };
     let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
     frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    // A partial sum covers only the pseudo header, which has no ports.
+    if !partial_l4 {
+        update_l4_checksum(frame, key.proto, false, |sum| {
+            checksum::update_u16(sum, old, new)
+        });
+    }
+}
+
+/// Applies `update` (an RFC 1624 update of a complemented checksum) to the
+/// frame's TCP/UDP checksum. A partial sum (`partial_l4`) is the complement
+/// of a checksum, so it is updated through complements. A UDP checksum of
+/// zero (none) stays zero.
+fn update_l4_checksum(
+    frame: &mut [u8],
+    proto: Protocol,
+    partial_l4: bool,
+    update: impl Fn(u16) -> u16,
+) {
+    let l4 = ETH + usize::from(frame[ETH] & 0x0f) * 4;
     let field = l4
-        + match key.proto {
+        + match proto {
             Protocol::Tcp => 16,
             Protocol::Udp => 6,
         };
@@ -109,11 +111,11 @@ pub fn rewrite_port(frame: &mut [u8], side: Side, new: u16, partial_l4: bool) {
     };
     let sum = u16::from_be_bytes([bytes[0], bytes[1]]);
     let updated = if partial_l4 {
-        sum
-    } else if key.proto == Protocol::Udp && sum == 0 {
+        !update(!sum)
+    } else if proto == Protocol::Udp && sum == 0 {
         0
     } else {
-        checksum::update_u16(sum, old, new)
+        update(sum)
     };
     bytes.copy_from_slice(&updated.to_be_bytes());
 }
