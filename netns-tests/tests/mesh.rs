@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use common::{Ep, Net, tables_for, wait_for_whoami};
+use common::{Ep, Net, start_whoami, tables_for};
 use shoal_netns_tests::{Lab, http_get, shoal_bin, udp_roundtrip, wait_until};
 
 const RED: Net = Net {
@@ -60,19 +60,8 @@ fn published_ports_answer_on_every_node_with_the_clients_address() {
             lab.start_daemon(&hosts[me], &yaml, &[]).expect("daemon")
         })
         .collect();
-    let bin = shoal_bin();
-    let bin = bin.to_str().expect("utf-8 path");
     for (i, ep) in eps.iter().enumerate() {
-        let name = format!("web{}", i + 1);
-        lab.spawn(&ep.netns, &[bin, "whoami", "--port", "80", "--name", &name])
-            .expect("whoami");
-        lab.spawn(
-            &ep.netns,
-            &[bin, "whoami", "--udp", "--port", "9000", "--name", &name],
-        )
-        .expect("whoami");
-        wait_for_whoami(&lab, &ep.netns, 80, false);
-        wait_for_whoami(&lab, &ep.netns, 9000, true);
+        start_whoami(&mut lab, &ep.netns, &format!("web{}", i + 1));
     }
 
     let client_ip = client.underlay;

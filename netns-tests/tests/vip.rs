@@ -9,8 +9,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::Duration;
 
-use common::{Ep, Net, tables_for, wait_for_whoami};
-use shoal_netns_tests::{Daemon, Lab, http_get, shoal_bin, udp_roundtrip, wait_until};
+use common::{Ep, Net, start_whoami, tables_for};
+use shoal_netns_tests::{Daemon, Lab, http_get, udp_roundtrip, wait_until};
 
 const RED: Net = Net {
     name: "red",
@@ -76,19 +76,8 @@ fn cluster(test: &str) -> Cluster {
                 .expect("daemon")
         })
         .collect();
-    let bin = shoal_bin();
-    let bin = bin.to_str().expect("utf-8 path");
     for (i, ep) in eps.iter().take(3).enumerate() {
-        let name = format!("web{}", i + 1);
-        lab.spawn(&ep.netns, &[bin, "whoami", "--port", "80", "--name", &name])
-            .expect("whoami");
-        lab.spawn(
-            &ep.netns,
-            &[bin, "whoami", "--udp", "--port", "9000", "--name", &name],
-        )
-        .expect("whoami");
-        wait_for_whoami(&lab, &ep.netns, 80, false);
-        wait_for_whoami(&lab, &ep.netns, 9000, true);
+        start_whoami(&mut lab, &ep.netns, &format!("web{}", i + 1));
     }
     Cluster {
         lab,

@@ -104,3 +104,19 @@ pub fn wait_for_whoami(lab: &shoal_netns_tests::Lab, netns: &str, port: u16, udp
     )
     .expect("whoami starts");
 }
+
+/// Starts `shoal whoami` named `name` in `netns` on HTTP port 80 and UDP
+/// port 9000, and waits until both answer.
+pub fn start_whoami(lab: &mut shoal_netns_tests::Lab, netns: &str, name: &str) {
+    let bin = shoal_netns_tests::shoal_bin();
+    let bin = bin.to_str().expect("utf-8 path");
+    lab.spawn(netns, &[bin, "whoami", "--port", "80", "--name", name])
+        .expect("whoami");
+    lab.spawn(
+        netns,
+        &[bin, "whoami", "--udp", "--port", "9000", "--name", name],
+    )
+    .expect("whoami");
+    wait_for_whoami(lab, netns, 80, false);
+    wait_for_whoami(lab, netns, 9000, true);
+}
