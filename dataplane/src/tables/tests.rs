@@ -548,3 +548,10 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn encrypted_networks_are_refused_until_encryption_exists() {
+    let mut t = example();
+    t.networks[0].encrypted = true;
+    assert_problem(&t, "networks[0].encrypted", "not supported yet");
+}

@@ -131,6 +131,15 @@ impl Tables {
                     format!("{mtu} is outside 576..=9000; leave it out for the underlay MTU - 50"),
                 ));
             }
+            // Refused rather than ignored: traffic must never travel in the
+            // clear while the file says it is encrypted.
+            if n.encrypted {
+                problems.push(Problem::new(
+                    at("encrypted"),
+                    "encrypting overlay traffic is not supported yet; remove `encrypted` \
+                     (traffic would otherwise travel in the clear)",
+                ));
+            }
         }
     }
 
