@@ -29,7 +29,7 @@ use std::net::Ipv4Addr;
 
 use thiserror::Error;
 
-use self::conntrack::{Conntrack, Direction, FlowKey, TcpFlags};
+use self::conntrack::{Conntrack, Direction, FlowKey, FlowState, TcpFlags};
 use self::maglev::{Maglev, MaglevBackend, MaglevError};
 use crate::tables::{self, EndpointState, Protocol};
 
@@ -175,6 +175,22 @@ pub fn select(
     flags: TcpFlags,
     now: u64,
 ) -> Option<Selection> {
+    // A client reusing the ports of a connection that is closing or closed
+    // opens a new one: it gets a fresh pick (and never a draining backend),
+    // as Linux conntrack reopens a TIME_WAIT entry on a new SYN.
+    let opening = key.proto == Protocol::Tcp
+        && flags.contains(TcpFlags::SYN)
+        && !flags.contains(TcpFlags::ACK);
+    if opening
+        && ct.lookup(key, now).is_some_and(|e| {
+            matches!(
+                e.state,
+                FlowState::TcpFinWait(_) | FlowState::TcpTimeWait | FlowState::TcpClose
+            )
+        })
+    {
+        ct.remove(key);
+    }
     let previous = match ct.observe(key, Direction::Original, flags, now) {
         Some(entry) => {
             let backend = entry.backend;

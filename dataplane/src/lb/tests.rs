@@ -200,3 +200,28 @@ fn converts_from_the_tables() {
         }
     );
 }
+
+#[test]
+fn a_new_syn_on_a_closed_flow_is_a_new_flow_and_avoids_draining_backends() {
+    let mut ct = Conntrack::new(1024).unwrap();
+    let active = set(&[]);
+    let to_three = flows_to(&mut ct, &active, 0..200, ip(3));
+    let key = *to_three.first().expect("some flow goes to 10.10.0.3");
+    // The connection runs and closes: FIN both ways.
+    let fin = TcpFlags(TcpFlags::FIN.0 | TcpFlags::ACK.0);
+    select(&mut ct, &active, &key, ACK, 1);
+    select(&mut ct, &active, &key, fin, 2);
+    ct.observe(&key, Direction::Reply, fin, 3);
+    select(&mut ct, &active, &key, ACK, 4);
+    // 10.10.0.3 drains; the client reuses the same ports for a new
+    // connection: it must not stick to the draining backend.
+    let draining = set(&[(3, EndpointState::Draining)]);
+    let again = select(&mut ct, &draining, &key, TcpFlags::SYN, 5).unwrap();
+    assert!(
+        matches!(again, Selection::New(b) if b != ip(3)),
+        "{again:?}"
+    );
+    // A retransmitted SYN of a connection still opening keeps its pick.
+    let retry = select(&mut ct, &draining, &key, TcpFlags::SYN, 6).unwrap();
+    assert_eq!(retry, Selection::Kept(again.backend()));
+}

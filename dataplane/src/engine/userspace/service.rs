@@ -129,10 +129,19 @@ pub fn reverse(shared: &Shared, snapshot: &Snapshot, frame: &mut [u8], partial: 
         let Ok(mut t) = shared.flows.tables.lock() else {
             return;
         };
-        match t.reply.observe(&key, Direction::Reply, flags, now) {
+        let vip = match t.reply.observe(&key, Direction::Reply, flags, now) {
             Some(entry) => entry.backend,
             None => return,
-        }
+        };
+        // The client flow sees its replies too, so its TCP state (and with
+        // it its timeout and reuse of its ports) follows the connection.
+        let client = FlowKey {
+            proto: key.proto,
+            src: key.dst,
+            dst: SocketAddrV4::new(vip, key.src.port()),
+        };
+        t.forward.observe(&client, Direction::Reply, flags, now);
+        vip
     };
     nat::rewrite(frame, Side::Src, vip, partial);
 }
