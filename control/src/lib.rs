@@ -13,6 +13,7 @@
 
 mod base36;
 pub mod ids;
+pub mod membership;
 pub mod pki;
 pub mod role;
 pub mod state;
