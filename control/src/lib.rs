@@ -4,7 +4,9 @@
 //! - [`pki`]: the cluster CA, node certificates and join tokens;
 //! - [`state`]: the typed cluster state that Raft replicates, changed only
 //!   by applying [`state::Command`]s, deterministically;
-//! - [`ids`] and [`role`]: the names both of them use.
+//! - [`membership`]: SWIM gossip (foca) as events in, datagrams, timers
+//!   and up/down notifications out;
+//! - [`ids`] and [`role`]: the names they use.
 //!
 //! Nothing here opens a socket or starts a task; the only I/O is
 //! [`pki::write_private`].
