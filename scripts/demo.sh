@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shoal's main job on one machine: a sandbox cluster of hosts in network
-# namespaces, with tasks on different hosts reaching each other over the
-# VXLAN overlay. `target/release/shoal sandbox down` removes it all.
+# namespaces, tasks on different hosts reaching each other over the VXLAN
+# overlay, and a service answering on every node through the routing mesh.
+# `target/release/shoal sandbox down` removes it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -45,6 +45,10 @@ const VNI: u32 = 4097;
 const SUBNET: &str = "10.10.0.0/24";
 const MAX_NODES: u8 = 64;
 const WHOAMI_PORT: u16 = 80;
+/// The demo service: its VIP on the `demo` network and its published port.
+const SERVICE: &str = "web";
+const VIP: &str = "10.10.0.100";
+const PUBLISHED: u16 = 8080;
 /// How long the demo retries a request while the overlay comes up.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -209,7 +213,44 @@ fn build(lab: &mut Lab, count: u8, bin: &Path) -> Result<Vec<Node>> {
         });
     }
     demo(lab, &nodes)?;
+    let client = lab.add_host("client")?;
+    mesh_demo(lab, &nodes, &client)?;
     Ok(nodes)
+}
+
+/// From a client host outside the overlay, one request to the published
+/// port of every node: any node answers, a task on any node serves it, and
+/// the task sees the client's own address.
+fn mesh_demo(lab: &Lab, nodes: &[Node], client: &shoal_netns_tests::Host) -> Result<()> {
+    for node in nodes {
+        let addr = SocketAddrV4::new(node.underlay, PUBLISHED);
+        let body = lab
+            .in_netns(&client.netns, move || {
+                wait_until(
+                    &format!("an answer from http://{addr}/"),
+                    DEMO_TIMEOUT,
+                    || http_get(addr, Duration::from_secs(2)).ok(),
+                )
+            })?
+            .with_context(|| {
+                format!(
+                    "the routing mesh did not answer on {addr} (logs: {STATE_DIR}/*/daemon.log)"
+                )
+            })?;
+        let line = |prefix: &str| {
+            body.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or("")
+                .to_string()
+        };
+        println!(
+            "client {} -> http://{addr}/  {}  {}",
+            client.underlay,
+            line("Hostname:"),
+            line("RemoteAddr:")
+        );
+    }
+    Ok(())
 }
 
 /// From the task on the first node, one request to every other task (or to
@@ -283,7 +324,15 @@ fn tables_yaml(k: u8, count: u8) -> String {
             node_name(j)
         ));
     }
-    y.push_str("services: []\n");
+    let backends: Vec<String> = (1..=count)
+        .map(|j| format!("{{ ip: {} }}", task_ip(j)))
+        .collect();
+    y.push_str(&format!(
+        "services:\n  - name: {SERVICE}\n    vips: {{ {NETWORK}: {VIP} }}\n    \
+         ports: [ {{ protocol: tcp, target: {WHOAMI_PORT}, published: {PUBLISHED} }} ]\n    \
+         backends: [ {} ]\n",
+        backends.join(", ")
+    ));
     y
 }
 
@@ -324,6 +373,14 @@ fn print_access(nodes: &[Node]) {
         println!(
             "      task {}: ip netns exec {} curl http://{}/",
             node.task.name, node.task.netns, node.task.ip
+        );
+    }
+    if let Some(first) = nodes.first() {
+        println!(
+            "  service `{SERVICE}` (VIP {VIP}, published {PUBLISHED} on every node):\n      \
+             ip netns exec {PREFIX}-client curl http://{}:{PUBLISHED}/    (routing mesh; RemoteAddr is the client)\n      \
+             ip netns exec {} curl http://{SERVICE}/    (by name, from a task)",
+            first.underlay, first.task.netns
         );
     }
     println!("`shoal sandbox status` shows it, `shoal sandbox down` removes it.");
@@ -438,6 +495,9 @@ mod tests {
         assert_eq!(tables.networks.len(), 1);
         assert_eq!(tables.networks[0].vni, VNI);
         assert_eq!(tables.endpoints.len(), 3);
+        assert_eq!(tables.services.len(), 1);
+        assert_eq!(tables.services[0].backends.len(), 3);
+        assert_eq!(tables.services[0].ports[0].published, Some(PUBLISHED));
         for (i, e) in tables.endpoints.iter().enumerate() {
             let j = i as u8 + 1;
             assert_eq!(e.ip, task_ip(j));
