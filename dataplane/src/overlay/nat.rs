@@ -27,7 +27,7 @@ pub fn flow_of(frame: &[u8]) -> Option<(FlowKey, TcpFlags)> {
         return None;
     }
     let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+    if ihl < 20 || u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
         return None;
     }
     let proto = match ip[9] {
@@ -53,12 +53,12 @@ pub fn flow_of(frame: &[u8]) -> Option<(FlowKey, TcpFlags)> {
 /// Rewrites the `side` address of the IPv4 frame `frame` to `new`. With
 /// `partial_l4`, the TCP/UDP checksum field holds a partial sum (the
 /// pseudo header's, not complemented) that someone finishes later; it is
-/// updated as such. A UDP checksum of zero (none) stays zero. The frame
-/// must have passed [`flow_of`].
-pub fn rewrite(frame: &mut [u8], side: Side, new: Ipv4Addr, partial_l4: bool) {
-    let Some((key, _)) = flow_of(frame) else {
+/// updated as such. A UDP checksum of zero (none) stays zero. `proto` is
+/// the one [`flow_of`] found: the frame is parsed once per packet, there.
+pub fn rewrite(frame: &mut [u8], proto: Protocol, side: Side, new: Ipv4Addr, partial_l4: bool) {
+    if l4_header(frame, proto).is_none() {
         return;
-    };
+    }
     let at = ETH + if side == Side::Src { 12 } else { 16 };
     let old = Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
     frame[at..at + 4].copy_from_slice(&new.octets());
@@ -67,24 +67,23 @@ pub fn rewrite(frame: &mut [u8], side: Side, new: Ipv4Addr, partial_l4: bool) {
     let ip_sum = checksum::update_ipv4_addr(ip_sum, old, new);
     frame[ETH + 10..ETH + 12].copy_from_slice(&ip_sum.to_be_bytes());
 
-    update_l4_checksum(frame, key.proto, partial_l4, |sum| {
+    update_l4_checksum(frame, proto, partial_l4, |sum| {
         checksum::update_ipv4_addr(sum, old, new)
     });
 }
 
 /// Rewrites the `side` TCP/UDP port of the frame to `new`, updating the
 /// checksum as [`rewrite`] does.
-pub fn rewrite_port(frame: &mut [u8], side: Side, new: u16, partial_l4: bool) {
-    let Some((key, _)) = flow_of(frame) else {
+pub fn rewrite_port(frame: &mut [u8], proto: Protocol, side: Side, new: u16, partial_l4: bool) {
+    let Some(l4) = l4_header(frame, proto) else {
         return;
     };
-    let l4 = ETH + usize::from(frame[ETH] & 0x0f) * 4;
     let at = l4 + if side == Side::Src { 0 } else { 2 };
     let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
     frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
     // A partial sum covers only the pseudo header, which has no ports.
     if !partial_l4 {
-        update_l4_checksum(frame, key.proto, false, |sum| {
+        update_l4_checksum(frame, proto, false, |sum| {
             checksum::update_u16(sum, old, new)
         });
     }
@@ -100,15 +99,11 @@ fn update_l4_checksum(
     partial_l4: bool,
     update: impl Fn(u16) -> u16,
 ) {
-    let l4 = ETH + usize::from(frame[ETH] & 0x0f) * 4;
-    let field = l4
-        + match proto {
-            Protocol::Tcp => 16,
-            Protocol::Udp => 6,
-        };
-    let Some(bytes) = frame.get_mut(field..field + 2) else {
+    let Some(l4) = l4_header(frame, proto) else {
         return;
     };
+    let field = l4 + checksum_offset(proto);
+    let bytes = &mut frame[field..field + 2];
     let sum = u16::from_be_bytes([bytes[0], bytes[1]]);
     let updated = if partial_l4 {
         !update(!sum)
@@ -118,6 +113,21 @@ fn update_l4_checksum(
         update(sum)
     };
     bytes.copy_from_slice(&updated.to_be_bytes());
+}
+
+/// Where the TCP/UDP header starts, if the frame holds an IPv4 header and
+/// the transport header up to its checksum field.
+fn l4_header(frame: &[u8], proto: Protocol) -> Option<usize> {
+    let ihl = usize::from(*frame.get(ETH)? & 0x0f) * 4;
+    let l4 = ETH + ihl;
+    (ihl >= 20 && frame.len() >= l4 + checksum_offset(proto) + 2).then_some(l4)
+}
+
+fn checksum_offset(proto: Protocol) -> usize {
+    match proto {
+        Protocol::Tcp => 16,
+        Protocol::Udp => 6,
+    }
 }
 
 /// Writes an Ethernet header for IPv4 from `src` to `dst` into the first 14
@@ -157,6 +167,10 @@ mod tests {
         out
     }
 
+    fn proto(tcp: bool) -> Protocol {
+        if tcp { Protocol::Tcp } else { Protocol::Udp }
+    }
+
     fn checksums_valid(f: &[u8]) -> bool {
         let p = SlicedPacket::from_ethernet(f).expect("frame");
         let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
@@ -191,7 +205,26 @@ mod tests {
         let (key, _) = flow_of(&frame(false)).expect("udp flow");
         assert_eq!(key.proto, Protocol::Udp);
         for len in 0..60 {
-            let _ = flow_of(&frame(true)[..len]);
+            let mut f = frame(true)[..len].to_vec();
+            let _ = flow_of(&f);
+            rewrite(
+                &mut f,
+                Protocol::Tcp,
+                Side::Dst,
+                Ipv4Addr::new(1, 2, 3, 4),
+                false,
+            );
+            rewrite_port(&mut f, Protocol::Udp, Side::Src, 9, false);
+            if len > ETH {
+                f[ETH] = 0x41; // an IPv4 header claiming 4 bytes
+                rewrite(
+                    &mut f,
+                    Protocol::Tcp,
+                    Side::Src,
+                    Ipv4Addr::new(1, 2, 3, 4),
+                    true,
+                );
+            }
         }
     }
 
@@ -199,13 +232,25 @@ mod tests {
     fn rewriting_keeps_checksums_valid_both_ways() {
         for tcp in [true, false] {
             let mut f = frame(tcp);
-            rewrite(&mut f, Side::Dst, Ipv4Addr::new(10, 0, 0, 7), false);
+            rewrite(
+                &mut f,
+                proto(tcp),
+                Side::Dst,
+                Ipv4Addr::new(10, 0, 0, 7),
+                false,
+            );
             assert!(checksums_valid(&f));
             assert_eq!(
                 flow_of(&f).expect("flow").0.dst.ip(),
                 &Ipv4Addr::new(10, 0, 0, 7)
             );
-            rewrite(&mut f, Side::Src, Ipv4Addr::new(10, 0, 0, 99), false);
+            rewrite(
+                &mut f,
+                proto(tcp),
+                Side::Src,
+                Ipv4Addr::new(10, 0, 0, 99),
+                false,
+            );
             assert!(checksums_valid(&f));
         }
     }
@@ -214,8 +259,14 @@ mod tests {
     fn port_rewrites_keep_checksums_valid() {
         for tcp in [true, false] {
             let mut f = frame(tcp);
-            rewrite_port(&mut f, Side::Dst, 8080, false);
-            rewrite(&mut f, Side::Dst, Ipv4Addr::new(10, 0, 0, 7), false);
+            rewrite_port(&mut f, proto(tcp), Side::Dst, 8080, false);
+            rewrite(
+                &mut f,
+                proto(tcp),
+                Side::Dst,
+                Ipv4Addr::new(10, 0, 0, 7),
+                false,
+            );
             assert!(checksums_valid(&f));
             assert_eq!(flow_of(&f).expect("flow").0.dst.port(), 8080);
         }
@@ -238,7 +289,13 @@ mod tests {
         };
         let p = pseudo(&f);
         f[field..field + 2].copy_from_slice(&p.to_be_bytes());
-        rewrite(&mut f, Side::Dst, Ipv4Addr::new(10, 9, 9, 9), true);
+        rewrite(
+            &mut f,
+            Protocol::Tcp,
+            Side::Dst,
+            Ipv4Addr::new(10, 9, 9, 9),
+            true,
+        );
         assert_eq!(u16::from_be_bytes([f[field], f[field + 1]]), pseudo(&f));
     }
 }

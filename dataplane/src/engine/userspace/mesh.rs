@@ -129,8 +129,8 @@ impl Mesh {
             t.forward.observe(&client, Direction::Reply, flags, now);
             published
         };
-        nat::rewrite(frame, Side::Src, MESH_ADDR, partial);
-        nat::rewrite_port(frame, Side::Src, published, partial);
+        nat::rewrite(frame, reply.proto, Side::Src, MESH_ADDR, partial);
+        nat::rewrite_port(frame, reply.proto, Side::Src, published, partial);
         true
     }
 
@@ -333,8 +333,8 @@ fn enter(
         shared.counters.drop(DropReason::UnknownDestination);
         return;
     };
-    nat::rewrite(frame, Side::Dst, backend, partial);
-    nat::rewrite_port(frame, Side::Dst, published.target, partial);
+    nat::rewrite(frame, key.proto, Side::Dst, backend, partial);
+    nat::rewrite_port(frame, key.proto, Side::Dst, published.target, partial);
     nat::set_ethernet(frame, segment.gateway_mac.0, station.mac.0);
     match vtep::to_station(segment, backend) {
         FromPort::Local(id) => {

@@ -110,7 +110,7 @@ pub fn balance(
     let Some(station) = segment.station(backend) else {
         return FromPort::Drop(DropReason::UnknownDestination);
     };
-    nat::rewrite(frame, Side::Dst, backend, partial);
+    nat::rewrite(frame, key.proto, Side::Dst, backend, partial);
     nat::set_dst_mac(frame, station.mac.0);
     vtep::to_station(segment, backend)
 }
@@ -143,5 +143,5 @@ pub fn reverse(shared: &Shared, snapshot: &Snapshot, frame: &mut [u8], partial: 
         t.forward.observe(&client, Direction::Reply, flags, now);
         vip
     };
-    nat::rewrite(frame, Side::Src, vip, partial);
+    nat::rewrite(frame, key.proto, Side::Src, vip, partial);
 }
