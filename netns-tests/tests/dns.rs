@@ -11,22 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Ep, Net, tables_for};
+use common::{BLUE, Ep, RED, T, tables_for};
 use shoal_netns_tests::{Host, Lab, wait_until};
 
-const RED: Net = Net {
-    name: "red",
-    vni: 4097,
-    subnet: "10.10.0.0/24",
-};
-const BLUE: Net = Net {
-    name: "blue",
-    vni: 4098,
-    subnet: "10.20.0.0/24",
-};
 /// What the test upstream answers for `example.test` (RFC 2544 space).
 const EXAMPLE_ANSWER: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 7);
-const T: Duration = Duration::from_secs(10);
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().expect("test address")

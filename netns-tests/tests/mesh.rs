@@ -8,16 +8,10 @@ use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use common::{Ep, Net, start_whoami, tables_for};
+use common::{Ep, RED, T, start_whoami, tables_for};
 use shoal_netns_tests::{Lab, http_get, shoal_bin, udp_roundtrip, wait_until};
 
-const RED: Net = Net {
-    name: "red",
-    vni: 4097,
-    subnet: "10.10.0.0/24",
-};
 const BACKENDS: [&str; 3] = ["10.10.0.11", "10.10.0.12", "10.10.0.13"];
-const T: Duration = Duration::from_secs(10);
 
 fn hostname(body: &str) -> String {
     body.lines()

@@ -6,20 +6,9 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
-use common::{Ep, Net, counter, tables_for};
+use common::{BLUE, Ep, Net, RED, T, counter, tables_for};
 use shoal_netns_tests::{Daemon, Lab, Signal, http_get, shoal_bin, udp_roundtrip, wait_until};
 
-const RED: Net = Net {
-    name: "red",
-    vni: 4097,
-    subnet: "10.10.0.0/24",
-};
-const BLUE: Net = Net {
-    name: "blue",
-    vni: 4098,
-    subnet: "10.20.0.0/24",
-};
-const T: Duration = Duration::from_secs(10);
 /// A 1500-byte ping (1472 bytes of payload) that may not be fragmented.
 const DF_PING_1500: [&str; 10] = [
     "ping",

@@ -9,18 +9,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::time::Duration;
 
-use common::{Ep, Net, start_whoami, tables_for};
+use common::{Ep, RED, T, start_whoami, tables_for};
 use shoal_netns_tests::{Daemon, Lab, http_get, udp_roundtrip, wait_until};
 
-const RED: Net = Net {
-    name: "red",
-    vni: 4097,
-    subnet: "10.10.0.0/24",
-};
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 100);
 const CLIENT: &str = "10.10.0.50";
 const BACKENDS: [&str; 3] = ["10.10.0.11", "10.10.0.12", "10.10.0.13"];
-const T: Duration = Duration::from_secs(10);
 
 struct Cluster {
     lab: Lab,

@@ -15,6 +15,21 @@ pub struct Net {
     pub subnet: &'static str,
 }
 
+/// The overlay networks the scenarios use.
+pub const RED: Net = Net {
+    name: "red",
+    vni: 4097,
+    subnet: "10.10.0.0/24",
+};
+pub const BLUE: Net = Net {
+    name: "blue",
+    vni: 4098,
+    subnet: "10.20.0.0/24",
+};
+
+/// How long a scenario waits for something that should happen at once.
+pub const T: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An endpoint of a scenario: `ip` on `net`, living on `host` (index into
 /// the lab's hosts) in the task namespace `netns`.
 pub struct Ep {
