@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod client;
 mod logging;
 
 fn main() -> std::process::ExitCode {

@@ -13,12 +13,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 mod base36;
+pub mod consensus;
 pub mod ids;
 pub mod membership;
 pub mod pki;
 pub mod role;
 pub mod state;
+pub mod swarm;
 
 pub use ids::{NetworkId, NodeId, ServiceId, TaskId};
 pub use role::Role;

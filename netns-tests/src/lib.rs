@@ -14,6 +14,7 @@ mod lab;
 pub mod net;
 mod paths;
 mod proc;
+mod swarm;
 
 pub use daemon::{DAEMON_START_TIMEOUT, Daemon, DaemonConfig, write_atomic};
 pub use ip::netns_list;
@@ -22,3 +23,4 @@ pub use net::{http_get, udp_roundtrip, unix_http_get, wait_until};
 pub use nix::sys::signal::Signal;
 pub use paths::{shoal_bin, target_dir, try_shoal_bin};
 pub use proc::{Proc, ProcRecord, SpawnOpts, TERM_GRACE};
+pub use swarm::SwarmNode;

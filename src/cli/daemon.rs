@@ -1,13 +1,19 @@
-//! `shoal daemon`: the node daemon. With `--tables FILE` it runs in embed
-//! mode: another orchestrator owns the tasks and writes the tables file;
-//! shoal applies it, reapplies it on change or SIGHUP, and serves its
-//! counters on the admin socket.
+//! `shoal daemon`: the node daemon.
+//!
+//! Without `--tables` it is a swarm node: it waits for `shoal swarm init`
+//! or `join` (or resumes the swarm it was in), serves the cluster API and
+//! gossip, and answers `shoal node` and `shoal info` on the admin socket.
+//! With `--tables FILE` it runs in embed mode: another orchestrator owns
+//! the tasks and writes the tables file; shoal applies it, reapplies it on
+//! change or SIGHUP, and serves its counters on the admin socket.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use shoal_control::swarm::{Swarm, SwarmConfig};
 use shoal_dataplane::dns;
 use shoal_dataplane::engine::Dataplane;
 use shoal_dataplane::engine::userspace::{Options, UserspaceEngine};
@@ -32,6 +38,38 @@ pub struct Args {
     /// UDP port for VXLAN.
     #[arg(long, value_name = "PORT", default_value_t = 4789)]
     vxlan_port: u16,
+    /// This node's name in listings (default: the machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// The address other nodes reach this node at (default: the only
+    /// non-loopback IPv4 address, if there is only one).
+    #[arg(long, value_name = "IP")]
+    advertise_addr: Option<IpAddr>,
+    /// Where the cluster API listens (managers; TCP, mTLS).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:2377")]
+    listen_addr: SocketAddr,
+    /// Where gossip listens (UDP).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:7946")]
+    gossip_addr: SocketAddr,
+    /// How soon a dead node is declared down, e.g. 2s or 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    failure_detection: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration; write e.g. 2s or 500ms");
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().map(Duration::from_millis).map_err(|_| bad());
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        return secs
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(bad);
+    }
+    Err(bad())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,21 +85,9 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::logging::init();
     let Some(tables_path) = args.tables.clone() else {
-        bail!(
-            "the daemon needs --tables FILE: embed mode is what this build runs \
-             (the swarm control plane arrives with `shoal swarm init`)"
-        );
+        return swarm_mode(args);
     };
-    match args.dataplane {
-        EngineChoice::Ebpf => {
-            bail!("the eBPF engine is not part of this build; use --dataplane userspace (or auto)")
-        }
-        EngineChoice::Auto => {
-            tracing::info!("dataplane: userspace (auto; this build has no eBPF engine)")
-        }
-        EngineChoice::Userspace => tracing::info!("dataplane: userspace (requested)"),
-    }
-
+    engine_choice(args.dataplane)?;
     let tables = load(&tables_path)?;
     let state = StateDir::claim(&args.state_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -71,6 +97,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let result = runtime.block_on(serve(args, tables_path, tables, &state));
     state.release();
     result
+}
+
+/// Which engine runs, said in the log.
+fn engine_choice(choice: EngineChoice) -> anyhow::Result<&'static str> {
+    match choice {
+        EngineChoice::Ebpf => {
+            bail!("the eBPF engine is not part of this build; use --dataplane userspace (or auto)")
+        }
+        EngineChoice::Auto => {
+            tracing::info!("dataplane: userspace (auto; this build has no eBPF engine)")
+        }
+        EngineChoice::Userspace => tracing::info!("dataplane: userspace (requested)"),
+    }
+    Ok("userspace")
 }
 
 /// Reads and validates a tables file, including the checks that need this
@@ -112,16 +152,19 @@ async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> a
 
     let shared = engine.shared();
     let applied = Arc::new(std::sync::Mutex::new(tables));
-    let server = admin::serve(&state.socket(), {
-        let applied = applied.clone();
-        admin::Sources {
-            metrics: Box::new(move || shared.counters.render()),
-            tables: Box::new(move || {
-                let tables = applied.lock().map(|t| t.clone()).ok();
-                serde_json::to_string_pretty(&tables).unwrap_or_default()
-            }),
-        }
-    })
+    let server = admin::serve(
+        &state.socket(),
+        admin::data_plane_routes({
+            let applied = applied.clone();
+            admin::Sources {
+                metrics: Box::new(move || shared.counters.render()),
+                tables: Box::new(move || {
+                    let tables = applied.lock().map(|t| t.clone()).ok();
+                    serde_json::to_string_pretty(&tables).unwrap_or_default()
+                }),
+            }
+        }),
+    )
     .await?;
 
     let mut hup = signal(SignalKind::hangup())?;
@@ -216,5 +259,64 @@ impl StateDir {
     fn release(&self) {
         let _ = std::fs::remove_file(self.dir.join("shoal.sock"));
         let _ = std::fs::remove_file(self.dir.join("shoal.pid"));
+    }
+}
+
+/// A swarm node: resumes the swarm it was in, or waits for `swarm init` or
+/// `swarm join` on the admin socket.
+fn swarm_mode(args: Args) -> anyhow::Result<()> {
+    let dataplane = engine_choice(args.dataplane)?;
+    let hostname = match args.node_name.clone() {
+        Some(n) => n,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading this machine's hostname; give --node-name")?
+            .trim()
+            .to_owned(),
+    };
+    let config = SwarmConfig {
+        state_dir: args.state_dir.clone(),
+        hostname,
+        advertise_ip: args.advertise_addr.or_else(only_address),
+        listen_addr: args.listen_addr,
+        gossip_addr: args.gossip_addr,
+        detection: args.failure_detection,
+        dataplane: dataplane.to_owned(),
+    };
+    let state = StateDir::claim(&args.state_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(async {
+        let swarm = Swarm::start(config).await?;
+        let server = admin::serve(&state.socket(), admin::swarm::routes(swarm.clone())).await?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping");
+        server.abort();
+        swarm.shutdown().await;
+        anyhow::Ok(())
+    });
+    state.release();
+    result
+}
+
+/// The machine's address when it has exactly one non-loopback IPv4 one.
+fn only_address() -> Option<IpAddr> {
+    let addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .filter(|i| !i.is_loopback())
+        .map(|i| i.ip())
+        .filter(IpAddr::is_ipv4)
+        .collect();
+    match addrs[..] {
+        [one] => Some(one),
+        _ => None,
     }
 }

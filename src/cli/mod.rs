@@ -1,7 +1,11 @@
 //! Command-line interface, following `docker` verbs.
 
 mod daemon;
+mod info;
+mod node;
 mod sandbox;
+mod swarm;
+mod table;
 mod whoami;
 
 use std::process::ExitCode;
@@ -15,6 +19,16 @@ use clap::{Parser, Subcommand};
     about = "Swarm-mode networking without Docker: overlay, service VIPs, routing mesh."
 )]
 struct Cli {
+    /// The daemon to talk to: unix:///path/shoal.sock (default
+    /// unix:///var/lib/shoal/shoal.sock).
+    #[arg(
+        short = 'H',
+        long,
+        global = true,
+        env = "SHOAL_HOST",
+        value_name = "HOST"
+    )]
+    host: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,6 +37,12 @@ struct Cli {
 enum Command {
     /// Run the node daemon.
     Daemon(daemon::Args),
+    /// Form, join and leave a swarm.
+    Swarm(swarm::Args),
+    /// Manage the swarm's nodes (on a manager).
+    Node(node::Args),
+    /// This node's place in the swarm.
+    Info(info::Args),
     /// Tiny HTTP (or UDP echo) server for demos and tests.
     Whoami(whoami::Args),
     /// A whole cluster in network namespaces on this machine.
@@ -41,8 +61,12 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    let daemon = || crate::client::Daemon::from_host(cli.host.as_deref());
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
+        Command::Swarm(args) => daemon().and_then(|d| swarm::run(&d, args)),
+        Command::Node(args) => daemon().and_then(|d| node::run(&d, args)),
+        Command::Info(args) => daemon().and_then(|d| info::run(&d, args)),
         Command::Whoami(args) => whoami::run(args),
         Command::Sandbox(args) => sandbox::run(args),
     };

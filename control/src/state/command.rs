@@ -119,6 +119,8 @@ pub struct NodeUpdate {
     pub status: Option<NodeStatus>,
     /// New advertise address.
     pub addr: Option<SocketAddr>,
+    /// New gossip address.
+    pub gossip_addr: Option<SocketAddr>,
     /// Labels to add or overwrite.
     pub labels_add: BTreeMap<String, String>,
     /// Labels to remove.

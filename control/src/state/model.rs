@@ -55,8 +55,11 @@ pub struct Node {
     pub status: NodeStatus,
     /// Operator labels, matched by placement constraints.
     pub labels: BTreeMap<String, String>,
-    /// Where other nodes reach it.
+    /// Where other nodes reach its cluster API (managers) and its VXLAN
+    /// endpoint (the address's IP).
     pub addr: SocketAddr,
+    /// Where it receives gossip.
+    pub gossip_addr: SocketAddr,
     /// What runs its tasks, e.g. "shoal-process".
     pub engine: String,
 }

@@ -68,6 +68,9 @@ impl ClusterState {
         if let Some(addr) = update.addr {
             node.addr = addr;
         }
+        if let Some(addr) = update.gossip_addr {
+            node.gossip_addr = addr;
+        }
         for key in &update.labels_rm {
             node.labels.remove(key);
         }

@@ -35,6 +35,7 @@ pub(super) fn node(id: &str, role: Role) -> Node {
         status: NodeStatus::Ready,
         labels: BTreeMap::new(),
         addr: "198.18.0.1:2377".parse().unwrap(),
+        gossip_addr: "198.18.0.1:7946".parse().unwrap(),
         engine: "shoal-process".into(),
     }
 }

@@ -1,6 +1,9 @@
 //! The local admin API on `<state-dir>/shoal.sock` (mode 0600): HTTP over a
 //! unix socket, what the CLI and scrapers talk to. `GET /metrics` gives the
-//! counters in the Prometheus text format, `GET /tables` the tables in force.
+//! counters in the Prometheus text format, `GET /tables` the tables in force;
+//! [`swarm`] has the swarm and node operations.
+
+pub mod swarm;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -22,14 +25,23 @@ pub struct Sources {
     pub tables: Render,
 }
 
-/// Binds `path` and serves the admin API until the returned task is aborted.
-pub async fn serve(path: &Path, sources: Sources) -> anyhow::Result<JoinHandle<()>> {
+/// Binds `path` and serves `app` until the returned task is aborted.
+pub async fn serve(path: &Path, app: Router) -> anyhow::Result<JoinHandle<()>> {
     let listener = UnixListener::bind(path)
         .with_context(|| format!("binding the admin socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {} to its owner", path.display()))?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("admin API stopped: {e}");
+        }
+    }))
+}
+
+/// `/metrics` and `/tables`.
+pub fn data_plane_routes(sources: Sources) -> Router {
     let sources = Arc::new(sources);
-    let app = Router::new()
+    Router::new()
         .route(
             "/metrics",
             get({
@@ -54,10 +66,5 @@ pub async fn serve(path: &Path, sources: Sources) -> anyhow::Result<JoinHandle<(
                     ([(header::CONTENT_TYPE, "application/json")], (s.tables)()).into_response()
                 }
             }),
-        );
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("admin API stopped: {e}");
-        }
-    }))
+        )
 }

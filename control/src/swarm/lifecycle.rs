@@ -1,0 +1,451 @@
+//! Forming, joining and leaving a swarm, and the operator's node commands.
+//!
+//! The CA (certificate and key), the join tokens and the cluster id live
+//! in the replicated state as secrets, so any manager can admit a node or
+//! renew a certificate, and a new leader carries on where the old one
+//! stopped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::files::{Identity, NodeRecord, SwarmDir};
+use super::member::{Member, Start};
+use super::rpc::{JoinRequest, JoinResponse, VoterRequest};
+use super::view::find_node;
+use super::{
+    InitReply, JoinOptions, JoinReply, NodeChange, SwarmConfig, SwarmError, TokenOptions,
+    TokenReply,
+};
+use crate::api;
+use crate::pki::{ClusterCa, JoinToken, NodeCert, NodeKey, Tokens};
+use crate::state::{
+    Availability, ClusterState, Command, Node, NodeStatus, NodeUpdate, SecretBytes,
+};
+use crate::{NodeId, Role};
+
+const SECRET_TOKENS: &str = "swarm-tokens";
+const SECRET_CA_CERT: &str = "swarm-ca-cert";
+const SECRET_CA_KEY: &str = "swarm-ca-key";
+const SECRET_CLUSTER_ID: &str = "swarm-cluster-id";
+/// The organization in every certificate of the cluster.
+const CLUSTER_NAME: &str = "shoal";
+
+fn secret(name: &str, value: impl Into<Vec<u8>>) -> Command {
+    Command::SetSecret {
+        name: name.into(),
+        value: SecretBytes(value.into()),
+    }
+}
+
+fn secret_text<'a>(state: &'a ClusterState, name: &str) -> Result<&'a str, String> {
+    let bytes = state
+        .secret(name)
+        .ok_or_else(|| format!("the cluster state has no `{name}`; is this swarm initialized?"))?;
+    std::str::from_utf8(bytes).map_err(|_| format!("the cluster secret `{name}` is damaged"))
+}
+
+/// The cluster CA, from the state.
+pub(super) fn cluster_ca(state: &ClusterState) -> Result<ClusterCa, String> {
+    ClusterCa::from_pem(
+        secret_text(state, SECRET_CA_CERT)?,
+        secret_text(state, SECRET_CA_KEY)?,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The join tokens, from the state.
+fn tokens(state: &ClusterState) -> Result<Tokens, String> {
+    serde_json::from_str(secret_text(state, SECRET_TOKENS)?)
+        .map_err(|e| format!("the cluster's join tokens are damaged: {e}"))
+}
+
+fn node_record(
+    config: &SwarmConfig,
+    id: NodeId,
+    role: Role,
+    addr: SocketAddr,
+    gossip_addr: SocketAddr,
+) -> Node {
+    Node {
+        id,
+        hostname: config.hostname.clone(),
+        role,
+        availability: Availability::Active,
+        status: NodeStatus::Unknown,
+        labels: Default::default(),
+        addr,
+        gossip_addr,
+        engine: config.dataplane.clone(),
+    }
+}
+
+/// `swarm init`: a CA, tokens, this node as the first manager and leader.
+/// On any failure nothing stays behind.
+pub(in crate::swarm) async fn init(
+    config: &SwarmConfig,
+    dir: SwarmDir,
+    addr: SocketAddr,
+    gossip_addr: SocketAddr,
+) -> Result<(Arc<Member>, InitReply), SwarmError> {
+    let ca = ClusterCa::generate(CLUSTER_NAME)?;
+    let tokens = Tokens::generate(ca.digest())?;
+    let node_id = NodeId::generate().map_err(|e| SwarmError::Refused(e.to_string()))?;
+    let cluster_id = NodeId::generate()
+        .map_err(|e| SwarmError::Refused(e.to_string()))?
+        .to_string();
+    let key = NodeKey::generate()?;
+    let cert = ca.issue(&node_id, Role::Manager, &key.csr_pem(&node_id)?)?;
+    let identity = Identity {
+        record: NodeRecord {
+            node_id: node_id.clone(),
+            cluster_id: cluster_id.clone(),
+            addr,
+            gossip_addr,
+            managers: vec![addr],
+            gossip_seeds: Vec::new(),
+        },
+        ca: ca.certificate().clone(),
+        cert,
+        key,
+    };
+    // A leftover Raft directory from an old swarm must not leak into this one.
+    dir.remove()?;
+    dir.save(&identity)?;
+    let started = async {
+        let member = Member::start(config, dir.clone(), identity, Start::Init).await?;
+        let commands = [
+            secret(SECRET_CLUSTER_ID, cluster_id.clone()),
+            secret(SECRET_CA_CERT, ca.cert_pem()),
+            secret(SECRET_CA_KEY, ca.key_pem()),
+            secret(
+                SECRET_TOKENS,
+                serde_json::to_vec(&tokens).map_err(|e| SwarmError::Refused(e.to_string()))?,
+            ),
+            Command::AddNode(node_record(
+                config,
+                node_id.clone(),
+                Role::Manager,
+                addr,
+                gossip_addr,
+            )),
+        ];
+        for cmd in commands {
+            if let Err(e) = member.write(cmd).await {
+                member.stop().await;
+                return Err(e);
+            }
+        }
+        Ok(member)
+    };
+    match started.await {
+        Ok(member) => {
+            tracing::info!("swarm initialized; node {node_id} is its first manager");
+            Ok((
+                member,
+                InitReply {
+                    node_id,
+                    addr,
+                    worker_token: tokens.worker.to_string(),
+                },
+            ))
+        }
+        Err(e) => {
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+/// `swarm join`: pins the CA by the token, gets a certificate, starts.
+pub(in crate::swarm) async fn join(
+    config: &SwarmConfig,
+    dir: SwarmDir,
+    opts: &JoinOptions,
+    addr: SocketAddr,
+    gossip_addr: SocketAddr,
+) -> Result<(Arc<Member>, JoinReply), SwarmError> {
+    let token = JoinToken::parse(&opts.token)?;
+    let node_id = NodeId::generate().map_err(|e| SwarmError::Refused(e.to_string()))?;
+    let key = NodeKey::generate()?;
+    let (tls, accepted) =
+        api::pinned_client_config(token.ca_digest()).map_err(super::member::api_error)?;
+    let unreachable = |reason: String| SwarmError::Unreachable {
+        addr: opts.remote,
+        reason,
+    };
+    let channel = api::connect(opts.remote, tls, super::member::ANY_MANAGER)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let ca = accepted
+        .get()
+        .ok_or_else(|| unreachable("the manager presented no CA certificate".into()))?;
+    token.pin(&ca)?;
+    let request = JoinRequest {
+        token: opts.token.trim().to_owned(),
+        node_id: node_id.clone(),
+        hostname: config.hostname.clone(),
+        csr_pem: key.csr_pem(&node_id)?,
+        addr,
+        gossip_addr,
+        engine: config.dataplane.clone(),
+    };
+    let answer = super::service::client(channel)
+        .join(request)
+        .await
+        .map_err(|s| SwarmError::Refused(s.message().to_owned()))?
+        .into_inner();
+    let cert = NodeCert::from_pem(&answer.cert_pem)?;
+    cert.verify_issued_by(&ca)?;
+    if !cert.is_for_key(&key) || cert.node_id() != &node_id {
+        return Err(SwarmError::Refused(
+            "the manager answered with a certificate for another node; not joined".into(),
+        ));
+    }
+    let role = cert.role();
+    let identity = Identity {
+        record: NodeRecord {
+            node_id: node_id.clone(),
+            cluster_id: answer.cluster_id,
+            addr,
+            gossip_addr,
+            managers: answer.managers,
+            gossip_seeds: answer.gossip_seeds,
+        },
+        ca,
+        cert,
+        key,
+    };
+    dir.remove()?;
+    dir.save(&identity)?;
+    let member = match Member::start(config, dir.clone(), identity, Start::Join).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = dir.remove();
+            return Err(e);
+        }
+    };
+    if role == Role::Manager {
+        member.wait_voter().await?;
+    }
+    tracing::info!("joined the swarm as {role} node {node_id}");
+    Ok((member, JoinReply { node_id, role }))
+}
+
+impl Member {
+    /// On the leader: admits a joining node, or says why not. The token is
+    /// checked against a linearizable read, so a rotated token is refused
+    /// at once.
+    pub(super) async fn admit(
+        &self,
+        req: JoinRequest,
+        state: &ClusterState,
+    ) -> Result<JoinResponse, String> {
+        let token = JoinToken::parse(&req.token).map_err(|e| e.to_string())?;
+        let role = tokens(state)?.role_of(&token).map_err(|e| e.to_string())?;
+        if req.hostname.is_empty() || req.hostname.len() > 253 {
+            return Err("a node's hostname must have 1 to 253 characters".into());
+        }
+        let ca = cluster_ca(state)?;
+        let cert = ca
+            .issue(&req.node_id, role, &req.csr_pem)
+            .map_err(|e| e.to_string())?;
+        let node = Node {
+            id: req.node_id.clone(),
+            hostname: req.hostname,
+            role,
+            availability: Availability::Active,
+            status: NodeStatus::Unknown,
+            labels: Default::default(),
+            addr: req.addr,
+            gossip_addr: req.gossip_addr,
+            engine: req.engine,
+        };
+        self.write(Command::AddNode(node))
+            .await
+            .map_err(|e| e.to_string())?;
+        let after = self.local_state();
+        tracing::info!("node {} joined as {role}", req.node_id);
+        Ok(JoinResponse {
+            role,
+            cert_pem: cert.pem().to_owned(),
+            cluster_id: secret_text(state, SECRET_CLUSTER_ID)?.to_owned(),
+            managers: after
+                .nodes()
+                .values()
+                .filter(|n| n.role == Role::Manager)
+                .map(|n| n.addr)
+                .collect(),
+            gossip_seeds: after.nodes().values().map(|n| n.gossip_addr).collect(),
+        })
+    }
+
+    /// A new certificate for `node` in the role the state gives it.
+    pub(super) fn renew(&self, node: &NodeId, csr: &str) -> Result<String, String> {
+        let state = self.local_state();
+        let role = state
+            .node(node)
+            .map(|n| n.role)
+            .ok_or_else(|| format!("node `{node}` is not a member of this swarm"))?;
+        let ca = cluster_ca(&state)?;
+        ca.issue(node, role, csr)
+            .map(|c| c.pem().to_owned())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits until this (manager) node is a Raft voter.
+    async fn wait_voter(&self) -> Result<(), SwarmError> {
+        for _ in 0..120 {
+            if let Some(c) = self.consensus().await
+                && c.voters().iter().any(|p| p.id == self.node_id)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(super::member::RETRY).await;
+        }
+        Err(SwarmError::Consensus(
+            "joined, but the leader has not made this node a Raft voter within 60 s; it keeps \
+             asking: check `shoal node ls` on a manager"
+                .into(),
+        ))
+    }
+
+    /// `swarm join-token`.
+    pub(super) async fn join_token(&self, opts: TokenOptions) -> Result<TokenReply, SwarmError> {
+        let state = self.read().await?;
+        let mut tokens = tokens(&state).map_err(SwarmError::Refused)?;
+        if opts.rotate {
+            tokens
+                .rotate(opts.role)
+                .map_err(|e| SwarmError::Refused(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(&tokens).map_err(|e| SwarmError::Refused(e.to_string()))?;
+            self.write(secret(SECRET_TOKENS, bytes)).await?;
+        }
+        Ok(TokenReply {
+            role: opts.role,
+            token: tokens.get(opts.role).to_string(),
+            addr: self.addr,
+        })
+    }
+
+    /// `node update`, `promote`, `demote`.
+    pub(super) async fn update_node(
+        &self,
+        key: &str,
+        change: NodeChange,
+    ) -> Result<(), SwarmError> {
+        let state = self.read().await?;
+        let id = find_node(&state, key)
+            .map_err(SwarmError::Refused)?
+            .id
+            .clone();
+        let update = NodeUpdate {
+            availability: change.availability,
+            role: change.role,
+            labels_add: change.labels_add,
+            labels_rm: change.labels_rm,
+            ..NodeUpdate::default()
+        };
+        self.write(Command::UpdateNode { id, update })
+            .await
+            .map(drop)
+    }
+
+    /// `node rm`.
+    pub(super) async fn remove_node(&self, key: &str, force: bool) -> Result<(), SwarmError> {
+        let state = self.read().await?;
+        let id = find_node(&state, key)
+            .map_err(SwarmError::Refused)?
+            .id
+            .clone();
+        self.write(Command::RemoveNode { id, force })
+            .await
+            .map(drop)
+    }
+
+    /// `swarm leave`: a manager first stops being one (unless that breaks
+    /// quorum, or it is the last, and `force` is not given).
+    pub(super) async fn leave(&self, force: bool) -> Result<(), SwarmError> {
+        if let Some(consensus) = self.consensus().await {
+            let live = self.liveness().await;
+            let total = consensus.voters().len();
+            let reachable = consensus
+                .voters()
+                .iter()
+                .filter(|p| live.alive.contains(&p.id))
+                .count();
+            if !force {
+                if total <= 1 {
+                    return Err(SwarmError::LastManager);
+                }
+                let (remaining, after) = (reachable.saturating_sub(1), total - 1);
+                if remaining < after / 2 + 1 {
+                    return Err(SwarmError::LeaveBreaksQuorum {
+                        remaining,
+                        total: after,
+                    });
+                }
+            }
+            if total > 1 {
+                let demoted = self
+                    .call_managers(|mut c| {
+                        let node = self.node_id.clone();
+                        async move { c.leave(VoterRequest { node }).await.map(drop) }
+                    })
+                    .await;
+                if let Err(e) = demoted {
+                    if !force {
+                        return Err(e);
+                    }
+                    tracing::warn!("leaving without demotion (forced): {e}");
+                }
+            }
+        }
+        self.depart().await?;
+        tracing::info!("left the swarm");
+        Ok(())
+    }
+
+    /// On the leader: a manager leaves. It is demoted in the state (the
+    /// leader's loop then removes it from the voters) and marked down.
+    pub(super) async fn retire(&self, node: &NodeId) -> Result<(), SwarmError> {
+        self.write(Command::UpdateNode {
+            id: node.clone(),
+            update: NodeUpdate {
+                role: Some(Role::Worker),
+                status: Some(NodeStatus::Down),
+                ..NodeUpdate::default()
+            },
+        })
+        .await?;
+        let consensus = self.consensus().await.ok_or(SwarmError::NotManager)?;
+        consensus
+            .remove_voter(crate::consensus::raft_id(node))
+            .await
+            .map_err(|e| SwarmError::Consensus(e.to_string()))
+    }
+
+    /// On the leader: makes a manager node a voter.
+    pub(super) async fn add_voter(&self, node: &NodeId) -> Result<(), SwarmError> {
+        let consensus = self.consensus().await.ok_or(SwarmError::NotManager)?;
+        if consensus.voters().iter().any(|p| &p.id == node) {
+            return Ok(());
+        }
+        let state = self.local_state();
+        let n = state.node(node).ok_or_else(|| {
+            SwarmError::Refused(format!("node `{node}` is not a member of this swarm"))
+        })?;
+        if n.role != Role::Manager {
+            return Err(SwarmError::Refused(format!(
+                "node `{node}` is a worker; promote it with `shoal node promote` first"
+            )));
+        }
+        consensus
+            .add_voter(crate::consensus::Peer {
+                id: node.clone(),
+                addr: n.addr,
+            })
+            .await
+            .map_err(|e| SwarmError::Consensus(e.to_string()))
+    }
+}

@@ -1,0 +1,691 @@
+//! A running swarm member: its credentials, the cluster API server, gossip,
+//! and the state feed: Raft on managers, a stream from a manager on
+//! workers. It also follows its own entry in the state: a promotion or
+//! demotion renews its certificate and switches the feed; a removal makes
+//! it leave.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::ClientConfig;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use super::files::{Identity, NodeRecord, SwarmDir};
+use super::gossip::{Gossip, LiveSet};
+use super::rpc::{Empty, RenewRequest};
+use super::service::{self, Service};
+use super::transport::GrpcTransport;
+use super::view::{Info, Liveness, RaftInfo};
+use super::{SwarmConfig, SwarmError, leader};
+use crate::api::cluster_proto::cluster_client::ClusterClient;
+use crate::api::{self, ServerTls};
+use crate::consensus::{Consensus, ConsensusConfig, Peer};
+use crate::membership::{Member as GossipMember, MembershipConfig};
+use crate::pki::{CaCertificate, NodeCert, NodeKey};
+use crate::state::{ClusterState, NodeStatus};
+use crate::{NodeId, Role};
+
+pub(super) use super::lifecycle::{init, join};
+
+/// How a member starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Start {
+    /// After a restart, from its files.
+    Resume,
+    /// The first manager of a new swarm.
+    Init,
+    /// Just joined.
+    Join,
+}
+
+/// How long to wait between attempts to reach managers.
+pub(super) const RETRY: Duration = Duration::from_millis(500);
+
+/// The server name every manager's certificate carries.
+pub(super) const ANY_MANAGER: &str = "swarm-manager";
+
+/// This node's CA, certificate and key, and the client TLS made of them;
+/// replaced together when the certificate is renewed.
+#[derive(Clone)]
+pub(super) struct Credentials(Arc<RwLock<Creds>>);
+
+struct Creds {
+    ca: CaCertificate,
+    cert: NodeCert,
+    key: NodeKey,
+    client: Arc<ClientConfig>,
+}
+
+impl Credentials {
+    fn new(ca: CaCertificate, cert: NodeCert, key: NodeKey) -> Result<Credentials, SwarmError> {
+        let client = api::client_config(&ca, &cert, &key).map_err(api_error)?;
+        Ok(Credentials(Arc::new(RwLock::new(Creds {
+            ca,
+            cert,
+            key,
+            client,
+        }))))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Creds> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The client TLS configuration.
+    pub(super) fn client(&self) -> Arc<ClientConfig> {
+        self.read().client.clone()
+    }
+
+    /// The role the certificate grants.
+    pub(super) fn role(&self) -> Role {
+        self.read().cert.role()
+    }
+
+    fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, SwarmError> {
+        let c = self.read();
+        api::server_config(&c.ca, &c.cert, &c.key).map_err(api_error)
+    }
+
+    fn csr(&self, node: &NodeId) -> Result<String, SwarmError> {
+        Ok(self.read().key.csr_pem(node)?)
+    }
+
+    fn replace_cert(&self, cert: NodeCert) -> Result<(), SwarmError> {
+        let mut c = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if !cert.is_for_key(&c.key) {
+            return Err(SwarmError::Refused(
+                "a manager sent a certificate for another key; not installed".into(),
+            ));
+        }
+        cert.verify_issued_by(&c.ca)?;
+        c.client = api::client_config(&c.ca, &cert, &c.key).map_err(api_error)?;
+        c.cert = cert;
+        Ok(())
+    }
+}
+
+pub(super) fn api_error(e: api::ApiError) -> SwarmError {
+    SwarmError::Refused(e.to_string())
+}
+
+/// Where this node's cluster state comes from.
+enum Feed {
+    /// Raft, on a manager; the task forwards its state to the member's.
+    Manager(Consensus, JoinHandle<()>),
+    /// A stream from a manager, on a worker.
+    Worker(JoinHandle<()>),
+    /// Stopped.
+    None,
+}
+
+/// A running member.
+pub(super) struct Member {
+    pub(super) node_id: NodeId,
+    pub(super) cluster_id: String,
+    pub(super) addr: SocketAddr,
+    pub(super) config: SwarmConfig,
+    dir: SwarmDir,
+    pub(super) creds: Credentials,
+    server_tls: ServerTls,
+    record: Mutex<NodeRecord>,
+    feed: tokio::sync::Mutex<Feed>,
+    state_tx: watch::Sender<Arc<ClusterState>>,
+    live: watch::Receiver<Arc<LiveSet>>,
+    gossip: Mutex<Option<Gossip>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    channels: Mutex<HashMap<SocketAddr, Channel>>,
+    /// Set when the member leaves on its own (removed from the swarm).
+    pub(super) removed: watch::Sender<bool>,
+}
+
+impl Member {
+    /// Starts serving, gossiping and following the state.
+    pub(super) async fn start(
+        config: &SwarmConfig,
+        dir: SwarmDir,
+        identity: Identity,
+        how: Start,
+    ) -> Result<Arc<Member>, SwarmError> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| SwarmError::Bind {
+                what: "the cluster API",
+                addr: config.listen_addr,
+                source,
+            })?;
+        let socket = UdpSocket::bind(config.gossip_addr)
+            .await
+            .map_err(|source| SwarmError::Bind {
+                what: "gossip",
+                addr: config.gossip_addr,
+                source,
+            })?;
+        let Identity {
+            record,
+            ca,
+            cert,
+            key,
+        } = identity;
+        let creds = Credentials::new(ca, cert, key)?;
+        let server_tls = ServerTls::new(creds.server_config()?);
+        let membership = MembershipConfig::new(config.detection)
+            .map_err(|e| SwarmError::Refused(e.to_string()))?;
+        let generation = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let gossip = Gossip::start(
+            socket,
+            GossipMember::new(record.node_id.clone(), record.gossip_addr, generation),
+            membership,
+            record.gossip_seeds.clone(),
+        );
+        let (state_tx, _) = watch::channel(Arc::new(ClusterState::new()));
+        let member = Arc::new(Member {
+            node_id: record.node_id.clone(),
+            cluster_id: record.cluster_id.clone(),
+            addr: record.addr,
+            config: config.clone(),
+            dir,
+            creds,
+            server_tls: server_tls.clone(),
+            record: Mutex::new(record),
+            feed: tokio::sync::Mutex::new(Feed::None),
+            state_tx,
+            live: gossip.live(),
+            gossip: Mutex::new(Some(gossip)),
+            tasks: Mutex::new(Vec::new()),
+            channels: Mutex::new(HashMap::new()),
+            removed: watch::channel(false).0,
+        });
+        let server = {
+            let svc = service::server(Service::new(member.clone()));
+            let mut removed = member.removed.subscribe();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = removed.wait_for(|r| *r).await;
+                };
+                if let Err(e) = api::serve(listener, server_tls, svc, stop).await {
+                    tracing::error!("cluster API stopped: {e}");
+                }
+            })
+        };
+        member.spawn(server);
+        if let Err(e) = member.start_feed(how).await {
+            member.stop().await;
+            return Err(e);
+        }
+        member.spawn(tokio::spawn(leader::run(member.clone())));
+        member.spawn(tokio::spawn(follow_self(member.clone())));
+        tracing::info!(
+            "swarm member {} ({}) serving the cluster API on {} (advertised {})",
+            member.node_id,
+            member.creds.role(),
+            config.listen_addr,
+            member.addr
+        );
+        Ok(member)
+    }
+
+    fn spawn(&self, task: JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+
+    /// Starts Raft (managers) or the state stream (workers).
+    async fn start_feed(self: &Arc<Self>, how: Start) -> Result<(), SwarmError> {
+        let mut feed = self.feed.lock().await;
+        *feed = match self.creds.role() {
+            Role::Manager => {
+                let consensus = Consensus::open(
+                    &self.dir.raft(),
+                    self.peer(),
+                    ConsensusConfig::default(),
+                    GrpcTransport::new(self.creds.clone()),
+                )
+                .await
+                .map_err(|e| SwarmError::Consensus(e.to_string()))?;
+                if how == Start::Init {
+                    consensus
+                        .initialize()
+                        .await
+                        .map_err(|e| SwarmError::Consensus(e.to_string()))?;
+                }
+                let forward = {
+                    let mut rx = consensus.watch();
+                    let tx = self.state_tx.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            let state = rx.borrow_and_update().clone();
+                            tx.send_replace(state);
+                            if rx.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                    })
+                };
+                let is_voter = consensus.voters().iter().any(|p| p.id == self.node_id);
+                if !is_voter && how != Start::Init {
+                    self.spawn(tokio::spawn(become_voter(self.clone())));
+                }
+                Feed::Manager(consensus, forward)
+            }
+            Role::Worker => Feed::Worker(tokio::spawn(stream_state(self.clone()))),
+        };
+        Ok(())
+    }
+
+    async fn stop_feed(&self) {
+        let old = std::mem::replace(&mut *self.feed.lock().await, Feed::None);
+        match old {
+            Feed::Manager(consensus, forward) => {
+                forward.abort();
+                if let Err(e) = consensus.shutdown().await {
+                    tracing::warn!("stopping Raft: {e}");
+                }
+            }
+            Feed::Worker(task) => task.abort(),
+            Feed::None => {}
+        }
+    }
+
+    /// This node as a Raft peer.
+    pub(super) fn peer(&self) -> Peer {
+        Peer {
+            id: self.node_id.clone(),
+            addr: self.addr,
+        }
+    }
+
+    /// Raft, when this node is a manager.
+    pub(super) async fn consensus(&self) -> Option<Consensus> {
+        match &*self.feed.lock().await {
+            Feed::Manager(c, _) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// This node's copy of the state (a manager's replica, or the last
+    /// state a worker was sent).
+    pub(super) fn local_state(&self) -> Arc<ClusterState> {
+        self.state_tx.borrow().clone()
+    }
+
+    /// Every state this node learns.
+    pub(super) fn watch_state(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.state_tx.subscribe()
+    }
+
+    /// The members gossip sees alive.
+    pub(super) fn live(&self) -> watch::Receiver<Arc<LiveSet>> {
+        self.live.clone()
+    }
+
+    /// Who leads, who votes, who is alive.
+    pub(super) async fn liveness(&self) -> Liveness {
+        let mut alive: BTreeSet<NodeId> = self.live.borrow().keys().cloned().collect();
+        alive.insert(self.node_id.clone());
+        let (leader, voters) = match self.consensus().await {
+            Some(c) => {
+                let s = c.status();
+                (
+                    s.leader.map(|p| p.id),
+                    s.voters.into_iter().map(|p| p.id).collect(),
+                )
+            }
+            None => (None, BTreeSet::new()),
+        };
+        Liveness {
+            me: Some(self.node_id.clone()),
+            leader,
+            voters,
+            alive,
+        }
+    }
+
+    /// `shoal info`.
+    pub(super) async fn info(&self) -> Info {
+        let state = self.local_state();
+        let live = self.liveness().await;
+        let raft = self.consensus().await.map(|c| {
+            let s = c.status();
+            RaftInfo {
+                term: s.term,
+                applied: s.commit_index,
+                voters: s.voters.len(),
+            }
+        });
+        let managers = self
+            .record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .managers
+            .clone();
+        Info {
+            swarm: "active".into(),
+            node_id: Some(self.node_id.clone()),
+            hostname: self.config.hostname.clone(),
+            role: Some(self.creds.role()),
+            cluster_id: Some(self.cluster_id.clone()),
+            addr: Some(self.addr),
+            managers,
+            nodes: state.nodes().len(),
+            leader: live.leader,
+            raft,
+            dataplane: self.config.dataplane.clone(),
+        }
+    }
+
+    /// A channel to a node, reused while it works.
+    pub(super) async fn channel(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<ClusterClient<Channel>, SwarmError> {
+        let cached = self
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&addr)
+            .cloned();
+        let channel = match cached {
+            Some(c) => c,
+            None => {
+                let c = api::connect(addr, self.creds.client(), server_name)
+                    .await
+                    .map_err(|e| SwarmError::Unreachable {
+                        addr,
+                        reason: e.to_string(),
+                    })?;
+                self.channels
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(addr, c.clone());
+                c
+            }
+        };
+        Ok(service::client(channel))
+    }
+
+    /// Forgets a channel that failed.
+    pub(super) fn drop_channel(&self, addr: SocketAddr) {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&addr);
+    }
+
+    /// The managers to try, the leader first when known.
+    pub(super) async fn managers(&self) -> Vec<SocketAddr> {
+        let mut list = Vec::new();
+        if let Some(c) = self.consensus().await
+            && let Some(leader) = c.status().leader
+        {
+            list.push(leader.addr);
+        }
+        let state = self.local_state();
+        list.extend(
+            state
+                .nodes()
+                .values()
+                .filter(|n| n.role == Role::Manager && n.status != NodeStatus::Down)
+                .map(|n| n.addr),
+        );
+        list.extend(
+            self.record
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .managers
+                .iter()
+                .copied(),
+        );
+        let mut seen = BTreeSet::new();
+        list.retain(|a| seen.insert(*a));
+        list
+    }
+
+    /// Stops everything; the files stay for the next start.
+    pub(super) async fn stop(&self) {
+        self.removed.send_replace(true);
+        self.stop_feed().await;
+        if let Some(g) = self
+            .gossip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            g.stop();
+        }
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+
+    /// Leaves: tells gossip, stops, forgets the swarm's files.
+    pub(super) async fn depart(&self) -> Result<(), SwarmError> {
+        let gossip = self
+            .gossip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(g) = gossip {
+            g.leave().await;
+        }
+        self.stop().await;
+        self.dir.remove()
+    }
+
+    /// Keeps `node.json`'s managers and gossip seeds current, and gossip's
+    /// seeds with them.
+    async fn note_peers(&self, state: &ClusterState) {
+        let managers: Vec<SocketAddr> = state
+            .nodes()
+            .values()
+            .filter(|n| n.role == Role::Manager)
+            .map(|n| n.addr)
+            .collect();
+        let seeds: Vec<SocketAddr> = state
+            .nodes()
+            .values()
+            .filter(|n| n.id != self.node_id)
+            .map(|n| n.gossip_addr)
+            .collect();
+        if managers.is_empty() {
+            return;
+        }
+        let record = {
+            let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
+            if r.managers == managers && r.gossip_seeds == seeds {
+                return;
+            }
+            r.managers = managers;
+            r.gossip_seeds = seeds.clone();
+            r.clone()
+        };
+        if let Err(e) = self.dir.save_record(&record) {
+            tracing::warn!("saving the known managers: {e}");
+        }
+        let gossip = self
+            .gossip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|g| g.seeds_handle());
+        if let Some(handle) = gossip {
+            handle.set(seeds).await;
+        }
+    }
+
+    /// Gets a certificate for the role the state gives this node, and
+    /// switches the state feed to match.
+    async fn change_role(self: &Arc<Self>, role: Role) -> Result<(), SwarmError> {
+        tracing::info!("this node is now a {role} in the cluster state; renewing its certificate");
+        let csr = self.creds.csr(&self.node_id)?;
+        let cert_pem = match self.consensus().await {
+            Some(_) => self.issue_locally(&csr)?,
+            None => {
+                self.call_managers(|mut c| {
+                    let csr = csr.clone();
+                    async move {
+                        c.renew_cert(RenewRequest { csr_pem: csr })
+                            .await
+                            .map(|r| r.into_inner().cert_pem)
+                    }
+                })
+                .await?
+            }
+        };
+        let cert = NodeCert::from_pem(&cert_pem)?;
+        if cert.role() != role {
+            return Err(SwarmError::Refused(format!(
+                "asked for a {role} certificate and got a {} one; retrying",
+                cert.role()
+            )));
+        }
+        self.creds.replace_cert(cert)?;
+        {
+            let c = self.creds.read();
+            self.dir.save_cert(&c.ca, &c.cert)?;
+        }
+        self.server_tls.replace(self.creds.server_config()?);
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.stop_feed().await;
+        if role == Role::Worker {
+            self.dir.remove_raft()?;
+        }
+        self.start_feed(Start::Resume).await
+    }
+
+    /// Issues this node's certificate from the CA key in the local state
+    /// (a manager being demoted).
+    fn issue_locally(&self, csr: &str) -> Result<String, SwarmError> {
+        let state = self.local_state();
+        let role = state
+            .node(&self.node_id)
+            .map(|n| n.role)
+            .ok_or(SwarmError::NotInSwarm)?;
+        let ca = super::lifecycle::cluster_ca(&state).map_err(SwarmError::Refused)?;
+        Ok(ca.issue(&self.node_id, role, csr)?.pem().to_owned())
+    }
+
+    /// A no-argument call, for readiness checks.
+    pub(super) fn empty() -> Empty {
+        Empty {}
+    }
+}
+
+/// Workers: follows the state streamed by a manager, moving to another
+/// manager when one fails.
+async fn stream_state(member: Arc<Member>) {
+    loop {
+        for addr in member.managers().await {
+            if addr == member.addr {
+                continue;
+            }
+            let mut client = match member.channel(addr, ANY_MANAGER).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!("state stream: {e}");
+                    continue;
+                }
+            };
+            match client.watch_state(Member::empty()).await {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(msg)) => {
+                                member.state_tx.send_replace(Arc::new(msg.state));
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::debug!("state stream from {addr} ended: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("state stream from {addr} refused: {}", e.message()),
+            }
+            member.drop_channel(addr);
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// A manager that is not a Raft voter yet (just joined or promoted) asks
+/// the leader to add it, until it is one.
+async fn become_voter(member: Arc<Member>) {
+    loop {
+        let Some(consensus) = member.consensus().await else {
+            return;
+        };
+        if consensus.voters().iter().any(|p| p.id == member.node_id) {
+            tracing::info!("this manager is a Raft voter");
+            return;
+        }
+        let node = member.node_id.clone();
+        let asked = member
+            .call_managers(|mut c| {
+                let node = node.clone();
+                async move {
+                    c.add_voter(super::rpc::VoterRequest { node })
+                        .await
+                        .map(drop)
+                }
+            })
+            .await;
+        if let Err(e) = asked {
+            tracing::info!("asking to become a Raft voter: {e}; retrying");
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+}
+
+/// Follows this node's own entry in the state: role changes renew the
+/// certificate; removal from the swarm makes the node leave.
+async fn follow_self(member: Arc<Member>) {
+    let mut rx = member.watch_state();
+    let mut seen = false;
+    loop {
+        let state = rx.borrow_and_update().clone();
+        match state.node(&member.node_id) {
+            Some(node) => {
+                seen = true;
+                member.note_peers(&state).await;
+                if node.role != member.creds.role()
+                    && let Err(e) = member.change_role(node.role).await
+                {
+                    tracing::warn!("changing role: {e}");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
+            None if seen => {
+                tracing::warn!("this node was removed from the swarm; leaving");
+                if let Err(e) = member.depart().await {
+                    tracing::error!("leaving after removal: {e}");
+                }
+                return;
+            }
+            None => {}
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

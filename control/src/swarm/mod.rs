@@ -1,0 +1,247 @@
+//! A node's life in a swarm: forming it (`init`), joining it, leaving it,
+//! and, while a member, serving the cluster API, gossiping, replicating
+//! the state (managers) or following it (workers), and the leader's
+//! duties. This is where the pure parts ([`crate::pki`], [`crate::state`],
+//! [`crate::membership`]) meet the sockets ([`crate::api`],
+//! [`crate::consensus`]).
+//!
+//! - [`Swarm`]: the daemon's handle; one operation at a time changes
+//!   whether this node is a member;
+//! - `member`: a running member (credentials, state feed, role changes);
+//! - `service`: the cluster API's handlers;
+//! - `leader`: the leader's loop over [`reconcile`]'s decisions;
+//! - [`files`]: what a member keeps on disk;
+//! - [`view`] and [`ops`]: what the admin API carries.
+
+mod calls;
+mod error;
+pub mod files;
+mod gossip;
+mod leader;
+mod lifecycle;
+mod member;
+mod ops;
+pub mod reconcile;
+pub mod rpc;
+mod service;
+mod transport;
+pub mod view;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, RwLock};
+
+pub use error::SwarmError;
+pub use gossip::LiveSet;
+pub use ops::{
+    InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange, TokenOptions,
+    TokenReply,
+};
+pub use view::{Info, ManagerStatus, NodeView};
+
+use self::files::SwarmDir;
+use self::member::Member;
+
+/// How a node runs in a swarm: the daemon's flags.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// The daemon's state directory.
+    pub state_dir: PathBuf,
+    /// This node's name in listings.
+    pub hostname: String,
+    /// The address other nodes reach this one at, unless `init` or `join`
+    /// give one.
+    pub advertise_ip: Option<IpAddr>,
+    /// Where the cluster API listens.
+    pub listen_addr: SocketAddr,
+    /// Where gossip listens.
+    pub gossip_addr: SocketAddr,
+    /// How soon a dead node is declared down.
+    pub detection: Duration,
+    /// The data-plane engine in use, for `info` and the node record.
+    pub dataplane: String,
+}
+
+impl SwarmConfig {
+    /// The advertised cluster API and gossip addresses.
+    fn advertised(&self, ip: Option<IpAddr>) -> Result<(SocketAddr, SocketAddr), SwarmError> {
+        let ip = ip
+            .or(self.advertise_ip)
+            .or_else(|| Some(self.listen_addr.ip()).filter(|ip| !ip.is_unspecified()))
+            .ok_or(SwarmError::NoAdvertiseAddr)?;
+        Ok((
+            SocketAddr::new(ip, self.listen_addr.port()),
+            SocketAddr::new(ip, self.gossip_addr.port()),
+        ))
+    }
+}
+
+/// The daemon's handle on its swarm membership. Cheap to clone.
+#[derive(Clone)]
+pub struct Swarm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SwarmConfig,
+    dir: SwarmDir,
+    /// Held while init, join or leave change whether this node is a member.
+    lifecycle: Mutex<()>,
+    member: RwLock<Option<Arc<Member>>>,
+}
+
+impl Swarm {
+    /// Starts the node: as the member it was before a restart, or outside
+    /// any swarm until `init` or `join`.
+    pub async fn start(config: SwarmConfig) -> Result<Swarm, SwarmError> {
+        let dir = SwarmDir::new(&config.state_dir);
+        let member = match dir.load()? {
+            Some(identity) => {
+                tracing::info!(
+                    "resuming swarm {} as node {} ({})",
+                    identity.record.cluster_id,
+                    identity.record.node_id,
+                    identity.cert.role()
+                );
+                Some(Member::start(&config, dir.clone(), identity, member::Start::Resume).await?)
+            }
+            None => {
+                tracing::info!("not in a swarm; waiting for `shoal swarm init` or `join`");
+                None
+            }
+        };
+        Ok(Swarm {
+            inner: Arc::new(Inner {
+                config,
+                dir,
+                lifecycle: Mutex::new(()),
+                member: RwLock::new(member),
+            }),
+        })
+    }
+
+    /// The running member; a member that left on its own (removed from
+    /// the swarm by a manager) no longer counts.
+    async fn member(&self) -> Result<Arc<Member>, SwarmError> {
+        let member = self.inner.member.read().await.clone();
+        match member {
+            Some(m) if !*m.removed.borrow() => Ok(m),
+            Some(_) => {
+                *self.inner.member.write().await = None;
+                Err(SwarmError::NotInSwarm)
+            }
+            None => Err(SwarmError::NotInSwarm),
+        }
+    }
+
+    /// `shoal swarm init`.
+    pub async fn init(&self, opts: InitOptions) -> Result<InitReply, SwarmError> {
+        let _guard = self.inner.lifecycle.lock().await;
+        if self.member().await.is_ok() {
+            return Err(SwarmError::AlreadyInSwarm);
+        }
+        let (addr, gossip_addr) = self.inner.config.advertised(opts.advertise_addr)?;
+        let (member, reply) = member::init(
+            &self.inner.config,
+            self.inner.dir.clone(),
+            addr,
+            gossip_addr,
+        )
+        .await?;
+        *self.inner.member.write().await = Some(member);
+        Ok(reply)
+    }
+
+    /// `shoal swarm join`.
+    pub async fn join(&self, opts: JoinOptions) -> Result<JoinReply, SwarmError> {
+        let _guard = self.inner.lifecycle.lock().await;
+        if self.member().await.is_ok() {
+            return Err(SwarmError::AlreadyInSwarm);
+        }
+        let (addr, gossip_addr) = self.inner.config.advertised(opts.advertise_addr)?;
+        let (member, reply) = member::join(
+            &self.inner.config,
+            self.inner.dir.clone(),
+            &opts,
+            addr,
+            gossip_addr,
+        )
+        .await?;
+        *self.inner.member.write().await = Some(member);
+        Ok(reply)
+    }
+
+    /// `shoal swarm join-token`.
+    pub async fn join_token(&self, opts: TokenOptions) -> Result<TokenReply, SwarmError> {
+        self.member().await?.join_token(opts).await
+    }
+
+    /// `shoal swarm leave`.
+    pub async fn leave(&self, opts: LeaveOptions) -> Result<(), SwarmError> {
+        let _guard = self.inner.lifecycle.lock().await;
+        let member = self.member().await?;
+        member.leave(opts.force).await?;
+        *self.inner.member.write().await = None;
+        Ok(())
+    }
+
+    /// `shoal node ls`.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, SwarmError> {
+        let member = self.member().await?;
+        let state = member.read().await?;
+        Ok(NodeView::all(&state, &member.liveness().await))
+    }
+
+    /// `shoal node inspect`.
+    pub async fn node(&self, key: &str) -> Result<NodeView, SwarmError> {
+        let member = self.member().await?;
+        let state = member.read().await?;
+        let key = if key == "self" {
+            member.node_id.as_str()
+        } else {
+            key
+        };
+        let node = view::find_node(&state, key).map_err(SwarmError::Refused)?;
+        Ok(NodeView::of(node, &member.liveness().await))
+    }
+
+    /// `shoal node update`, `promote`, `demote`.
+    pub async fn update_node(&self, key: &str, change: NodeChange) -> Result<(), SwarmError> {
+        self.member().await?.update_node(key, change).await
+    }
+
+    /// `shoal node rm`.
+    pub async fn remove_node(&self, key: &str, force: bool) -> Result<(), SwarmError> {
+        self.member().await?.remove_node(key, force).await
+    }
+
+    /// `shoal info`.
+    pub async fn info(&self) -> Info {
+        match self.member().await {
+            Ok(member) => member.info().await,
+            Err(_) => Info {
+                swarm: "inactive".into(),
+                node_id: None,
+                hostname: self.inner.config.hostname.clone(),
+                role: None,
+                cluster_id: None,
+                addr: None,
+                managers: Vec::new(),
+                nodes: 0,
+                leader: None,
+                raft: None,
+                dataplane: self.inner.config.dataplane.clone(),
+            },
+        }
+    }
+
+    /// Stops serving, keeping the membership for the next start.
+    pub async fn shutdown(&self) {
+        if let Some(member) = self.inner.member.write().await.take() {
+            member.stop().await;
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The swarm operations' arguments and answers, as the local admin API
+//! carries them between the CLI and the daemon.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::Availability;
+use crate::{NodeId, Role};
+
+/// `shoal swarm init`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InitOptions {
+    /// The address other nodes reach this one at (default: the daemon's).
+    pub advertise_addr: Option<IpAddr>,
+}
+
+/// What `swarm init` made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitReply {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// Where joining nodes call.
+    pub addr: SocketAddr,
+    /// The worker join token.
+    pub worker_token: String,
+}
+
+/// `shoal swarm join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinOptions {
+    /// The join token.
+    pub token: String,
+    /// A manager's cluster API address.
+    pub remote: SocketAddr,
+    /// The address other nodes reach this one at (default: the daemon's).
+    pub advertise_addr: Option<IpAddr>,
+}
+
+/// What `swarm join` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinReply {
+    /// This node's new id.
+    pub node_id: NodeId,
+    /// The role the token granted.
+    pub role: Role,
+}
+
+/// `shoal swarm join-token`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenOptions {
+    /// Which token.
+    pub role: Role,
+    /// Replace it with a fresh one first.
+    pub rotate: bool,
+}
+
+/// A join token and where to use it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenReply {
+    /// Which token.
+    pub role: Role,
+    /// The token.
+    pub token: String,
+    /// This manager's cluster API address.
+    pub addr: SocketAddr,
+}
+
+/// `shoal swarm leave`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LeaveOptions {
+    /// Leave even if that breaks quorum or erases the swarm.
+    pub force: bool,
+}
+
+/// `shoal node update`, `promote`, `demote`: what an operator may change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeChange {
+    /// New availability.
+    pub availability: Option<Availability>,
+    /// New role.
+    pub role: Option<Role>,
+    /// Labels to add or overwrite.
+    pub labels_add: BTreeMap<String, String>,
+    /// Labels to remove.
+    pub labels_rm: BTreeSet<String>,
+}

@@ -1,0 +1,155 @@
+//! The leader's duties, as pure functions of what it knows: which node
+//! statuses to change after gossip saw nodes come and go, and which Raft
+//! voters no longer belong (demoted, left or removed). The leader's loop
+//! applies their answers; nothing here does I/O.
+
+use std::collections::BTreeSet;
+
+use crate::state::{ClusterState, Command, NodeStatus, NodeUpdate};
+use crate::{NodeId, Role};
+
+/// The status updates that bring the state in line with gossip.
+///
+/// `alive` holds the nodes gossip sees alive; the leader itself always
+/// is. A node not seen alive is marked down only when `may_mark_down`:
+/// a leader that has just taken over gives gossip time to converge first
+/// instead of declaring everyone it has not heard from yet down.
+pub fn status_updates(
+    state: &ClusterState,
+    me: &NodeId,
+    alive: &BTreeSet<NodeId>,
+    may_mark_down: bool,
+) -> Vec<Command> {
+    state
+        .nodes()
+        .values()
+        .filter_map(|node| {
+            let up = &node.id == me || alive.contains(&node.id);
+            let status = match (up, node.status) {
+                (true, NodeStatus::Ready) => return None,
+                (true, _) => NodeStatus::Ready,
+                (false, NodeStatus::Down) => return None,
+                (false, _) if may_mark_down => NodeStatus::Down,
+                (false, _) => return None,
+            };
+            Some(Command::UpdateNode {
+                id: node.id.clone(),
+                update: NodeUpdate {
+                    status: Some(status),
+                    ..NodeUpdate::default()
+                },
+            })
+        })
+        .collect()
+}
+
+/// The voters to remove: those the state lists as workers (demoted, or
+/// left). A voter missing from the state is left alone: nodes enter Raft
+/// only after the state has them, except the first manager for the
+/// moment between `swarm init` starting Raft and recording it, and a
+/// manager is always demoted before it can be removed. The leader removes
+/// itself last, so that it can still commit the removal of the others.
+pub fn stale_voters(state: &ClusterState, me: &NodeId, voters: &BTreeSet<NodeId>) -> Vec<NodeId> {
+    let mut stale: Vec<NodeId> = voters
+        .iter()
+        .filter(|v| state.node(v).is_some_and(|n| n.role != Role::Manager))
+        .cloned()
+        .collect();
+    stale.sort_by_key(|v| v == me);
+    stale
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::state::{Availability, Node};
+
+    fn node(id: &str, role: Role, status: NodeStatus) -> Node {
+        Node {
+            id: NodeId::new(id).unwrap(),
+            hostname: id.into(),
+            role,
+            availability: Availability::Active,
+            status,
+            labels: BTreeMap::new(),
+            addr: "198.18.0.1:2377".parse().unwrap(),
+            gossip_addr: "198.18.0.1:7946".parse().unwrap(),
+            engine: "test".into(),
+        }
+    }
+
+    fn state(nodes: &[Node]) -> ClusterState {
+        let mut s = ClusterState::new();
+        for n in nodes {
+            s.apply(Command::AddNode(n.clone())).unwrap();
+        }
+        s
+    }
+
+    fn ids(v: &[&str]) -> BTreeSet<NodeId> {
+        v.iter().map(|s| NodeId::new(*s).unwrap()).collect()
+    }
+
+    fn statuses(cmds: &[Command]) -> Vec<(String, NodeStatus)> {
+        cmds.iter()
+            .map(|c| match c {
+                Command::UpdateNode { id, update } => (id.to_string(), update.status.unwrap()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gossip_liveness_becomes_status() {
+        let s = state(&[
+            node("m1", Role::Manager, NodeStatus::Unknown),
+            node("w1", Role::Worker, NodeStatus::Unknown),
+            node("w2", Role::Worker, NodeStatus::Ready),
+            node("w3", Role::Worker, NodeStatus::Down),
+        ]);
+        let me = NodeId::new("m1").unwrap();
+        let cmds = status_updates(&s, &me, &ids(&["w1", "w3"]), true);
+        assert_eq!(
+            statuses(&cmds),
+            vec![
+                ("m1".into(), NodeStatus::Ready),
+                ("w1".into(), NodeStatus::Ready),
+                ("w2".into(), NodeStatus::Down),
+                ("w3".into(), NodeStatus::Ready),
+            ]
+        );
+        // Applied, they leave nothing to do.
+        let mut s = s;
+        for c in cmds {
+            s.apply(c).unwrap();
+        }
+        assert!(status_updates(&s, &me, &ids(&["w1", "w3"]), true).is_empty());
+    }
+
+    #[test]
+    fn a_new_leader_does_not_mark_unheard_nodes_down() {
+        let s = state(&[
+            node("m1", Role::Manager, NodeStatus::Ready),
+            node("w1", Role::Worker, NodeStatus::Ready),
+            node("w2", Role::Worker, NodeStatus::Unknown),
+        ]);
+        let me = NodeId::new("m1").unwrap();
+        let cmds = status_updates(&s, &me, &ids(&["w2"]), false);
+        assert_eq!(statuses(&cmds), vec![("w2".into(), NodeStatus::Ready)]);
+    }
+
+    #[test]
+    fn demoted_voters_go_and_the_leader_last() {
+        let s = state(&[
+            node("m1", Role::Worker, NodeStatus::Ready),
+            node("m2", Role::Manager, NodeStatus::Ready),
+            node("m3", Role::Worker, NodeStatus::Ready),
+        ]);
+        let me = NodeId::new("m1").unwrap();
+        let stale = stale_voters(&s, &me, &ids(&["m1", "m2", "m3", "gone"]));
+        let names: Vec<&str> = stale.iter().map(NodeId::as_str).collect();
+        assert_eq!(names, ["m3", "m1"]);
+    }
+}

@@ -1,0 +1,112 @@
+//! The messages of the cluster API (`shoal.cluster.Cluster`), sent as JSON
+//! over gRPC and mutual TLS between nodes.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{ClusterState, Command, Outcome};
+use crate::{NodeId, Role};
+
+/// A node asks to join, before it has a certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The join token, as the user gave it.
+    pub token: String,
+    /// The id the node picked for itself (128 random bits).
+    pub node_id: NodeId,
+    /// Its hostname.
+    pub hostname: String,
+    /// A CSR for its key, PEM.
+    pub csr_pem: String,
+    /// Its cluster API address.
+    pub addr: SocketAddr,
+    /// Its gossip address.
+    pub gossip_addr: SocketAddr,
+    /// What runs its tasks.
+    pub engine: String,
+}
+
+/// What a joining node gets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    /// The role its token granted.
+    pub role: Role,
+    /// Its certificate, PEM.
+    pub cert_pem: String,
+    /// The cluster's id.
+    pub cluster_id: String,
+    /// The managers' cluster API addresses.
+    pub managers: Vec<SocketAddr>,
+    /// Gossip addresses of the nodes.
+    pub gossip_seeds: Vec<SocketAddr>,
+}
+
+/// A manager forwards a change to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProposeRequest {
+    /// The change.
+    pub command: Command,
+}
+
+/// The leader's answer to a change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProposeResponse {
+    /// What applying it did, or why the state refused it.
+    pub result: Result<Outcome, String>,
+}
+
+/// No arguments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// The cluster state, whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateMessage {
+    /// The state.
+    pub state: ClusterState,
+}
+
+/// A node asks for a certificate for its current role (after promotion or
+/// demotion, or before its certificate expires).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// A CSR for its key, PEM.
+    pub csr_pem: String,
+}
+
+/// A renewed certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewResponse {
+    /// The certificate, PEM, with the role the state gives the node.
+    pub cert_pem: String,
+}
+
+/// Make a manager node a Raft voter, or stop it being one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VoterRequest {
+    /// Which node.
+    pub node: NodeId,
+}
+
+/// Raft's append-entries (and heartbeat) between managers.
+pub type RaftAppendRequest = openraft::raft::AppendEntriesRequest<crate::consensus::TypeConfig>;
+/// The follower's answer, or its Raft's error.
+pub type RaftAppendReply = Result<
+    openraft::raft::AppendEntriesResponse<crate::consensus::RaftId>,
+    openraft::error::RaftError<crate::consensus::RaftId>,
+>;
+/// Raft's vote request.
+pub type RaftVoteRequest = openraft::raft::VoteRequest<crate::consensus::RaftId>;
+/// The vote, or the voter's Raft's error.
+pub type RaftVoteReply = Result<
+    openraft::raft::VoteResponse<crate::consensus::RaftId>,
+    openraft::error::RaftError<crate::consensus::RaftId>,
+>;
+/// One chunk of a snapshot.
+pub type RaftSnapshotRequest = openraft::raft::InstallSnapshotRequest<crate::consensus::TypeConfig>;
+/// The receiver's answer, or its Raft's error.
+pub type RaftSnapshotReply = Result<
+    openraft::raft::InstallSnapshotResponse<crate::consensus::RaftId>,
+    openraft::error::RaftError<crate::consensus::RaftId, openraft::error::InstallSnapshotError>,
+>;

@@ -1,0 +1,109 @@
+//! The swarm part of the admin API: what `shoal swarm`, `shoal node` and
+//! `shoal info` call. JSON in, JSON out; a failure answers with a status
+//! code and `{"message": ...}`, the error's one-line explanation.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use shoal_control::swarm::{
+    InitOptions, JoinOptions, LeaveOptions, NodeChange, Swarm, SwarmError, TokenOptions,
+};
+
+/// The routes, over a running [`Swarm`].
+pub fn routes(swarm: Swarm) -> Router {
+    Router::new()
+        .route("/swarm/init", post(init))
+        .route("/swarm/join", post(join))
+        .route("/swarm/join-token", post(join_token))
+        .route("/swarm/leave", post(leave))
+        .route("/nodes", get(nodes))
+        .route("/nodes/{key}", get(node))
+        .route("/nodes/{key}", delete(remove_node))
+        .route("/nodes/{key}/update", post(update_node))
+        .route("/info", get(info))
+        .with_state(swarm)
+}
+
+/// A failed call, as the CLI reads it.
+struct Failure(SwarmError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            SwarmError::NotInSwarm | SwarmError::AlreadyInSwarm | SwarmError::NotManager => {
+                StatusCode::CONFLICT
+            }
+            SwarmError::LeaveBreaksQuorum { .. } | SwarmError::LastManager => StatusCode::CONFLICT,
+            SwarmError::Refused(_) | SwarmError::Token(_) => StatusCode::BAD_REQUEST,
+            SwarmError::NoLeader(_) | SwarmError::Unreachable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        #[derive(Serialize)]
+        struct Message {
+            message: String,
+        }
+        let message = self.0.to_string();
+        (status, Json(Message { message })).into_response()
+    }
+}
+
+type Answer<T> = Result<Json<T>, Failure>;
+
+fn answer<T>(r: Result<T, SwarmError>) -> Answer<T> {
+    r.map(Json).map_err(Failure)
+}
+
+async fn init(State(s): State<Swarm>, Json(o): Json<InitOptions>) -> Answer<impl Serialize> {
+    answer(s.init(o).await)
+}
+
+async fn join(State(s): State<Swarm>, Json(o): Json<JoinOptions>) -> Answer<impl Serialize> {
+    answer(s.join(o).await)
+}
+
+async fn join_token(State(s): State<Swarm>, Json(o): Json<TokenOptions>) -> Answer<impl Serialize> {
+    answer(s.join_token(o).await)
+}
+
+async fn leave(State(s): State<Swarm>, Json(o): Json<LeaveOptions>) -> Answer<()> {
+    answer(s.leave(o).await)
+}
+
+async fn nodes(State(s): State<Swarm>) -> Answer<impl Serialize> {
+    answer(s.nodes().await)
+}
+
+async fn node(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<impl Serialize> {
+    answer(s.node(&key).await)
+}
+
+async fn update_node(
+    State(s): State<Swarm>,
+    Path(key): Path<String>,
+    Json(change): Json<NodeChange>,
+) -> Answer<()> {
+    answer(s.update_node(&key, change).await)
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn remove_node(
+    State(s): State<Swarm>,
+    Path(key): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Answer<()> {
+    answer(s.remove_node(&key, q.force).await)
+}
+
+async fn info(State(s): State<Swarm>) -> Json<impl Serialize> {
+    Json(s.info().await)
+}

@@ -1,0 +1,151 @@
+//! `shoal swarm init | join | join-token | leave`: forming the swarm, with
+//! docker's words so that Swarm users can follow along.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Result;
+use shoal_control::Role;
+use shoal_control::swarm::{
+    InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, TokenOptions, TokenReply,
+};
+
+use crate::client::Daemon;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Create a swarm with this node as its first manager.
+    Init {
+        /// Address other nodes reach this node at (default: the daemon's
+        /// --advertise-addr, else the address of its default route).
+        #[arg(long, value_name = "IP")]
+        advertise_addr: Option<IpAddr>,
+    },
+    /// Join a swarm as the token says: worker or manager.
+    Join {
+        /// The join token from `shoal swarm join-token` on a manager.
+        #[arg(long)]
+        token: String,
+        /// Address other nodes reach this node at.
+        #[arg(long, value_name = "IP")]
+        advertise_addr: Option<IpAddr>,
+        /// A manager's address, ADDR:PORT (port 2377 by default).
+        remote: String,
+    },
+    /// Show (or rotate) the token that joins a worker or a manager.
+    JoinToken {
+        /// Print the token only.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Replace the token; the old one stops working.
+        #[arg(long)]
+        rotate: bool,
+        /// worker or manager.
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+    /// Leave the swarm.
+    Leave {
+        /// Leave even if this breaks the managers' quorum or is the last
+        /// manager.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Worker,
+    Manager,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Worker => Role::Worker,
+            RoleArg::Manager => Role::Manager,
+        }
+    }
+}
+
+/// The cluster API port, when a join address has none.
+const DEFAULT_PORT: u16 = 2377;
+
+pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
+    match args.command {
+        Command::Init { advertise_addr } => {
+            let reply: InitReply = daemon.post("/swarm/init", &InitOptions { advertise_addr })?;
+            println!(
+                "Swarm initialized: current node ({}) is now a manager.\n\nTo add a worker to \
+                 this swarm, run the following command:\n\n    shoal swarm join --token {} {}\n\n\
+                 To add a manager to this swarm, run 'shoal swarm join-token manager' and follow \
+                 the instructions.",
+                reply.node_id, reply.worker_token, reply.addr
+            );
+        }
+        Command::Join {
+            token,
+            advertise_addr,
+            remote,
+        } => {
+            let remote = parse_remote(&remote)?;
+            let reply: JoinReply = daemon.post(
+                "/swarm/join",
+                &JoinOptions {
+                    token,
+                    remote,
+                    advertise_addr,
+                },
+            )?;
+            match reply.role {
+                Role::Worker => println!("This node joined a swarm as a worker."),
+                Role::Manager => println!("This node joined a swarm as a manager."),
+            }
+        }
+        Command::JoinToken {
+            quiet,
+            rotate,
+            role,
+        } => {
+            let reply: TokenReply = daemon.post(
+                "/swarm/join-token",
+                &TokenOptions {
+                    role: role.into(),
+                    rotate,
+                },
+            )?;
+            if quiet {
+                println!("{}", reply.token);
+            } else {
+                if rotate {
+                    println!("Successfully rotated {} join token.\n", reply.role);
+                }
+                println!(
+                    "To add a {} to this swarm, run the following command:\n\n    shoal swarm \
+                     join --token {} {}\n",
+                    reply.role, reply.token, reply.addr
+                );
+            }
+        }
+        Command::Leave { force } => {
+            let () = daemon.post("/swarm/leave", &LeaveOptions { force })?;
+            println!("Node left the swarm.");
+        }
+    }
+    Ok(())
+}
+
+fn parse_remote(s: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    anyhow::bail!("`{s}` is not a manager address; give IP:PORT, e.g. 198.18.0.1:2377")
+}
