@@ -9,20 +9,22 @@
 //! [`Transport`] the caller supplies; the receiving side hands them to the
 //! `Consensus::handle_*` methods.
 //!
-//! - [`types`]: what Raft is instantiated with, and how node ids become
-//!   Raft ids;
+//! - `types`: what Raft is instantiated with ([`TypeConfig`]), and how
+//!   node ids become Raft ids ([`raft_id`]);
 //! - `db`, `store`, `state_machine`: the redb file, the log, the state;
-//! - [`network`]: openraft's network traits over a [`Transport`];
-//! - `node`: [`Consensus`], the handle the daemon uses.
+//! - `network`: openraft's network traits over a [`Transport`];
+//! - `node`, `voters`: [`Consensus`], the handle the daemon uses, and
+//!   [`ConsensusConfig`], its timing.
 
 mod config;
 mod db;
 mod error;
-pub mod network;
+mod network;
 mod node;
 mod state_machine;
 mod store;
-pub mod types;
+mod types;
+mod voters;
 
 pub use config::ConsensusConfig;
 pub use db::DbError;

@@ -14,7 +14,8 @@ use std::error::Error;
 use std::future::Future;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -40,6 +41,11 @@ pub enum TransportError<E> {
     /// malformed reply...). Raft retries at once.
     #[error("Raft message lost in transit: {0}")]
     Network(String),
+    /// The request is over the transport's message size limit. Raft sends
+    /// log entries again in smaller batches; a request it cannot split is
+    /// treated as `Unreachable`.
+    #[error("Raft message too large: {0}")]
+    TooLarge(String),
     /// The peer's Raft handled the request and returned this error.
     #[error("the peer's Raft failed the request: {0}")]
     Remote(E),
@@ -107,11 +113,23 @@ pub(super) struct Connection<T> {
 
 impl<T> Connection<T> {
     /// Maps a transport failure to the openraft error that makes Raft back
-    /// off (`Unreachable`), retry (`Network`) or act on the remote error.
-    fn rpc_error<E: Error>(&self, e: TransportError<E>) -> RPCError<RaftId, Peer, E> {
+    /// off (`Unreachable`), retry (`Network`), split the `entries` it sent
+    /// (`PayloadTooLarge`) or act on the remote error.
+    fn rpc_error<E: Error>(
+        &self,
+        e: TransportError<E>,
+        entries: usize,
+    ) -> RPCError<RaftId, Peer, E> {
         match e {
             TransportError::Unreachable(why) => Unreachable::from(AnyError::error(why)).into(),
             TransportError::Network(why) => NetworkError::from(AnyError::error(why)).into(),
+            TransportError::TooLarge(why) if entries > 1 => {
+                let half = u64::try_from(entries / 2).unwrap_or(u64::MAX);
+                PayloadTooLarge::new_entries_hint(half)
+                    .with_source_error(&AnyError::error(why))
+                    .into()
+            }
+            TransportError::TooLarge(why) => Unreachable::from(AnyError::error(why)).into(),
             TransportError::Remote(e) => {
                 RemoteError::new_with_node(self.target, self.peer.clone(), e).into()
             }
@@ -125,10 +143,11 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<RaftId>, RPCError<RaftId, Peer, RaftError<RaftId>>> {
+        let entries = rpc.entries.len();
         self.transport
             .append_entries(&self.peer, rpc)
             .await
-            .map_err(|e| self.rpc_error(e))
+            .map_err(|e| self.rpc_error(e, entries))
     }
 
     async fn install_snapshot(
@@ -142,7 +161,7 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
         self.transport
             .install_snapshot(&self.peer, rpc)
             .await
-            .map_err(|e| self.rpc_error(e))
+            .map_err(|e| self.rpc_error(e, 0))
     }
 
     async fn vote(
@@ -153,6 +172,6 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Connection<T> {
         self.transport
             .vote(&self.peer, rpc)
             .await
-            .map_err(|e| self.rpc_error(e))
+            .map_err(|e| self.rpc_error(e, 0))
     }
 }

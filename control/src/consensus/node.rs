@@ -8,32 +8,31 @@
 //! in through the `handle_*` methods and leave through the
 //! [`Transport`] given to [`Consensus::open`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError,
-    InstallSnapshotError, RaftError,
+    CheckIsLeaderError, ClientWriteError, InitializeError, InstallSnapshotError, RaftError,
 };
 use openraft::metrics::WaitError;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, ClientWriteResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
-use openraft::{ChangeMembers, Raft, RaftMetrics, ServerState};
+use openraft::{Raft, RaftMetrics, ServerState};
 use tokio::sync::watch;
 
 use super::config::ConsensusConfig;
 use super::db::Db;
-use super::error::{ConsensusError, MembershipError, ReadError, WriteError};
+use super::error::{ConsensusError, ReadError, WriteError};
 use super::network::{Network, Transport};
 use super::state_machine::StateMachine;
 use super::store::LogStore;
 use super::types::{Peer, RaftId, Request, TypeConfig};
+use super::voters::voters_of;
 use crate::state::{ClusterState, Command, Outcome};
 
 /// How long [`Consensus::shutdown`] waits for the storage tasks to let go
@@ -61,9 +60,9 @@ pub struct RaftStatus {
 /// openraft node. Clones are handles on the same node.
 #[derive(Clone)]
 pub struct Consensus {
-    raft: Raft<TypeConfig>,
+    pub(super) raft: Raft<TypeConfig>,
     me: Peer,
-    config: ConsensusConfig,
+    pub(super) config: ConsensusConfig,
     state: watch::Receiver<Arc<ClusterState>>,
     /// Tells when `raft.redb` is closed: every task using it is gone.
     closed: watch::Receiver<()>,
@@ -213,28 +212,6 @@ impl Consensus {
         self.state.clone()
     }
 
-    /// Adds `peer` as a voting manager: first as a learner, until it has
-    /// the log up to its own addition, then as a voter. Leader only.
-    pub async fn add_voter(&self, peer: Peer) -> Result<(), MembershipError> {
-        let id = peer.raft_id();
-        let added = self
-            .change_membership(self.raft.add_learner(id, peer.clone(), false))
-            .await?;
-        self.wait_caught_up(&peer, added.log_id.index).await?;
-        let voters = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-        self.change_membership(self.raft.change_membership(voters, false))
-            .await
-            .map(drop)
-    }
-
-    /// Removes the manager `id` from the voters (and from Raft). Leader only.
-    pub async fn remove_voter(&self, id: RaftId) -> Result<(), MembershipError> {
-        let voters = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-        self.change_membership(self.raft.change_membership(voters, false))
-            .await
-            .map(drop)
-    }
-
     /// Term, leader, progress and voters, as this manager sees them.
     pub fn status(&self) -> RaftStatus {
         let metrics = self.raft.metrics();
@@ -247,11 +224,6 @@ impl Consensus {
             voters: voters_of(&m),
             is_leader: m.state == ServerState::Leader,
         }
-    }
-
-    /// The voting managers.
-    pub fn voters(&self) -> Vec<Peer> {
-        voters_of(&self.raft.metrics().borrow())
     }
 
     /// This manager.
@@ -309,108 +281,10 @@ impl Consensus {
         }
         Ok(())
     }
-
-    /// The openraft node, for tests that look at its log and snapshots.
-    #[cfg(test)]
-    pub(super) fn raft(&self) -> &Raft<TypeConfig> {
-        &self.raft
-    }
-
-    /// Runs a membership change with the request timeout, mapping its errors.
-    async fn change_membership(
-        &self,
-        change: impl Future<
-            Output = Result<
-                ClientWriteResponse<TypeConfig>,
-                RaftError<RaftId, ClientWriteError<RaftId, Peer>>,
-            >,
-        >,
-    ) -> Result<ClientWriteResponse<TypeConfig>, MembershipError> {
-        let timeout = self.config.request_timeout;
-        let changed = tokio::time::timeout(timeout, change)
-            .await
-            .map_err(|_| MembershipError::NoQuorum(timeout))?;
-        changed.map_err(|e| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => {
-                MembershipError::NotLeader {
-                    leader: to.leader_node,
-                }
-            }
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => match e {
-                // A follower checks its own pending membership entry
-                // before it checks who leads.
-                ChangeMembershipError::InProgress(_) => {
-                    let metrics = self.raft.metrics();
-                    let m = metrics.borrow();
-                    if m.state == ServerState::Leader {
-                        MembershipError::Busy
-                    } else {
-                        MembershipError::NotLeader {
-                            leader: leader_of(&m),
-                        }
-                    }
-                }
-                ChangeMembershipError::EmptyMembership(_) => MembershipError::LastVoter,
-                ChangeMembershipError::LearnerNotFound(_) => {
-                    MembershipError::Refused(e.to_string())
-                }
-            },
-            RaftError::Fatal(e) => MembershipError::Fatal(e.to_string()),
-        })
-    }
-
-    /// Waits until the leader has replicated up to `index` to `peer`. On
-    /// timeout the learner is dropped again, so the leader stops sending it
-    /// the log.
-    async fn wait_caught_up(&self, peer: &Peer, index: u64) -> Result<(), MembershipError> {
-        let id = peer.raft_id();
-        let timeout = self.config.catch_up_timeout;
-        let waited = self
-            .raft
-            .wait(Some(timeout))
-            .metrics(
-                move |m| m.state != ServerState::Leader || matched(m, id) >= Some(index),
-                "the new manager to catch up",
-            )
-            .await;
-        match waited {
-            Ok(m) if m.state == ServerState::Leader => Ok(()),
-            Ok(m) => Err(MembershipError::NotLeader {
-                leader: leader_of(&m),
-            }),
-            Err(WaitError::Timeout(..)) => {
-                let learner = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-                if let Err(e) = self
-                    .change_membership(self.raft.change_membership(learner, false))
-                    .await
-                {
-                    tracing::warn!(peer = %peer.id, "could not drop the learner that did not catch up: {e}");
-                }
-                Err(MembershipError::NotCaughtUp {
-                    peer: peer.id.clone(),
-                    timeout,
-                })
-            }
-            Err(e @ WaitError::ShuttingDown) => Err(MembershipError::Fatal(e.to_string())),
-        }
-    }
 }
 
-/// The last log index the leader knows `id` holds.
-fn matched(m: &RaftMetrics<RaftId, Peer>, id: RaftId) -> Option<u64> {
-    let replication = m.replication.as_ref()?;
-    replication.get(&id)?.map(|log_id| log_id.index)
-}
-
-fn leader_of(m: &RaftMetrics<RaftId, Peer>) -> Option<Peer> {
+/// The leader in `m`, if it is known.
+pub(super) fn leader_of(m: &RaftMetrics<RaftId, Peer>) -> Option<Peer> {
     let leader = m.current_leader?;
     m.membership_config.membership().get_node(&leader).cloned()
-}
-
-fn voters_of(m: &RaftMetrics<RaftId, Peer>) -> Vec<Peer> {
-    let membership = m.membership_config.membership();
-    membership
-        .voter_ids()
-        .filter_map(|id| membership.get_node(&id).cloned())
-        .collect()
 }

@@ -4,6 +4,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -15,9 +18,8 @@ use crate::api::cluster_proto::cluster_client::ClusterClient;
 use crate::consensus::{ReadError, WriteError};
 use crate::state::{ClusterState, Command, Outcome};
 
-/// How many rounds over the managers before giving up (with [`RETRY`]
-/// between rounds: about 10 s, longer than an election).
-const ROUNDS: usize = 20;
+/// How long to keep trying managers: longer than an election.
+const CALL_BUDGET: Duration = Duration::from_secs(10);
 
 /// Statuses that mean "try another manager, or later".
 fn retryable(s: &Status) -> bool {
@@ -36,8 +38,12 @@ impl Member {
         Fut: Future<Output = Result<T, Status>>,
     {
         let mut last: Option<SwarmError> = None;
-        for _ in 0..ROUNDS {
+        let deadline = Instant::now() + CALL_BUDGET;
+        while Instant::now() < deadline {
             for addr in self.managers().await {
+                if Instant::now() >= deadline {
+                    break;
+                }
                 if addr == self.addr {
                     continue;
                 }

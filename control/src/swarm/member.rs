@@ -46,6 +46,9 @@ pub(super) enum Start {
 /// How long to wait between attempts to reach managers.
 pub(super) const RETRY: Duration = Duration::from_millis(500);
 
+/// How long a demoted manager waits to be taken out of the Raft voters.
+const LEAVE_RAFT_WAIT: Duration = Duration::from_secs(10);
+
 /// The server name every manager's certificate carries.
 pub(super) const ANY_MANAGER: &str = "swarm-manager";
 
@@ -111,6 +114,12 @@ impl Credentials {
 
 pub(super) fn api_error(e: api::ApiError) -> SwarmError {
     SwarmError::Refused(e.to_string())
+}
+
+/// What one feed has shown so far; see [`Member::relay`].
+#[derive(Default)]
+struct Relay {
+    seen_self: bool,
 }
 
 /// Where this node's cluster state comes from.
@@ -259,11 +268,12 @@ impl Member {
                 }
                 let forward = {
                     let mut rx = consensus.watch();
-                    let tx = self.state_tx.clone();
+                    let member = self.clone();
                     tokio::spawn(async move {
+                        let mut relay = Relay::default();
                         loop {
                             let state = rx.borrow_and_update().clone();
-                            tx.send_replace(state);
+                            member.relay(&mut relay, state);
                             if rx.changed().await.is_err() {
                                 return;
                             }
@@ -315,6 +325,20 @@ impl Member {
     /// state a worker was sent).
     pub(super) fn local_state(&self) -> Arc<ClusterState> {
         self.state_tx.borrow().clone()
+    }
+
+    /// Publishes a state from a feed. A feed that starts from scratch (a
+    /// manager replaying the log after a promotion) passes through states
+    /// from before this node joined; they are held back until the feed
+    /// has caught up to one that lists this node, so that only a real
+    /// removal ever shows this node missing.
+    fn relay(&self, relay: &mut Relay, state: Arc<ClusterState>) {
+        if state.node(&self.node_id).is_some() {
+            relay.seen_self = true;
+        } else if !relay.seen_self {
+            return;
+        }
+        self.state_tx.send_replace(state);
     }
 
     /// Every state this node learns.
@@ -563,11 +587,33 @@ impl Member {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        if role == Role::Worker {
+            self.wait_out_of_raft().await;
+        }
         self.stop_feed().await;
         if role == Role::Worker {
             self.dir.remove_raft()?;
         }
         self.start_feed(Start::Resume).await
+    }
+
+    /// A demoted manager keeps answering Raft until the leader has taken
+    /// it out of the voters: stopping at once could leave the rest without
+    /// the majority that removing it needs (with two managers, always).
+    async fn wait_out_of_raft(&self) {
+        let Some(consensus) = self.consensus().await else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + LEAVE_RAFT_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if !consensus.voters().iter().any(|p| p.id == self.node_id) {
+                return;
+            }
+            tokio::time::sleep(RETRY / 5).await;
+        }
+        tracing::warn!(
+            "still a Raft voter {LEAVE_RAFT_WAIT:?} after demotion; stopping Raft anyway"
+        );
     }
 
     /// Issues this node's certificate from the CA key in the local state
@@ -591,6 +637,7 @@ impl Member {
 /// Workers: follows the state streamed by a manager, moving to another
 /// manager when one fails.
 async fn stream_state(member: Arc<Member>) {
+    let mut relay = Relay::default();
     loop {
         for addr in member.managers().await {
             if addr == member.addr {
@@ -608,9 +655,7 @@ async fn stream_state(member: Arc<Member>) {
                     let mut stream = stream.into_inner();
                     loop {
                         match stream.message().await {
-                            Ok(Some(msg)) => {
-                                member.state_tx.send_replace(Arc::new(msg.state));
-                            }
+                            Ok(Some(msg)) => member.relay(&mut relay, Arc::new(msg.state)),
                             Ok(None) => break,
                             Err(e) => {
                                 tracing::debug!("state stream from {addr} ended: {e}");

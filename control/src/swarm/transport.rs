@@ -67,6 +67,10 @@ impl GrpcTransport {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
                 TransportError::Unreachable(status.message().to_owned())
             }
+            // openraft sends the entries again in smaller batches.
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => {
+                TransportError::TooLarge(status.message().to_owned())
+            }
             _ => TransportError::Network(status.message().to_owned()),
         }
     }

@@ -22,11 +22,13 @@ use crate::consensus::{
 };
 use crate::state::{ClusterState, Command, Outcome, SecretBytes};
 
-/// The running managers, by Raft id, and those cut off from everyone.
+/// The running managers, by Raft id, those cut off from everyone, and the
+/// most entries one append-entries message may carry.
 #[derive(Default)]
 struct Net {
     running: HashMap<RaftId, Consensus>,
     cut: HashSet<RaftId>,
+    max_entries: Option<usize>,
 }
 
 /// One manager's transport: delivers its requests to the others in `net`.
@@ -64,6 +66,13 @@ impl Transport for Router {
         req: AppendEntriesRequest<TypeConfig>,
     ) -> Result<AppendEntriesResponse<RaftId>, RpcError> {
         let node = self.target(to).map_err(TransportError::Unreachable)?;
+        let limit = self.net.lock().unwrap().max_entries;
+        if limit.is_some_and(|max| req.entries.len() > max) {
+            return Err(TransportError::TooLarge(format!(
+                "{} entries",
+                req.entries.len()
+            )));
+        }
         let answer = node.handle_append_entries(req).await;
         self.deliver(to, answer)
     }
@@ -205,6 +214,11 @@ impl Cluster {
     /// Cuts manager `i` off from all others, both ways.
     pub(super) fn cut(&self, i: usize) {
         self.net.lock().unwrap().cut.insert(self.peers[i].raft_id());
+    }
+
+    /// Refuses append-entries messages with more than `max` entries.
+    pub(super) fn limit_entries(&self, max: usize) {
+        self.net.lock().unwrap().max_entries = Some(max);
     }
 
     pub(super) fn heal(&self, i: usize) {

@@ -174,7 +174,7 @@ async fn snapshots_bring_rejoining_and_new_managers_up_to_date() {
     }
     let leader = c.leader().await;
     eventually("the leader to purge its log", || {
-        let metrics = c.node(leader).raft().metrics();
+        let metrics = c.node(leader).raft.metrics();
         let purged = metrics.borrow().purged.map(|l| l.index);
         purged >= Some(40)
     })
@@ -184,7 +184,7 @@ async fn snapshots_bring_rejoining_and_new_managers_up_to_date() {
     // Manager 2 missed entries that are gone from the log: it needs the snapshot.
     c.start(2).await;
     c.converged(&state).await;
-    assert!(c.node(2).raft().metrics().borrow().snapshot.is_some());
+    assert!(c.node(2).raft.metrics().borrow().snapshot.is_some());
 
     // So does a manager that was never in the cluster.
     c.start(3).await;
@@ -265,6 +265,22 @@ async fn removing_voters_shrinks_the_quorum_down_to_one() {
         c.node(leader).remove_voter(c.peer(leader).raft_id()).await,
         Err(MembershipError::LastVoter)
     );
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_appends_are_sent_again_in_smaller_batches() {
+    let mut c = Cluster::voters(3, fast()).await;
+    let leader = c.leader().await;
+    let behind = (0..3).find(|&i| i != leader).unwrap();
+    c.stop(behind).await;
+    for i in 0..30 {
+        c.write(set_secret(i)).await;
+    }
+    c.limit_entries(4);
+    c.start(behind).await;
+    let state = c.node(c.leader().await).read().await.unwrap();
+    c.converged(&state).await;
     c.stop_all().await;
 }
 
