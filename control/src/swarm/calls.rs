@@ -66,7 +66,8 @@ impl Member {
                     Err(s) => return Err(SwarmError::Refused(s.message().to_owned())),
                 }
             }
-            tokio::time::sleep(RETRY).await;
+            // An election takes about a second: look again soon.
+            tokio::time::sleep(RETRY / 5).await;
         }
         Err(match last {
             Some(SwarmError::Unreachable { reason, .. }) => SwarmError::NoLeader(reason),

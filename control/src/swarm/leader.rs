@@ -20,8 +20,18 @@ pub(super) async fn run(member: Arc<Member>) {
     let mut leading_since: Option<Instant> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut live = member.live();
     loop {
-        tick.tick().await;
+        // Gossip news is acted on at once; the tick catches the rest
+        // (leadership changes, the grace period ending).
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = live.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
         let Some(consensus) = member.consensus().await else {
             leading_since = None;
             continue;

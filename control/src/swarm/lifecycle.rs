@@ -294,13 +294,13 @@ impl Member {
 
     /// Waits until this (manager) node is a Raft voter.
     async fn wait_voter(&self) -> Result<(), SwarmError> {
-        for _ in 0..120 {
+        for _ in 0..1200 {
             if let Some(c) = self.consensus().await
                 && c.voters().iter().any(|p| p.id == self.node_id)
             {
                 return Ok(());
             }
-            tokio::time::sleep(super::member::RETRY).await;
+            tokio::time::sleep(super::member::RETRY / 10).await;
         }
         Err(SwarmError::Consensus(
             "joined, but the leader has not made this node a Raft voter within 60 s; it keeps \
