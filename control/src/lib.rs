@@ -1,15 +1,19 @@
 //! shoal's control plane.
 //!
-//! So far the pure foundations that the networked parts will be wired onto:
+//! Pure cores, tested without sockets:
 //! - [`pki`]: the cluster CA, node certificates and join tokens;
 //! - [`state`]: the typed cluster state that Raft replicates, changed only
 //!   by applying [`state::Command`]s, deterministically;
 //! - [`membership`]: SWIM gossip (foca) as events in, datagrams, timers
 //!   and up/down notifications out;
+//! - [`scheduler`]: placement of tasks on nodes (filters, then spread),
+//!   with an explanation when nothing fits;
 //! - [`ids`] and [`role`]: the names they use.
 //!
-//! Nothing here opens a socket or starts a task; the only I/O is
-//! [`pki::write_private`].
+//! And the parts that do I/O, built on them:
+//! - [`consensus`]: Raft among managers (openraft), stored in redb;
+//! - [`api`]: node-to-node gRPC over mutual TLS;
+//! - [`swarm`]: a node's life in the swarm, joining all of the above.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +24,7 @@ pub mod ids;
 pub mod membership;
 pub mod pki;
 pub mod role;
+pub mod scheduler;
 pub mod state;
 pub mod swarm;
 
