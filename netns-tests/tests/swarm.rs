@@ -173,6 +173,61 @@ fn three_managers_and_two_workers_form_a_swarm() -> Result<()> {
     let winfo: Value = serde_json::from_str(&worker.shoal_ok(&["info", "--format", "json"])?)?;
     assert_eq!(winfo["role"], "worker");
     assert_eq!(winfo["cluster_id"], info["cluster_id"]);
+
+    // Networks, from a follower: the ingress network exists from init.
+    let m2 = swarm.manager(1);
+    m2.shoal_ok(&["network", "create", "-d", "overlay", "skynet"])?;
+    m2.shoal_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.99.0.0/24",
+        "--attachable",
+        "lab",
+    ])?;
+    let nets: Value = serde_json::from_str(
+        &swarm
+            .manager(2)
+            .shoal_ok(&["network", "ls", "--format", "json"])?,
+    )?;
+    let names: Vec<&str> = nets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert_eq!(names, ["ingress", "lab", "skynet"], "{nets}");
+    let lab_net = nets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["name"] == "lab")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(lab_net["subnet"], "10.99.0.0/24");
+    for (args, why) in [
+        (vec!["network", "create", "skynet"], "exists"),
+        (
+            vec!["network", "create", "--opt", "encrypted", "secret"],
+            "encrypted",
+        ),
+        (vec!["network", "create", "-d", "bridge", "b"], "driver"),
+        (vec!["network", "rm", "ingress"], "routing mesh"),
+        (vec!["network", "rm", "nosuch"], "not found"),
+    ] {
+        let out = m2.shoal(&args)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    m2.shoal_ok(&["network", "rm", "lab"])?;
+    let table = m2.shoal_ok(&["network", "ls"])?;
+    assert!(
+        table.contains("skynet") && !table.contains("lab") && table.contains("swarm"),
+        "{table}"
+    );
     Ok(())
 }
 

@@ -9,7 +9,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shoal_control::swarm::{
-    InitOptions, JoinOptions, LeaveOptions, NodeChange, Swarm, SwarmError, TokenOptions,
+    InitOptions, JoinOptions, LeaveOptions, NetworkOptions, NodeChange, Swarm, SwarmError,
+    TokenOptions,
 };
 
 /// The routes, over a running [`Swarm`].
@@ -23,6 +24,8 @@ pub fn routes(swarm: Swarm) -> Router {
         .route("/nodes/{key}", get(node))
         .route("/nodes/{key}", delete(remove_node))
         .route("/nodes/{key}/update", post(update_node))
+        .route("/networks", get(networks).post(create_network))
+        .route("/networks/{key}", get(network).delete(remove_network))
         .route("/info", get(info))
         .with_state(swarm)
 }
@@ -102,6 +105,25 @@ async fn remove_node(
     Query(q): Query<RemoveQuery>,
 ) -> Answer<()> {
     answer(s.remove_node(&key, q.force).await)
+}
+
+async fn create_network(
+    State(s): State<Swarm>,
+    Json(o): Json<NetworkOptions>,
+) -> Answer<impl Serialize> {
+    answer(s.create_network(o).await)
+}
+
+async fn networks(State(s): State<Swarm>) -> Answer<impl Serialize> {
+    answer(s.networks().await)
+}
+
+async fn network(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<impl Serialize> {
+    answer(s.network(&key).await)
+}
+
+async fn remove_network(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<()> {
+    answer(s.remove_network(&key).await)
 }
 
 async fn info(State(s): State<Swarm>) -> Json<impl Serialize> {

@@ -2,6 +2,7 @@
 
 mod daemon;
 mod info;
+mod network;
 mod node;
 mod sandbox;
 mod swarm;
@@ -41,6 +42,8 @@ enum Command {
     Swarm(swarm::Args),
     /// Manage the swarm's nodes (on a manager).
     Node(node::Args),
+    /// Manage overlay networks (on a manager).
+    Network(network::Args),
     /// This node's place in the swarm.
     Info(info::Args),
     /// Tiny HTTP (or UDP echo) server for demos and tests.
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(args),
         Command::Swarm(args) => daemon().and_then(|d| swarm::run(&d, args)),
         Command::Node(args) => daemon().and_then(|d| node::run(&d, args)),
+        Command::Network(args) => daemon().and_then(|d| network::run(&d, args)),
         Command::Info(args) => daemon().and_then(|d| info::run(&d, args)),
         Command::Whoami(args) => whoami::run(args),
         Command::Sandbox(args) => sandbox::run(args),
@@ -76,5 +80,20 @@ pub fn main() -> ExitCode {
             eprintln!("shoal: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Names and ids go into the admin API's URL paths; they are made of
+/// Docker's name characters, so anything else is refused here rather than
+/// escaped.
+fn path_part<'a>(key: &'a str, what: &str) -> anyhow::Result<&'a str> {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(key)
+    } else {
+        anyhow::bail!("`{key}` is not a {what}")
     }
 }

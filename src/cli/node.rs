@@ -155,18 +155,8 @@ fn set_role(daemon: &Daemon, nodes: &[String], role: Role) -> Result<()> {
     Ok(())
 }
 
-/// Node keys go into URL paths; they are ids, prefixes or hostnames, so
-/// anything else is refused here rather than escaped.
 fn path_part(key: &str) -> Result<&str> {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        Ok(key)
-    } else {
-        bail!("`{key}` is not a node id or hostname")
-    }
+    super::path_part(key, "node id or hostname")
 }
 
 fn list(nodes: &[NodeView]) {

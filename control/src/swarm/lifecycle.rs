@@ -128,6 +128,7 @@ pub(in crate::swarm) async fn init(
                 addr,
                 gossip_addr,
             )),
+            Command::CreateNetwork(super::networks::ingress_spec()?),
         ];
         for cmd in commands {
             if let Err(e) = member.write(cmd).await {

@@ -20,6 +20,7 @@ mod gossip;
 mod leader;
 mod lifecycle;
 mod member;
+mod networks;
 mod ops;
 pub mod reconcile;
 pub mod rpc;
@@ -36,6 +37,7 @@ use tokio::sync::{Mutex, RwLock};
 
 pub use error::SwarmError;
 pub use gossip::LiveSet;
+pub use networks::{NetworkOptions, NetworkView};
 pub use ops::{
     InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange, TokenOptions,
     TokenReply,
@@ -216,6 +218,26 @@ impl Swarm {
     /// `shoal node rm`.
     pub async fn remove_node(&self, key: &str, force: bool) -> Result<(), SwarmError> {
         self.member().await?.remove_node(key, force).await
+    }
+
+    /// `shoal network create`.
+    pub async fn create_network(&self, o: NetworkOptions) -> Result<NetworkView, SwarmError> {
+        self.member().await?.create_network(o).await
+    }
+
+    /// `shoal network ls`.
+    pub async fn networks(&self) -> Result<Vec<NetworkView>, SwarmError> {
+        self.member().await?.networks().await
+    }
+
+    /// `shoal network inspect`.
+    pub async fn network(&self, key: &str) -> Result<NetworkView, SwarmError> {
+        self.member().await?.network(key).await
+    }
+
+    /// `shoal network rm`.
+    pub async fn remove_network(&self, key: &str) -> Result<(), SwarmError> {
+        self.member().await?.remove_network(key).await
     }
 
     /// `shoal info`.

@@ -1,0 +1,178 @@
+//! `shoal network create | ls | inspect | rm` on a manager: overlay
+//! networks in the replicated state, found by id, id prefix or name.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::SwarmError;
+use super::member::Member;
+use crate::NetworkId;
+use crate::state::{ClusterState, Command, Network, NetworkSpec};
+
+/// `shoal network create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkOptions {
+    /// Its name.
+    pub name: String,
+    /// Only `overlay`.
+    pub driver: Option<String>,
+    /// Its subnet; by default the lowest free /24 of 10.0.0.0/8.
+    pub subnet: Option<Ipv4Net>,
+    /// Whether standalone tasks may attach.
+    pub attachable: bool,
+    /// Driver options (`--opt encrypted`).
+    pub options: Vec<String>,
+}
+
+/// A network as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkView {
+    /// Its id.
+    pub id: NetworkId,
+    /// Its name.
+    pub name: String,
+    /// Always `overlay`.
+    pub driver: String,
+    /// Always `swarm`.
+    pub scope: String,
+    /// Its subnet.
+    pub subnet: Ipv4Net,
+    /// Its gateway.
+    pub gateway: Ipv4Addr,
+    /// Its VXLAN id.
+    pub vni: u32,
+    /// Whether standalone tasks may attach.
+    pub attachable: bool,
+    /// Whether it is the routing-mesh network.
+    pub ingress: bool,
+}
+
+impl NetworkView {
+    fn of(n: &Network) -> NetworkView {
+        NetworkView {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            driver: n.driver.clone(),
+            scope: "swarm".into(),
+            subnet: n.subnet,
+            gateway: n.gateway,
+            vni: n.vni,
+            attachable: n.attachable,
+            ingress: n.ingress,
+        }
+    }
+}
+
+/// The routing mesh's network, made by `swarm init` as Swarm does.
+pub(super) fn ingress_spec() -> Result<NetworkSpec, SwarmError> {
+    Ok(NetworkSpec {
+        id: NetworkId::generate()?,
+        name: "ingress".into(),
+        subnet: None,
+        vni: None,
+        attachable: false,
+        ingress: true,
+        encrypted: false,
+    })
+}
+
+/// A network by id, unique id prefix or name.
+fn find<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Network, SwarmError> {
+    if let Some(n) = state.network_by_name(key) {
+        return Ok(n);
+    }
+    let found: Vec<&Network> = state
+        .networks()
+        .values()
+        .filter(|n| !key.is_empty() && n.id.as_str().starts_with(key))
+        .collect();
+    match found[..] {
+        [n] => Ok(n),
+        [] => Err(SwarmError::Refused(format!(
+            "network `{key}` not found; `shoal network ls` lists networks"
+        ))),
+        _ => Err(SwarmError::Refused(format!(
+            "`{key}` matches {} networks; give more of the id",
+            found.len()
+        ))),
+    }
+}
+
+impl Member {
+    /// `network create`.
+    pub(super) async fn create_network(
+        &self,
+        o: NetworkOptions,
+    ) -> Result<NetworkView, SwarmError> {
+        if let Some(d) = o.driver.as_deref().filter(|d| *d != "overlay") {
+            return Err(SwarmError::Refused(format!(
+                "network driver `{d}` is not available; shoal makes `overlay` networks"
+            )));
+        }
+        let mut encrypted = false;
+        for opt in &o.options {
+            match opt.as_str() {
+                "encrypted" | "encrypted=true" => encrypted = true,
+                other => {
+                    return Err(SwarmError::Refused(format!(
+                        "network option `{other}` is unknown; the only option is `encrypted`"
+                    )));
+                }
+            }
+        }
+        if encrypted {
+            return Err(SwarmError::Refused(
+                "encrypted overlay networks are not available yet: shoal refuses them rather \
+                 than sending traffic in the clear; create the network without --opt encrypted"
+                    .into(),
+            ));
+        }
+        let id = NetworkId::generate()?;
+        self.write(Command::CreateNetwork(NetworkSpec {
+            id: id.clone(),
+            name: o.name,
+            subnet: o.subnet,
+            vni: None,
+            attachable: o.attachable,
+            ingress: false,
+            encrypted,
+        }))
+        .await?;
+        let state = self.read().await?;
+        let n = state
+            .network(&id)
+            .ok_or_else(|| SwarmError::Refused("the new network vanished".into()))?;
+        Ok(NetworkView::of(n))
+    }
+
+    /// `network ls`.
+    pub(super) async fn networks(&self) -> Result<Vec<NetworkView>, SwarmError> {
+        let state = self.read().await?;
+        let mut v: Vec<NetworkView> = state.networks().values().map(NetworkView::of).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    /// `network inspect`.
+    pub(super) async fn network(&self, key: &str) -> Result<NetworkView, SwarmError> {
+        let state = self.read().await?;
+        find(&state, key).map(NetworkView::of)
+    }
+
+    /// `network rm`.
+    pub(super) async fn remove_network(&self, key: &str) -> Result<(), SwarmError> {
+        let state = self.read().await?;
+        let n = find(&state, key)?;
+        if n.ingress {
+            return Err(SwarmError::Refused(
+                "the `ingress` network carries the routing mesh and cannot be removed".into(),
+            ));
+        }
+        self.write(Command::RemoveNetwork { id: n.id.clone() })
+            .await
+            .map(drop)
+    }
+}
