@@ -8,6 +8,8 @@
 //!   and up/down notifications out;
 //! - [`scheduler`]: placement of tasks on nodes (filters, then spread),
 //!   with an explanation when nothing fits;
+//! - [`orchestrator`]: the commands that move tasks toward what the
+//!   services ask for (slots, global nodes, rescheduling, history);
 //! - [`ids`] and [`role`]: the names they use.
 //!
 //! And the parts that do I/O, built on them:
@@ -22,6 +24,7 @@ mod base36;
 pub mod consensus;
 pub mod ids;
 pub mod membership;
+pub mod orchestrator;
 pub mod pki;
 pub mod role;
 pub mod scheduler;
