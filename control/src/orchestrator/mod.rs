@@ -40,9 +40,7 @@ use std::collections::BTreeMap;
 
 use crate::ids::{NodeId, RandomError, ServiceId, TaskId};
 use crate::scheduler::Constraint;
-use crate::state::{
-    ClusterState, Command, DesiredState, NodeStatus, ServiceMode, StateError, Task,
-};
+use crate::state::{ClusterState, Command, NodeStatus, ServiceMode, StateError};
 use round::Round;
 
 /// Swarm's default `--task-history-limit`.
@@ -129,12 +127,6 @@ pub fn reconcile(
     gc::collect(&mut round, options.task_history_limit);
     finish::retire(&mut round);
     Ok(round.into_reconciliation())
-}
-
-/// A task that holds its place: not finished and meant to run. The
-/// scheduler's rule, which it keeps private.
-fn is_live(task: &Task) -> bool {
-    task.desired == DesiredState::Running && !task.state.is_terminal()
 }
 
 /// Whether no agent on `node` can report on its tasks: it is down or gone.

@@ -8,7 +8,7 @@
 
 use std::cmp::Ordering;
 
-use super::{Reconciliation, Refused, is_live};
+use super::{Reconciliation, Refused};
 use crate::ids::{NodeId, RandomError, ServiceId, TaskId};
 use crate::state::{ClusterState, Command, DesiredState, Task, TaskUpdate};
 
@@ -47,7 +47,7 @@ impl<'a> Round<'a> {
         self.state
             .tasks()
             .values()
-            .filter(|t| &t.service == service && is_live(t))
+            .filter(|t| &t.service == service && t.is_live())
             .cloned()
             .collect()
     }

@@ -5,7 +5,6 @@
 //! order, for the orchestrator to shut down and replace.
 
 use super::constraint::Constraint;
-use super::is_live;
 use crate::ids::TaskId;
 use crate::state::{Availability, ClusterState, Node, NodeStatus, Service};
 
@@ -20,7 +19,7 @@ pub fn evictions(
     state
         .tasks()
         .values()
-        .filter(|t| t.service == service.id && is_live(t))
+        .filter(|t| t.service == service.id && t.is_live())
         .filter(|t| {
             t.node
                 .as_ref()

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use super::constraint::Constraint;
-use super::{filter, is_live};
+use super::filter;
 use crate::ids::NodeId;
 use crate::state::{ClusterState, Service};
 
@@ -22,7 +22,7 @@ pub fn global_targets(
     let served: BTreeSet<&NodeId> = state
         .tasks()
         .values()
-        .filter(|t| t.service == service.id && is_live(t))
+        .filter(|t| t.service == service.id && t.is_live())
         .filter_map(|t| t.node.as_ref())
         .collect();
     state

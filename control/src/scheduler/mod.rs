@@ -28,7 +28,7 @@ pub use filter::Rejection;
 pub use global::global_targets;
 
 use crate::ids::{NodeId, TaskId};
-use crate::state::{ClusterState, DesiredState, Node, Service, Task};
+use crate::state::{ClusterState, Node, Service};
 use spread::Load;
 
 /// Where one task goes, or why it cannot go anywhere.
@@ -95,11 +95,6 @@ fn place(
             constraints,
         )),
     }
-}
-
-/// A task that holds its place on a node: not finished and meant to run.
-fn is_live(task: &Task) -> bool {
-    task.desired == DesiredState::Running && !task.state.is_terminal()
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use super::is_live;
 use crate::ids::{NodeId, ServiceId};
 use crate::state::ClusterState;
 
@@ -25,7 +24,7 @@ impl Load {
             service: BTreeMap::new(),
             all: BTreeMap::new(),
         };
-        for task in state.tasks().values().filter(|t| is_live(t)) {
+        for task in state.tasks().values().filter(|t| t.is_live()) {
             if let Some(node) = &task.node {
                 *load.all.entry(node.clone()).or_default() += 1;
                 if task.service == *service {

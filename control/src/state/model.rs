@@ -273,3 +273,12 @@ pub struct Task {
     /// Why it failed or was rejected.
     pub error: Option<String>,
 }
+
+impl Task {
+    /// True while the task holds its place (its slot, its node's share):
+    /// meant to run and not finished. The scheduler, the orchestrators and
+    /// node removal all count tasks by this rule.
+    pub fn is_live(&self) -> bool {
+        self.desired == DesiredState::Running && !self.state.is_terminal()
+    }
+}

@@ -96,7 +96,7 @@ impl ClusterState {
             let count = self
                 .tasks
                 .values()
-                .filter(|t| t.node.as_ref() == Some(id) && t.desired == DesiredState::Running)
+                .filter(|t| t.node.as_ref() == Some(id) && t.is_live())
                 .count();
             if count > 0 {
                 return Err(StateError::NodeHasTasks {

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::role::Role;
 use crate::state::{
-    Availability, EndpointMode, Node, NodeUpdate, ServiceSpec, TaskState, TaskUpdate,
+    Availability, DesiredState, EndpointMode, Node, NodeUpdate, ServiceSpec, Task, TaskState,
+    TaskUpdate,
 };
 
 /// Task ids `o1`, `o2`, ... in the order they are asked for.
@@ -222,7 +223,7 @@ fn agents(s: &mut ClusterState) {
 fn live(s: &ClusterState) -> Vec<&Task> {
     s.tasks()
         .values()
-        .filter(|t| t.service == sid("s1") && is_live(t))
+        .filter(|t| t.service == sid("s1") && t.is_live())
         .collect()
 }
 

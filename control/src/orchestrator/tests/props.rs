@@ -222,12 +222,12 @@ fn check_settled(s: &ClusterState, options: &Options) -> Result<(), TestCaseErro
         }
         let Some(service) = s.service(&t.service) else {
             prop_assert!(
-                !t.state.is_terminal() && !is_live(t),
+                !t.state.is_terminal() && !t.is_live(),
                 "{t:?} of a removed service"
             );
             continue;
         };
-        if !is_live(t) {
+        if !t.is_live() {
             continue;
         }
         if let Some(n) = &t.node {
@@ -256,7 +256,7 @@ fn check_settled(s: &ClusterState, options: &Options) -> Result<(), TestCaseErro
         let live: Vec<&Task> = s
             .tasks()
             .values()
-            .filter(|t| t.service == service.id && is_live(t))
+            .filter(|t| t.service == service.id && t.is_live())
             .collect();
         let constraints = Constraint::parse_all(&service.spec.constraints);
         match service.spec.mode {

@@ -15,8 +15,8 @@ use super::*;
 use crate::ids::ServiceId;
 use crate::role::Role;
 use crate::state::{
-    Availability, Command, EndpointMode, NodeStatus, NodeUpdate, ServiceMode, ServiceSpec,
-    TaskState, TaskUpdate,
+    Availability, Command, DesiredState, EndpointMode, NodeStatus, NodeUpdate, ServiceMode,
+    ServiceSpec, TaskState, TaskUpdate,
 };
 
 /// A Ready, Active worker with no labels.

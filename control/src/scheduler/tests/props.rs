@@ -71,7 +71,7 @@ fn counts(s: &ClusterState, placements: &[Placement]) -> BTreeMap<NodeId, u64> {
     let existing = s
         .tasks()
         .values()
-        .filter(|t| t.service == web(s).id && is_live(t));
+        .filter(|t| t.service == web(s).id && t.is_live());
     for n in existing.filter_map(|t| t.node.clone()) {
         *counts.entry(n).or_default() += 1;
     }
