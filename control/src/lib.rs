@@ -30,6 +30,8 @@ pub mod role;
 pub mod scheduler;
 pub mod state;
 pub mod swarm;
+#[cfg(test)]
+mod testkit;
 
 pub use ids::{NetworkId, NodeId, ServiceId, TaskId};
 pub use role::Role;

@@ -61,23 +61,12 @@ pub fn stale_voters(state: &ClusterState, me: &NodeId, voters: &BTreeSet<NodeId>
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::state::{Availability, Node};
+    use crate::state::Node;
+    use crate::testkit::{self, with_status};
 
     fn node(id: &str, role: Role, status: NodeStatus) -> Node {
-        Node {
-            id: NodeId::new(id).unwrap(),
-            hostname: id.into(),
-            role,
-            availability: Availability::Active,
-            status,
-            labels: BTreeMap::new(),
-            addr: "198.18.0.1:2377".parse().unwrap(),
-            gossip_addr: "198.18.0.1:7946".parse().unwrap(),
-            engine: "test".into(),
-        }
+        with_status(testkit::node(id, role), status)
     }
 
     fn state(nodes: &[Node]) -> ClusterState {

@@ -28,25 +28,11 @@ fn counter() -> impl FnMut() -> Result<TaskId, RandomError> {
     }
 }
 
+use crate::testkit::apply;
+
 /// A Ready, Active worker with no labels.
 fn node(id: &str) -> Node {
-    Node {
-        id: NodeId::new(id).unwrap(),
-        hostname: format!("host-{id}"),
-        role: Role::Worker,
-        availability: Availability::Active,
-        status: NodeStatus::Ready,
-        labels: BTreeMap::new(),
-        addr: "198.18.0.1:2377".parse().unwrap(),
-        gossip_addr: "198.18.0.1:7946".parse().unwrap(),
-        engine: "shoal-process".into(),
-    }
-}
-
-fn apply(state: &mut ClusterState, cmd: Command) {
-    if let Err(e) = state.apply(cmd.clone()) {
-        panic!("{cmd:?} was refused: {e}");
-    }
+    crate::testkit::node(id, Role::Worker)
 }
 
 fn spec(name: &str, mode: ServiceMode, constraints: &[&str]) -> ServiceSpec {

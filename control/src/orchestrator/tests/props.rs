@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::testkit::{any_availability, any_status};
 
 /// The last one does not parse.
 const CONSTRAINTS: [&str; 5] = [
@@ -68,16 +69,8 @@ struct RandomTask {
 
 fn random_node() -> impl Strategy<Value = RandomNode> {
     (
-        prop_oneof![
-            4 => Just(NodeStatus::Ready),
-            1 => Just(NodeStatus::Down),
-            1 => Just(NodeStatus::Unknown)
-        ],
-        prop_oneof![
-            4 => Just(Availability::Active),
-            1 => Just(Availability::Pause),
-            1 => Just(Availability::Drain)
-        ],
+        any_status(4),
+        any_availability(4),
         any::<bool>(),
         prop_oneof![Just(None), Just(Some("a")), Just(Some("b"))],
         proptest::bool::weighted(0.15),

@@ -1,28 +1,16 @@
 //! Parsing (good and bad input, never a panic), canonical text, and
 //! matching against nodes.
 
-use std::collections::BTreeMap;
-
 use proptest::prelude::*;
 
 use super::*;
-use crate::ids::NodeId;
-use crate::state::{Availability, NodeStatus};
+use crate::testkit::with_labels;
 
+/// Hostnames start with a capital letter, so matching is seen to ignore case.
 fn node(id: &str, role: Role, labels: &[(&str, &str)]) -> Node {
     Node {
-        id: NodeId::new(id).unwrap(),
         hostname: format!("Host-{id}"),
-        role,
-        availability: Availability::Active,
-        status: NodeStatus::Ready,
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        addr: "198.18.0.1:2377".parse().unwrap(),
-        gossip_addr: "198.18.0.1:7946".parse().unwrap(),
-        engine: "shoal-process".into(),
+        ..with_labels(crate::testkit::node(id, role), labels)
     }
 }
 

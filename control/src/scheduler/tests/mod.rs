@@ -19,43 +19,11 @@ use crate::state::{
     ServiceSpec, TaskState, TaskUpdate,
 };
 
+use crate::testkit::{apply, with_availability, with_labels, with_status};
+
 /// A Ready, Active worker with no labels.
 fn node(id: &str) -> Node {
-    Node {
-        id: NodeId::new(id).unwrap(),
-        hostname: format!("host-{id}"),
-        role: Role::Worker,
-        availability: Availability::Active,
-        status: NodeStatus::Ready,
-        labels: BTreeMap::new(),
-        addr: "198.18.0.1:2377".parse().unwrap(),
-        gossip_addr: "198.18.0.1:7946".parse().unwrap(),
-        engine: "shoal-process".into(),
-    }
-}
-
-fn with_labels(mut n: Node, labels: &[(&str, &str)]) -> Node {
-    n.labels = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    n
-}
-
-fn with_status(mut n: Node, status: NodeStatus) -> Node {
-    n.status = status;
-    n
-}
-
-fn with_availability(mut n: Node, availability: Availability) -> Node {
-    n.availability = availability;
-    n
-}
-
-fn apply(state: &mut ClusterState, cmd: Command) {
-    if let Err(e) = state.apply(cmd.clone()) {
-        panic!("{cmd:?} was refused: {e}");
-    }
+    crate::testkit::node(id, Role::Worker)
 }
 
 /// `nodes` plus two replicated services, `web` (id `s1`) and `db`

@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::testkit::{any_availability, any_status};
 
 const CONSTRAINTS: [&str; 4] = [
     "node.labels.zone==a",
@@ -22,16 +23,8 @@ struct RandomNode {
 
 fn random_node() -> impl Strategy<Value = RandomNode> {
     (
-        prop_oneof![
-            6 => Just(NodeStatus::Ready),
-            1 => Just(NodeStatus::Down),
-            1 => Just(NodeStatus::Unknown)
-        ],
-        prop_oneof![
-            6 => Just(Availability::Active),
-            1 => Just(Availability::Pause),
-            1 => Just(Availability::Drain)
-        ],
+        any_status(6),
+        any_availability(6),
         any::<bool>(),
         prop_oneof![Just(None), Just(Some("a")), Just(Some("b"))],
     )

@@ -7,8 +7,6 @@ mod props;
 mod services;
 mod tasks;
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 use crate::role::Role;
@@ -26,19 +24,7 @@ pub(super) fn task_id(s: &str) -> TaskId {
     TaskId::new(s).unwrap()
 }
 
-pub(super) fn node(id: &str, role: Role) -> Node {
-    Node {
-        id: node_id(id),
-        hostname: format!("host-{id}"),
-        role,
-        availability: Availability::Active,
-        status: NodeStatus::Ready,
-        labels: BTreeMap::new(),
-        addr: "198.18.0.1:2377".parse().unwrap(),
-        gossip_addr: "198.18.0.1:7946".parse().unwrap(),
-        engine: "shoal-process".into(),
-    }
-}
+pub(super) use crate::testkit::node;
 
 pub(super) fn network(id: &str, name: &str, subnet: Option<&str>) -> NetworkSpec {
     NetworkSpec {
