@@ -107,7 +107,7 @@ impl Member {
             Err(ReadError::NotLeader { .. }) => {
                 let msg = self
                     .call_managers(|mut c| async move {
-                        c.read_state(Member::empty())
+                        c.read_state(super::rpc::Empty {})
                             .await
                             .map(tonic::Response::into_inner)
                     })

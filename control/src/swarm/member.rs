@@ -4,7 +4,7 @@
 //! demotion renews its certificate and switches the feed; a removal makes
 //! it leave.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use super::channels::Channels;
 use super::files::{Identity, NodeRecord, SwarmDir};
 use super::gossip::{Gossip, LiveSet};
 use super::rpc::{Empty, RenewRequest};
@@ -147,7 +148,7 @@ pub(super) struct Member {
     live: watch::Receiver<Arc<LiveSet>>,
     gossip: Mutex<Option<Gossip>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    channels: Mutex<HashMap<SocketAddr, Channel>>,
+    channels: Channels,
     /// Set when the member leaves on its own (removed from the swarm).
     pub(super) removed: watch::Sender<bool>,
 }
@@ -181,6 +182,7 @@ impl Member {
             key,
         } = identity;
         let creds = Credentials::new(ca, cert, key)?;
+        let channels = Channels::new(creds.clone());
         let server_tls = ServerTls::new(creds.server_config()?);
         let membership = MembershipConfig::new(config.detection)
             .map_err(|e| SwarmError::Refused(e.to_string()))?;
@@ -208,7 +210,7 @@ impl Member {
             live: gossip.live(),
             gossip: Mutex::new(Some(gossip)),
             tasks: Mutex::new(Vec::new()),
-            channels: Mutex::new(HashMap::new()),
+            channels,
             removed: watch::channel(false).0,
         });
         let server = {
@@ -256,7 +258,7 @@ impl Member {
                     &self.dir.raft(),
                     self.peer(),
                     ConsensusConfig::default(),
-                    GrpcTransport::new(self.creds.clone()),
+                    GrpcTransport::new(self.channels.clone()),
                 )
                 .await
                 .map_err(|e| SwarmError::Consensus(e.to_string()))?;
@@ -406,43 +408,24 @@ impl Member {
         }
     }
 
-    /// A channel to a node, reused while it works.
+    /// A client to a node, over a shared channel.
     pub(super) async fn channel(
         &self,
         addr: SocketAddr,
         server_name: &str,
     ) -> Result<ClusterClient<Channel>, SwarmError> {
-        let cached = self
-            .channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&addr)
-            .cloned();
-        let channel = match cached {
-            Some(c) => c,
-            None => {
-                let c = api::connect(addr, self.creds.client(), server_name)
-                    .await
-                    .map_err(|e| SwarmError::Unreachable {
-                        addr,
-                        reason: e.to_string(),
-                    })?;
-                self.channels
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(addr, c.clone());
-                c
-            }
-        };
-        Ok(service::client(channel))
+        self.channels
+            .get(addr, server_name)
+            .await
+            .map_err(|e| SwarmError::Unreachable {
+                addr,
+                reason: e.to_string(),
+            })
     }
 
-    /// Forgets a channel that failed.
+    /// Forgets the channels to a node after a failed call.
     pub(super) fn drop_channel(&self, addr: SocketAddr) {
-        self.channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&addr);
+        self.channels.forget(addr);
     }
 
     /// The managers to try, the leader first when known.
@@ -557,7 +540,9 @@ impl Member {
         tracing::info!("this node is now a {role} in the cluster state; renewing its certificate");
         let csr = self.creds.csr(&self.node_id)?;
         let cert_pem = match self.consensus().await {
-            Some(_) => self.issue_locally(&csr)?,
+            Some(_) => self
+                .renew(&self.node_id, &csr)
+                .map_err(SwarmError::Refused)?,
             None => {
                 self.call_managers(|mut c| {
                     let csr = csr.clone();
@@ -583,10 +568,7 @@ impl Member {
             self.dir.save_cert(&c.ca, &c.cert)?;
         }
         self.server_tls.replace(self.creds.server_config()?);
-        self.channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.channels.clear();
         if role == Role::Worker {
             self.wait_out_of_raft().await;
         }
@@ -615,23 +597,6 @@ impl Member {
             "still a Raft voter {LEAVE_RAFT_WAIT:?} after demotion; stopping Raft anyway"
         );
     }
-
-    /// Issues this node's certificate from the CA key in the local state
-    /// (a manager being demoted).
-    fn issue_locally(&self, csr: &str) -> Result<String, SwarmError> {
-        let state = self.local_state();
-        let role = state
-            .node(&self.node_id)
-            .map(|n| n.role)
-            .ok_or(SwarmError::NotInSwarm)?;
-        let ca = super::lifecycle::cluster_ca(&state).map_err(SwarmError::Refused)?;
-        Ok(ca.issue(&self.node_id, role, csr)?.pem().to_owned())
-    }
-
-    /// A no-argument call, for readiness checks.
-    pub(super) fn empty() -> Empty {
-        Empty {}
-    }
 }
 
 /// Workers: follows the state streamed by a manager, moving to another
@@ -650,7 +615,7 @@ async fn stream_state(member: Arc<Member>) {
                     continue;
                 }
             };
-            match client.watch_state(Member::empty()).await {
+            match client.watch_state(Empty {}).await {
                 Ok(stream) => {
                     let mut stream = stream.into_inner();
                     loop {

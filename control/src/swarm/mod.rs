@@ -14,6 +14,7 @@
 //! - [`view`] and [`ops`]: what the admin API carries.
 
 mod calls;
+mod channels;
 mod error;
 pub mod files;
 mod gossip;

@@ -1,11 +1,7 @@
 //! Raft messages between managers over the cluster API: the
 //! [`Transport`](crate::consensus::Transport) that [`Consensus`] sends
-//! through. One mTLS channel per peer, made on first use, verified by the
-//! peer's node id, and remade after a failure.
-
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+//! through, over the node's shared [`Channels`], verifying each peer by its
+//! node id.
 
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
@@ -14,55 +10,32 @@ use openraft::raft::{
 };
 use tonic::transport::Channel;
 
-use super::member::Credentials;
+use super::channels::Channels;
 use crate::api::cluster_proto::cluster_client::ClusterClient;
 use crate::consensus::{Peer, RaftId, TransportError, TypeConfig};
 
 /// Raft's transport over the cluster API.
 #[derive(Clone)]
 pub(super) struct GrpcTransport {
-    creds: Credentials,
-    channels: Arc<Mutex<HashMap<SocketAddr, Channel>>>,
+    channels: Channels,
 }
 
 impl GrpcTransport {
-    pub(super) fn new(creds: Credentials) -> GrpcTransport {
-        GrpcTransport {
-            creds,
-            channels: Arc::default(),
-        }
+    pub(super) fn new(channels: Channels) -> GrpcTransport {
+        GrpcTransport { channels }
     }
 
+    /// A client to `to`, verified by its node id.
     async fn client<E>(&self, to: &Peer) -> Result<ClusterClient<Channel>, TransportError<E>> {
-        let cached = self
-            .channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&to.addr)
-            .cloned();
-        let channel = match cached {
-            Some(c) => c,
-            None => {
-                let channel = crate::api::connect(to.addr, self.creds.client(), to.id.as_str())
-                    .await
-                    .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-                self.channels
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(to.addr, channel.clone());
-                channel
-            }
-        };
-        Ok(super::service::client(channel))
+        self.channels
+            .get(to.addr, to.id.as_str())
+            .await
+            .map_err(|e| TransportError::Unreachable(e.to_string()))
     }
 
-    /// Maps a failed call: the channel is dropped so the next call dials
-    /// again (the peer may have restarted with a new certificate).
+    /// Maps a failed call; the peer's channel is forgotten.
     fn failed<E>(&self, to: &Peer, status: tonic::Status) -> TransportError<E> {
-        self.channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&to.addr);
+        self.channels.forget(to.addr);
         match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
                 TransportError::Unreachable(status.message().to_owned())
