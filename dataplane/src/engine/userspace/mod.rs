@@ -217,11 +217,18 @@ impl Dataplane for UserspaceEngine {
                 engine: self.options.underlay,
             });
         }
+        let desired = self.desired(tables);
+        // Every local endpoint's port id is decided first, so the
+        // forwarding database (Maglev tables and all) is built once, and
+        // its published ports can be checked before anything changes.
+        let ids = self.plan_ids(&desired);
+        let fdb = Fdb::build(tables, self.options.underlay_mtu, |net, ip| {
+            ids.get(&(net.to_owned(), ip)).copied()
+        });
         // A port that a program on this node already serves is not taken
-        // over; refused before anything changes.
-        let publishes =
-            Fdb::build(tables, self.options.underlay_mtu, |_, _| None).published_ports();
-        for (proto, port) in publishes {
+        // over.
+        let publishes = fdb.published_ports();
+        for &(proto, port) in &publishes {
             let installed = self
                 .mesh_ports
                 .as_ref()
@@ -230,7 +237,6 @@ impl Dataplane for UserspaceEngine {
                 return Err(EngineError::PortInUse { proto, port });
             }
         }
-        let desired = self.desired(tables);
         let mut report = ApplyReport::default();
 
         // Endpoints that left the tables or changed go first, so that a
@@ -254,7 +260,6 @@ impl Dataplane for UserspaceEngine {
             .values()
             .map(|i| (i.spec.netns.clone(), i.ifname.clone()))
             .collect();
-        let mut used_ids: BTreeSet<PortId> = self.installed.values().map(|i| i.id).collect();
         let mut created = Vec::new();
         for (key, spec) in &desired {
             if self.installed.contains_key(key) {
@@ -279,8 +284,9 @@ impl Dataplane for UserspaceEngine {
                     });
                 }
             };
-            let id = (0..).find(|i| !used_ids.contains(i)).unwrap_or(0);
-            used_ids.insert(id);
+            let Some(&id) = ids.get(key) else {
+                continue;
+            };
             taken.insert((spec.netns.clone(), ifname.clone()));
             report.ports_added.push(port.label.clone());
             created.push((key.clone(), spec.clone(), ifname, id, port));
@@ -310,11 +316,11 @@ impl Dataplane for UserspaceEngine {
             );
         }
         report.ports_kept = self.installed.len() - report.ports_added.len();
-        self.publish(tables);
-        let ports = self.shared.snapshot.load().fdb.published_ports();
-        if self.mesh_ports.as_ref() != Some(&ports) {
-            sys::mesh::install_rules(self.options.underlay, &ports).map_err(EngineError::Mesh)?;
-            self.mesh_ports = Some(ports);
+        self.store(fdb);
+        if self.mesh_ports.as_ref() != Some(&publishes) {
+            sys::mesh::install_rules(self.options.underlay, &publishes)
+                .map_err(EngineError::Mesh)?;
+            self.mesh_ports = Some(publishes);
         }
         for inst in retired {
             self.stop_port(inst);
@@ -343,16 +349,41 @@ impl Dataplane for UserspaceEngine {
 }
 
 impl UserspaceEngine {
-    /// Builds the snapshot for `tables` and the installed ports, and swaps it in.
+    /// The port id of every desired endpoint: the one it has when it stays
+    /// as it is, else the lowest id no staying endpoint holds.
+    fn plan_ids(&self, desired: &BTreeMap<EndpointKey, PortSpec>) -> HashMap<EndpointKey, PortId> {
+        let mut ids: HashMap<EndpointKey, PortId> = self
+            .installed
+            .iter()
+            .filter(|(key, inst)| desired.get(*key) == Some(&inst.spec))
+            .map(|(key, inst)| (key.clone(), inst.id))
+            .collect();
+        let mut used: BTreeSet<PortId> = ids.values().copied().collect();
+        for key in desired.keys() {
+            if !ids.contains_key(key) {
+                let id = (0..).find(|i| !used.contains(i)).unwrap_or(0);
+                used.insert(id);
+                ids.insert(key.clone(), id);
+            }
+        }
+        ids
+    }
+
+    /// Builds the snapshot for `tables` and the installed ports, and swaps
+    /// it in (after a failed apply: what was in force, less what left).
     fn publish(&self, tables: &Tables) {
         let ids: HashMap<(&str, Ipv4Addr), PortId> = self
             .installed
             .iter()
             .map(|((net, ip), inst)| ((net.as_str(), *ip), inst.id))
             .collect();
-        let fdb = Fdb::build(tables, self.options.underlay_mtu, |net, ip| {
+        self.store(Fdb::build(tables, self.options.underlay_mtu, |net, ip| {
             ids.get(&(net, ip)).copied()
-        });
+        }));
+    }
+
+    /// Swaps in the snapshot of `fdb` and the installed ports.
+    fn store(&self, fdb: Fdb) {
         let mut ports = Vec::new();
         for ((net, _), inst) in &self.installed {
             let Some((seg, _)) = fdb.segment_by_name(net) else {
