@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SwarmError;
 use super::member::Member;
+use super::view::find_by_key;
 use crate::NetworkId;
 use crate::state::{ClusterState, Command, Network, NetworkSpec};
 
@@ -79,26 +80,16 @@ pub(super) fn ingress_spec() -> Result<NetworkSpec, SwarmError> {
     })
 }
 
-/// A network by id, unique id prefix or name.
+/// A network by id, name or unique id prefix.
 fn find<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Network, SwarmError> {
-    if let Some(n) = state.network_by_name(key) {
-        return Ok(n);
-    }
-    let found: Vec<&Network> = state
-        .networks()
-        .values()
-        .filter(|n| !key.is_empty() && n.id.as_str().starts_with(key))
-        .collect();
-    match found[..] {
-        [n] => Ok(n),
-        [] => Err(SwarmError::Refused(format!(
-            "network `{key}` not found; `shoal network ls` lists networks"
-        ))),
-        _ => Err(SwarmError::Refused(format!(
-            "`{key}` matches {} networks; give more of the id",
-            found.len()
-        ))),
-    }
+    find_by_key(
+        state.networks().values(),
+        key,
+        "network",
+        |n| n.id.as_str(),
+        |n| n.name.as_str(),
+    )
+    .map_err(SwarmError::Refused)
 }
 
 impl Member {

@@ -102,33 +102,41 @@ impl NodeView {
 
 /// Finds a node by id, unique id prefix or hostname, as docker does.
 pub fn find_node<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Node, String> {
-    if let Ok(id) = NodeId::new(key)
-        && let Some(n) = state.node(&id)
-    {
-        return Ok(n);
+    find_by_key(
+        state.nodes().values(),
+        key,
+        "node",
+        |n| n.id.as_str(),
+        |n| n.hostname.as_str(),
+    )
+}
+
+/// Docker's lookup of an object by what an operator typed: its whole id,
+/// else its name (nodes may share a hostname), else a unique id prefix.
+pub(super) fn find_by_key<'a, T>(
+    items: impl Iterator<Item = &'a T> + Clone,
+    key: &str,
+    kind: &str,
+    id: impl Fn(&T) -> &str,
+    name: impl Fn(&T) -> &str,
+) -> Result<&'a T, String> {
+    let matching =
+        |test: &dyn Fn(&T) -> bool| -> Vec<&'a T> { items.clone().filter(|t| test(t)).collect() };
+    let mut found = matching(&|t| id(t) == key);
+    if found.is_empty() {
+        found = matching(&|t| name(t) == key);
     }
-    let by_name: Vec<&Node> = state
-        .nodes()
-        .values()
-        .filter(|n| n.hostname == key)
-        .collect();
-    let candidates = if by_name.is_empty() {
-        state
-            .nodes()
-            .values()
-            .filter(|n| !key.is_empty() && n.id.as_str().starts_with(key))
-            .collect()
-    } else {
-        by_name
-    };
-    match candidates[..] {
-        [n] => Ok(n),
+    if found.is_empty() && !key.is_empty() {
+        found = matching(&|t| id(t).starts_with(key));
+    }
+    match found[..] {
+        [t] => Ok(t),
         [] => Err(format!(
-            "node `{key}` not found; `shoal node ls` lists nodes"
+            "{kind} `{key}` not found; `shoal {kind} ls` lists {kind}s"
         )),
         _ => Err(format!(
-            "`{key}` matches {} nodes; give more of the id",
-            candidates.len()
+            "`{key}` matches {} {kind}s; give more of the id",
+            found.len()
         )),
     }
 }
