@@ -49,6 +49,20 @@ fn main() {
             "RenewResponse",
         ))
         .method(unary("add_voter", "AddVoter", RPC, "VoterRequest", "Empty"))
+        .method(unary(
+            "task_logs",
+            "TaskLogs",
+            RPC,
+            "TaskLogsRequest",
+            "TaskLogsResponse",
+        ))
+        .method(unary(
+            "report_task",
+            "ReportTask",
+            RPC,
+            "ReportTaskRequest",
+            "Empty",
+        ))
         .method(unary("leave", "Leave", RPC, "VoterRequest", "Empty"))
         .method(unary(
             "raft_append",

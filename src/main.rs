@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod client;
+mod engine;
 mod logging;
 
 fn main() -> std::process::ExitCode {

@@ -15,10 +15,13 @@
 //! And the parts that do I/O, built on them:
 //! - [`consensus`]: Raft among managers (openraft), stored in redb;
 //! - [`api`]: node-to-node gRPC over mutual TLS;
+//! - [`agent`]: runs this node's tasks and turns the state into this
+//!   node's data-plane tables;
 //! - [`swarm`]: a node's life in the swarm, joining all of the above.
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 mod base36;
 pub mod consensus;

@@ -374,6 +374,7 @@ impl Drop for Lab {
         let children: Vec<Arc<Mutex<Shared>>> =
             self.procs.iter().map(|(_, s)| Arc::clone(s)).collect();
         proc::stop_children(&children);
+        delete_task_netns(&self.dir);
         if let Err(e) = delete_netns(&self.netns) {
             eprintln!("netns-tests: cleaning up lab `{}`: {e:#}", self.name);
         }
@@ -385,7 +386,41 @@ impl Drop for Lab {
 /// that are already gone are skipped. The directory is left alone.
 pub fn teardown(state: &LabState) -> Result<()> {
     proc::stop_records(&state.procs);
+    delete_task_netns(&state.dir);
     delete_netns(&state.netns)
+}
+
+/// The namespaces swarm daemons of the lab made for their tasks
+/// (`shoal-<task id>`, one directory per task under
+/// `<lab>/<host>/state/tasks`): a daemon stopped gracefully removes them
+/// itself, one killed with -9 leaves them.
+pub fn task_netns(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let Ok(hosts) = std::fs::read_dir(dir) else {
+        return names;
+    };
+    for host in hosts.flatten() {
+        let Ok(tasks) = std::fs::read_dir(host.path().join("state").join("tasks")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Some(id) = task.file_name().to_str() {
+                names.push(format!("shoal-{id}"));
+            }
+        }
+    }
+    names
+}
+
+fn delete_task_netns(dir: &Path) {
+    let existing = ip::netns_list();
+    for name in task_netns(dir) {
+        if existing.contains(&name)
+            && let Err(e) = ip::netns_del(&name)
+        {
+            eprintln!("netns-tests: removing task namespace `{name}`: {e:#}");
+        }
+    }
 }
 
 /// Deletes namespaces in reverse creation order, trying all of them.

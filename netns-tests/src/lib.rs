@@ -14,11 +14,11 @@ mod lab;
 pub mod net;
 mod paths;
 mod proc;
-mod swarm;
+pub mod swarm;
 
 pub use daemon::{DAEMON_START_TIMEOUT, Daemon, DaemonConfig, write_atomic};
 pub use ip::netns_list;
-pub use lab::{Host, Lab, LabState, RUN_TIMEOUT, sweep, teardown};
+pub use lab::{Host, Lab, LabState, RUN_TIMEOUT, sweep, task_netns, teardown};
 pub use net::{http_get, udp_roundtrip, unix_http_get, wait_until};
 pub use nix::sys::signal::Signal;
 pub use paths::{shoal_bin, target_dir, try_shoal_bin};

@@ -9,10 +9,12 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
 
 use crate::DAEMON_START_TIMEOUT;
 use crate::lab::{Host, Lab};
 use crate::net::{unix_http_get, wait_until};
+
 use crate::paths::try_shoal_bin;
 use crate::proc::{Proc, SpawnOpts};
 
@@ -131,4 +133,135 @@ impl Lab {
         let args: Vec<&str> = node.args.iter().map(String::as_str).collect();
         self.start_swarm_node(&node.host, &args)
     }
+}
+
+/// Long enough for an election plus failure detection on a busy machine.
+pub const T: Duration = Duration::from_secs(30);
+
+/// A formed swarm: managers first, then workers.
+pub struct Swarm {
+    pub nodes: Vec<SwarmNode>,
+    pub managers: usize,
+}
+
+impl Swarm {
+    /// The `i`th manager.
+    pub fn manager(&self, i: usize) -> &SwarmNode {
+        &self.nodes[i]
+    }
+}
+
+/// The worker join token.
+pub fn worker_token(node: &SwarmNode) -> Result<String> {
+    Ok(node
+        .shoal_ok(&["swarm", "join-token", "-q", "worker"])?
+        .trim()
+        .to_owned())
+}
+
+/// The manager join token.
+pub fn manager_token(node: &SwarmNode) -> Result<String> {
+    Ok(node
+        .shoal_ok(&["swarm", "join-token", "-q", "manager"])?
+        .trim()
+        .to_owned())
+}
+
+/// A node's cluster API address.
+pub fn addr(node: &SwarmNode) -> String {
+    format!("{}:2377", node.host.underlay)
+}
+
+/// `node ls --format json` on `node`.
+pub fn node_ls(node: &SwarmNode) -> Result<Vec<Value>> {
+    let text = node.shoal_ok(&["node", "ls", "--format", "json"])?;
+    let v: Value = serde_json::from_str(&text).context("node ls json")?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+/// (hostname, status, manager_status) for every node, sorted.
+pub fn summary(nodes: &[Value]) -> Vec<(String, String, String)> {
+    let mut s: Vec<(String, String, String)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n["hostname"].as_str().unwrap_or("?").to_owned(),
+                n["status"].as_str().unwrap_or("?").to_owned(),
+                n["manager_status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    s.sort();
+    s
+}
+
+/// Forms a swarm of `managers` managers and `workers` workers, each host
+/// named m1.., w1...
+pub fn form(lab: &mut Lab, managers: usize, workers: usize, extra: &[&str]) -> Result<Swarm> {
+    let mut nodes = Vec::new();
+    for i in 1..=managers {
+        let host = lab.add_host(&format!("m{i}"))?;
+        nodes.push(lab.start_swarm_node(&host, extra)?);
+    }
+    for i in 1..=workers {
+        let host = lab.add_host(&format!("w{i}"))?;
+        nodes.push(lab.start_swarm_node(&host, extra)?);
+    }
+    let out = nodes[0].shoal_ok(&["swarm", "init"])?;
+    if !out.contains("shoal swarm join --token SWMTKN-1-") {
+        bail!("swarm init did not print the join command:\n{out}");
+    }
+    let mtoken = manager_token(&nodes[0])?;
+    let wtoken = worker_token(&nodes[0])?;
+    let leader = addr(&nodes[0]);
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        let token = if i < managers { &mtoken } else { &wtoken };
+        let out = node.shoal_ok(&["swarm", "join", "--token", token, &leader])?;
+        let role = if i < managers { "manager" } else { "worker" };
+        if !out.contains(&format!("joined a swarm as a {role}")) {
+            bail!("join said:\n{out}");
+        }
+    }
+    Ok(Swarm { nodes, managers })
+}
+
+/// Waits until every manager's `node ls` shows `n` Ready nodes and one
+/// leader.
+pub fn wait_converged(swarm: &Swarm, managers: &[usize], n: usize) -> Result<()> {
+    for &m in managers {
+        let mut last = Vec::new();
+        let waited = wait_until(
+            &format!("{} to list {n} Ready nodes", swarm.manager(m).host.name),
+            T,
+            || {
+                let nodes = node_ls(swarm.manager(m)).ok()?;
+                last = summary(&nodes);
+                let ready = last.iter().filter(|(_, st, _)| st == "ready").count();
+                let leaders = last.iter().filter(|(_, _, ms)| ms == "Leader").count();
+                (ready == n && leaders == 1).then_some(())
+            },
+        );
+        if let Err(e) = waited {
+            bail!("{e}; last seen: {last:?}\n{}", logs(swarm));
+        }
+    }
+    Ok(())
+}
+
+/// The tail of every daemon's log, for failure messages.
+pub fn logs(swarm: &Swarm) -> String {
+    let mut out = String::new();
+    for n in &swarm.nodes {
+        let log = n.state_dir.parent().map(|d| d.join("daemon.log"));
+        let text = log
+            .and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        out.push_str(&format!("--- {} ---\n", n.host.name));
+        for l in tail.into_iter().rev() {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }

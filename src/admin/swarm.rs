@@ -9,8 +9,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shoal_control::swarm::{
-    InitOptions, JoinOptions, LeaveOptions, NetworkOptions, NodeChange, Swarm, SwarmError,
-    TokenOptions,
+    InitOptions, JoinOptions, LeaveOptions, LogsRequest, NetworkOptions, NodeChange,
+    ServiceOptions, Swarm, SwarmError, TokenOptions,
 };
 
 /// The routes, over a running [`Swarm`].
@@ -24,6 +24,12 @@ pub fn routes(swarm: Swarm) -> Router {
         .route("/nodes/{key}", get(node))
         .route("/nodes/{key}", delete(remove_node))
         .route("/nodes/{key}/update", post(update_node))
+        .route("/nodes/{key}/tasks", get(node_tasks))
+        .route("/services", get(services).post(create_service))
+        .route("/services/{key}", get(service).delete(remove_service))
+        .route("/services/{key}/tasks", get(service_tasks))
+        .route("/services/{key}/scale", post(scale_service))
+        .route("/services/{key}/logs", post(service_logs))
         .route("/networks", get(networks).post(create_network))
         .route("/networks/{key}", get(network).delete(remove_network))
         .route("/info", get(info))
@@ -124,6 +130,54 @@ async fn network(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<impl
 
 async fn remove_network(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<()> {
     answer(s.remove_network(&key).await)
+}
+
+async fn node_tasks(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<impl Serialize> {
+    answer(s.node_tasks(&key).await)
+}
+
+async fn create_service(
+    State(s): State<Swarm>,
+    Json(o): Json<ServiceOptions>,
+) -> Answer<impl Serialize> {
+    answer(s.create_service(o).await)
+}
+
+async fn services(State(s): State<Swarm>) -> Answer<impl Serialize> {
+    answer(s.services().await)
+}
+
+async fn service(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<impl Serialize> {
+    answer(s.service(&key).await)
+}
+
+async fn service_tasks(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<impl Serialize> {
+    answer(s.service_tasks(&key).await)
+}
+
+#[derive(Deserialize)]
+struct Scale {
+    replicas: u64,
+}
+
+async fn scale_service(
+    State(s): State<Swarm>,
+    Path(key): Path<String>,
+    Json(scale): Json<Scale>,
+) -> Answer<()> {
+    answer(s.scale_service(&key, scale.replicas).await)
+}
+
+async fn remove_service(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<impl Serialize> {
+    answer(s.remove_service(&key).await)
+}
+
+async fn service_logs(
+    State(s): State<Swarm>,
+    Path(key): Path<String>,
+    Json(request): Json<LogsRequest>,
+) -> Answer<impl Serialize> {
+    answer(s.service_logs(&key, request).await)
 }
 
 async fn info(State(s): State<Swarm>) -> Json<impl Serialize> {

@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shoal_control::swarm::{Swarm, SwarmConfig};
-use shoal_dataplane::dns;
+use shoal_control::swarm::{Swarm, SwarmConfig, TablesSink};
 use shoal_dataplane::engine::Dataplane;
-use shoal_dataplane::engine::userspace::{Options, UserspaceEngine};
 use shoal_dataplane::sys;
 use shoal_dataplane::tables::Tables;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin;
+use crate::engine::{NodeDataplane, start_engine, start_resolver};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -128,21 +127,9 @@ fn load(path: &Path) -> anyhow::Result<Tables> {
 }
 
 async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> anyhow::Result<()> {
-    let underlay = sys::link::find_underlay(tables.node.underlay)
+    let mut engine = start_engine(tables.node.underlay, args.vxlan_port, &tables.node.name)
         .await
         .with_context(|| format!("{}: node.underlay", path.display()))?;
-    tracing::info!(
-        "node {} on underlay {} ({}, MTU {})",
-        tables.node.name,
-        tables.node.underlay,
-        underlay.name,
-        underlay.mtu
-    );
-    let mut engine = UserspaceEngine::start(Options {
-        underlay: tables.node.underlay,
-        underlay_mtu: underlay.mtu,
-        vxlan_port: args.vxlan_port,
-    })?;
     let report = engine.apply(&tables).context("applying the tables")?;
     tracing::info!("tables applied: {report}");
     let mut resolver = start_resolver(&args.state_dir)?;
@@ -207,20 +194,6 @@ async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> a
     Ok(())
 }
 
-/// The embedded DNS resolver, forwarding to the resolvers of the daemon's
-/// own namespace.
-fn start_resolver(state_dir: &Path) -> anyhow::Result<dns::Resolver> {
-    let resolv_conf = Path::new("/etc/resolv.conf");
-    let upstreams = dns::upstreams_from_resolv_conf(resolv_conf)?;
-    if upstreams.is_empty() {
-        tracing::warn!(
-            "dns: {} names no resolver; tasks get SERVFAIL for names that are not services",
-            resolv_conf.display()
-        );
-    }
-    Ok(dns::Resolver::new(state_dir, upstreams)?)
-}
-
 /// The daemon's state directory, claimed by a pid file so that two daemons
 /// never share one. Leftovers of a crashed daemon (stale pid file and
 /// socket) are cleared on the next start; its task interfaces are already
@@ -281,6 +254,10 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         gossip_addr: args.gossip_addr,
         detection: args.failure_detection,
         dataplane: dataplane.to_owned(),
+        tables: TablesSink(Arc::new(NodeDataplane::new(
+            args.vxlan_port,
+            &args.state_dir,
+        ))),
     };
     let state = StateDir::claim(&args.state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

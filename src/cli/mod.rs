@@ -2,9 +2,11 @@
 
 mod daemon;
 mod info;
+mod logs;
 mod network;
 mod node;
 mod sandbox;
+mod service;
 mod swarm;
 mod table;
 mod whoami;
@@ -44,6 +46,8 @@ enum Command {
     Node(node::Args),
     /// Manage overlay networks (on a manager).
     Network(network::Args),
+    /// Manage services and their tasks (on a manager).
+    Service(service::Args),
     /// This node's place in the swarm.
     Info(info::Args),
     /// Tiny HTTP (or UDP echo) server for demos and tests.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Swarm(args) => daemon().and_then(|d| swarm::run(&d, args)),
         Command::Node(args) => daemon().and_then(|d| node::run(&d, args)),
         Command::Network(args) => daemon().and_then(|d| network::run(&d, args)),
+        Command::Service(args) => daemon().and_then(|d| service::run(&d, args)),
         Command::Info(args) => daemon().and_then(|d| info::run(&d, args)),
         Command::Whoami(args) => whoami::run(args),
         Command::Sandbox(args) => sandbox::run(args),

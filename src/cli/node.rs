@@ -56,6 +56,13 @@ enum Command {
         #[arg(required = true)]
         nodes: Vec<String>,
     },
+    /// List the tasks on nodes (default: this node, `self`).
+    Ps {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Nodes by id, id prefix or hostname; `self` is this node.
+        nodes: Vec<String>,
+    },
     /// Remove nodes from the swarm.
     Rm {
         /// Remove even if the node is up or still has tasks.
@@ -124,6 +131,19 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         }
         Command::Promote { nodes } => set_role(daemon, &nodes, Role::Manager)?,
         Command::Demote { nodes } => set_role(daemon, &nodes, Role::Worker)?,
+        Command::Ps { format, nodes } => {
+            let nodes = if nodes.is_empty() {
+                vec!["self".to_owned()]
+            } else {
+                nodes
+            };
+            let mut tasks = Vec::new();
+            for key in &nodes {
+                let path = format!("/nodes/{}/tasks", path_part(key)?);
+                tasks.extend(daemon.get::<Vec<shoal_control::swarm::TaskView>>(&path)?);
+            }
+            super::service::print_tasks(&tasks, format)?;
+        }
         Command::Rm { force, nodes } => {
             for key in &nodes {
                 let force = if force { "?force=true" } else { "" };

@@ -2,7 +2,7 @@
 //! for. Swarm's semantics, as swarmkit's replicated and global
 //! orchestrators, task reaper and scheduler glue implement them.
 //!
-//! A [`ClusterState`], the [`Options`] the spec has no fields for yet, and
+//! A [`ClusterState`], the cluster-wide [`Options`], and
 //! a source of fresh task ids enter [`reconcile`]; the [`Command`]s to
 //! propose leave, in order, in a [`Reconciliation`]. Nothing else is read
 //! or written. Each command is applied to a copy of the state as soon as
@@ -36,9 +36,7 @@ mod replicated;
 mod reschedule;
 mod round;
 
-use std::collections::BTreeMap;
-
-use crate::ids::{NodeId, RandomError, ServiceId, TaskId};
+use crate::ids::{NodeId, RandomError, TaskId};
 use crate::scheduler::Constraint;
 use crate::state::{ClusterState, Command, NodeStatus, ServiceMode, StateError};
 use round::Round;
@@ -46,13 +44,9 @@ use round::Round;
 /// Swarm's default `--task-history-limit`.
 pub const DEFAULT_TASK_HISTORY_LIMIT: usize = 5;
 
-/// What the orchestrators need that service specs do not carry yet; the
-/// restart and update policies will join them here.
+/// Cluster-wide settings of the orchestrators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// The most live tasks of a service one node may run (Swarm's
-    /// `--max-replicas`), by service; absent or 0 means no limit.
-    pub max_replicas: BTreeMap<ServiceId, u64>,
     /// Terminal tasks kept per slot (replicated) or node (global) for
     /// `service ps`, Swarm's `--task-history-limit`.
     pub task_history_limit: usize,
@@ -61,7 +55,6 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            max_replicas: BTreeMap::new(),
             task_history_limit: DEFAULT_TASK_HISTORY_LIMIT,
         }
     }
@@ -115,7 +108,7 @@ pub fn reconcile(
         match service.spec.mode {
             ServiceMode::Replicated { replicas } => {
                 replicated::fill_slots(&mut round, service, replicas)?;
-                let max = options.max_replicas.get(&service.id).copied();
+                let max = Some(service.spec.max_replicas);
                 placement::place(&mut round, service, constraints, max);
             }
             ServiceMode::Global => {

@@ -100,6 +100,12 @@ pub enum ServiceMode {
     Global,
 }
 
+impl Default for ServiceMode {
+    fn default() -> ServiceMode {
+        ServiceMode::Replicated { replicas: 1 }
+    }
+}
+
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,7 +162,7 @@ pub enum EndpointMode {
 }
 
 /// What an operator asks for when creating or updating a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ServiceSpec {
     /// Unique name.
     pub name: String,
@@ -174,6 +180,10 @@ pub struct ServiceSpec {
     pub endpoint_mode: EndpointMode,
     /// Placement constraints, e.g. `node.labels.zone==a`.
     pub constraints: Vec<String>,
+    /// The most live tasks one node may run (`--max-replicas`); 0 means
+    /// no limit.
+    #[serde(default)]
+    pub max_replicas: u64,
 }
 
 /// A service as the state holds it: the spec plus what the state

@@ -1,6 +1,8 @@
-//! The leader's loop: while this manager leads, it turns gossip's view of
-//! who is alive into node statuses, and removes Raft voters the state no
-//! longer lists as managers ([`super::reconcile`] decides; this applies).
+//! The leader's loops: while this manager leads, it turns gossip's view of
+//! who is alive into node statuses, removes Raft voters the state no
+//! longer lists as managers ([`super::reconcile`] decides; this applies),
+//! and runs the orchestrators on every change of the state
+//! ([`crate::orchestrator`] decides; this proposes).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,8 +12,9 @@ use tokio::time::Instant;
 
 use super::member::Member;
 use super::reconcile;
-use crate::NodeId;
 use crate::consensus::raft_id;
+use crate::orchestrator::{self, Options};
+use crate::{NodeId, TaskId};
 
 /// How often the leader looks.
 const TICK: Duration = Duration::from_millis(200);
@@ -57,6 +60,53 @@ pub(super) async fn run(member: Arc<Member>) {
             tracing::info!("leader: removing {stale} from the Raft voters (no longer a manager)");
             if let Err(e) = consensus.remove_voter(raft_id(stale)).await {
                 tracing::info!("leader: removing voter {stale}: {e}");
+            }
+        }
+    }
+}
+
+/// How often the orchestrators run without a change (a safety net: every
+/// change of the state wakes them).
+const ORCHESTRATE_TICK: Duration = Duration::from_secs(1);
+
+/// Runs the orchestrators while this manager leads: each change of the
+/// state gets one round, whose commands are proposed in order.
+pub(super) async fn orchestrate(member: Arc<Member>) {
+    let mut states = member.watch_state();
+    let options = Options::default();
+    let mut last_refused: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            changed = states.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(ORCHESTRATE_TICK) => {}
+        }
+        let Some(consensus) = member.consensus().await else {
+            continue;
+        };
+        if !consensus.status().is_leader {
+            continue;
+        }
+        let state = consensus.local_state();
+        let round = match orchestrator::reconcile(&state, &options, &mut TaskId::generate) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("orchestrator: {e}");
+                continue;
+            }
+        };
+        let refused: Vec<String> = round.refused.iter().map(|r| r.error.to_string()).collect();
+        if refused != last_refused {
+            for why in &refused {
+                tracing::warn!("orchestrator: the state refused a change: {why}");
+            }
+            last_refused = refused;
+        }
+        for cmd in round.commands {
+            if let Err(e) = consensus.write(cmd).await {
+                // Lost leadership or a race with another write: the next
+                // round decides again from the state as it is.
+                tracing::debug!("orchestrator: proposing: {e}");
+                break;
             }
         }
     }

@@ -23,6 +23,7 @@ use super::service::{self, Service};
 use super::transport::GrpcTransport;
 use super::view::{Info, Liveness, RaftInfo};
 use super::{SwarmConfig, SwarmError, leader};
+use crate::agent::Agent;
 use crate::api::cluster_proto::cluster_client::ClusterClient;
 use crate::api::{self, ServerTls};
 use crate::consensus::{Consensus, ConsensusConfig, Peer};
@@ -148,6 +149,7 @@ pub(super) struct Member {
     live: watch::Receiver<Arc<LiveSet>>,
     gossip: Mutex<Option<Gossip>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    agent: tokio::sync::Mutex<Option<Agent>>,
     channels: Channels,
     /// Set when the member leaves on its own (removed from the swarm).
     pub(super) removed: watch::Sender<bool>,
@@ -210,6 +212,7 @@ impl Member {
             live: gossip.live(),
             gossip: Mutex::new(Some(gossip)),
             tasks: Mutex::new(Vec::new()),
+            agent: tokio::sync::Mutex::new(None),
             channels,
             removed: watch::channel(false).0,
         });
@@ -231,7 +234,15 @@ impl Member {
             return Err(e);
         }
         member.spawn(tokio::spawn(leader::run(member.clone())));
+        member.spawn(tokio::spawn(leader::orchestrate(member.clone())));
         member.spawn(tokio::spawn(follow_self(member.clone())));
+        match member.start_agent() {
+            Ok(agent) => *member.agent.lock().await = Some(agent),
+            Err(e) => {
+                member.stop().await;
+                return Err(e);
+            }
+        }
         tracing::info!(
             "swarm member {} ({}) serving the cluster API on {} (advertised {})",
             member.node_id,
@@ -459,6 +470,9 @@ impl Member {
 
     /// Stops everything; the files stay for the next start.
     pub(super) async fn stop(&self) {
+        if let Some(agent) = self.agent.lock().await.take() {
+            agent.stop().await;
+        }
         self.removed.send_replace(true);
         self.stop_feed().await;
         if let Some(g) = self

@@ -20,12 +20,15 @@ pub mod files;
 mod gossip;
 mod leader;
 mod lifecycle;
+mod logs;
 mod member;
 mod networks;
 mod ops;
 pub mod reconcile;
 pub mod rpc;
 mod service;
+mod services;
+mod tasks;
 mod transport;
 pub mod view;
 
@@ -38,15 +41,18 @@ use tokio::sync::{Mutex, RwLock};
 
 pub use error::SwarmError;
 pub use gossip::LiveSet;
+pub use logs::{LogsRequest, TaskLog};
 pub use networks::{NetworkOptions, NetworkView};
 pub use ops::{
     InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange, TokenOptions,
     TokenReply,
 };
+pub use services::{ServiceOptions, ServiceView, TaskView, parse_publish};
 pub use view::{Info, ManagerStatus, NodeView};
 
 use self::files::SwarmDir;
 use self::member::Member;
+use crate::ServiceId;
 
 /// How a node runs in a swarm: the daemon's flags.
 #[derive(Debug, Clone)]
@@ -66,6 +72,18 @@ pub struct SwarmConfig {
     pub detection: Duration,
     /// The data-plane engine in use, for `info` and the node record.
     pub dataplane: String,
+    /// Where the agent's tables go.
+    pub tables: TablesSink,
+}
+
+/// The node's data plane, as the agent feeds it.
+#[derive(Clone)]
+pub struct TablesSink(pub Arc<dyn crate::agent::DataPlane>);
+
+impl std::fmt::Debug for TablesSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TablesSink")
+    }
 }
 
 impl SwarmConfig {
@@ -239,6 +257,50 @@ impl Swarm {
     /// `shoal network rm`.
     pub async fn remove_network(&self, key: &str) -> Result<(), SwarmError> {
         self.member().await?.remove_network(key).await
+    }
+
+    /// `shoal service create`.
+    pub async fn create_service(&self, o: ServiceOptions) -> Result<ServiceView, SwarmError> {
+        self.member().await?.create_service(o).await
+    }
+
+    /// `shoal service ls`.
+    pub async fn services(&self) -> Result<Vec<ServiceView>, SwarmError> {
+        self.member().await?.services().await
+    }
+
+    /// `shoal service inspect`.
+    pub async fn service(&self, key: &str) -> Result<ServiceView, SwarmError> {
+        self.member().await?.service(key).await
+    }
+
+    /// `shoal service ps`.
+    pub async fn service_tasks(&self, key: &str) -> Result<Vec<TaskView>, SwarmError> {
+        self.member().await?.service_tasks(key).await
+    }
+
+    /// `shoal node ps`.
+    pub async fn node_tasks(&self, key: &str) -> Result<Vec<TaskView>, SwarmError> {
+        self.member().await?.node_tasks(key).await
+    }
+
+    /// `shoal service scale`.
+    pub async fn scale_service(&self, key: &str, replicas: u64) -> Result<(), SwarmError> {
+        self.member().await?.scale_service(key, replicas).await
+    }
+
+    /// `shoal service rm`.
+    pub async fn remove_service(&self, key: &str) -> Result<ServiceId, SwarmError> {
+        self.member().await?.remove_service(key).await
+    }
+
+    /// `shoal service logs`.
+    pub async fn service_logs(
+        &self,
+        key: &str,
+        request: LogsRequest,
+    ) -> Result<Vec<TaskLog>, SwarmError> {
+        self.member().await?.service_logs(key, request).await
     }
 
     /// `shoal info`.

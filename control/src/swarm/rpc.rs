@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{ClusterState, Command, Outcome};
-use crate::{NodeId, Role};
+use crate::state::{ClusterState, Command, Outcome, TaskUpdate};
+use crate::{NodeId, Role, TaskId};
 
 /// A node asks to join, before it has a certificate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +87,35 @@ pub struct RenewResponse {
 pub struct VoterRequest {
     /// Which node.
     pub node: NodeId,
+}
+
+/// A node's agent reports a task's progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportTaskRequest {
+    /// Which task; it must be placed on the caller.
+    pub task: TaskId,
+    /// Its new state and error.
+    pub update: TaskUpdate,
+}
+
+/// A manager reads a task's log from the node that runs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskLogsRequest {
+    /// Which task.
+    pub task: TaskId,
+    /// Lines from the end, when `offset` is not given (all with neither).
+    pub tail: Option<usize>,
+    /// Where to continue reading.
+    pub offset: Option<u64>,
+}
+
+/// Lines of a task's log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskLogsResponse {
+    /// Whole lines.
+    pub lines: Vec<String>,
+    /// Where to continue.
+    pub offset: u64,
 }
 
 /// Raft's append-entries (and heartbeat) between managers.

@@ -25,7 +25,7 @@ use super::SwarmError;
 use super::member::Member;
 use super::rpc::{
     Empty, JoinRequest, JoinResponse, ProposeRequest, ProposeResponse, RenewRequest, RenewResponse,
-    StateMessage, VoterRequest,
+    ReportTaskRequest, StateMessage, TaskLogsRequest, TaskLogsResponse, VoterRequest,
 };
 use crate::api::cluster_proto::cluster_client::ClusterClient;
 use crate::api::cluster_proto::cluster_server::{Cluster, ClusterServer};
@@ -222,6 +222,36 @@ impl Cluster for Service {
             .await
             .map(|()| Response::new(Empty {}))
             .map_err(refused)
+    }
+
+    async fn task_logs(
+        &self,
+        request: Request<TaskLogsRequest>,
+    ) -> Result<Response<TaskLogsResponse>, Status> {
+        self.member_caller(require_manager(&request, "read task logs")?)?;
+        self.member
+            .read_task_log(request.get_ref())
+            .map(Response::new)
+            .map_err(Status::internal)
+    }
+
+    async fn report_task(
+        &self,
+        request: Request<ReportTaskRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let caller = self.member_caller(require_node(&request)?)?;
+        self.consensus().await?;
+        let command = super::tasks::check_report(
+            &self.member.local_state(),
+            &caller.node_id,
+            request.get_ref(),
+        )
+        .map_err(Status::permission_denied)?;
+        match self.member.write(command).await {
+            Ok(_) => Ok(Response::new(Empty {})),
+            Err(SwarmError::Refused(m)) => Err(Status::failed_precondition(m)),
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        }
     }
 
     async fn leave(&self, request: Request<VoterRequest>) -> Result<Response<Empty>, Status> {

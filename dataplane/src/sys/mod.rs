@@ -1,13 +1,15 @@
 //! The only module where shoal makes raw operating-system calls.
 //!
-//! `unsafe` is allowed here and nowhere else in the crate: entering network
-//! namespaces (`setns`) and polling descriptors need libc. Every `unsafe`
-//! block states why it is sound in a `// SAFETY:` line.
+//! `unsafe` is allowed here and nowhere else in the crate: creating and
+//! entering network namespaces (`unshare`, `setns`, `mount`), starting task
+//! processes isolated inside them ([`process`]) and polling descriptors need
+//! libc. Every `unsafe` block states why it is sound in a `// SAFETY:` line.
 #![allow(unsafe_code)]
 
 pub mod link;
 pub mod mesh;
 pub mod netns;
 pub mod poll;
+pub mod process;
 pub mod socket;
 pub mod tap;

@@ -49,7 +49,6 @@ fn the_history_limit_is_configurable_and_removes_the_lowest_ids_first() {
     let mut s = cluster(1, replicated(1));
     let options = Options {
         task_history_limit: 2,
-        ..Options::default()
     };
     let ids = &mut counter();
     round_with(&mut s, &options, ids);
@@ -60,7 +59,6 @@ fn the_history_limit_is_configurable_and_removes_the_lowest_ids_first() {
 
     let none = Options {
         task_history_limit: 0,
-        ..Options::default()
     };
     crash_loop(&mut s, &none, ids, 1);
     assert_eq!(terminal_in_slot(&s, 1), Vec::<&TaskId>::new());
@@ -71,7 +69,6 @@ fn global_history_is_kept_per_node_and_dropped_with_the_node() {
     let mut s = cluster(2, ServiceMode::Global);
     let options = Options {
         task_history_limit: 1,
-        ..Options::default()
     };
     let ids = &mut counter();
     round_with(&mut s, &options, ids);
@@ -102,10 +99,10 @@ fn global_history_is_kept_per_node_and_dropped_with_the_node() {
 #[test]
 fn tasks_of_a_removed_service_are_removed_once_stopped() {
     let mut s = cluster(3, replicated(4));
-    let options = Options {
-        max_replicas: [(sid("s1"), 1)].into(),
-        ..Options::default()
-    };
+    let mut limited = spec("web", replicated(4), &[]);
+    limited.max_replicas = 1;
+    respec(&mut s, limited);
+    let options = Options::default();
     let ids = &mut counter();
     round_with(&mut s, &options, ids);
     agents(&mut s);

@@ -13,6 +13,7 @@ mod reschedule;
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::ids::ServiceId;
 use crate::role::Role;
 use crate::state::{
     Availability, DesiredState, EndpointMode, Node, NodeUpdate, ServiceSpec, Task, TaskState,
@@ -45,6 +46,7 @@ fn spec(name: &str, mode: ServiceMode, constraints: &[&str]) -> ServiceSpec {
         ports: vec![],
         endpoint_mode: EndpointMode::Vip,
         constraints: constraints.iter().map(|c| c.to_string()).collect(),
+        max_replicas: 0,
     }
 }
 

@@ -72,11 +72,10 @@ fn invalid_constraints_are_the_explanation() {
 #[test]
 fn max_replicas_limits_each_node_and_explains_the_rest() {
     let mut s = cluster(2, replicated(5));
-    let options = Options {
-        max_replicas: [(sid("s1"), 2)].into(),
-        ..Options::default()
-    };
-    round_with(&mut s, &options, &mut counter());
+    let mut limited = spec("web", replicated(5), &[]);
+    limited.max_replicas = 2;
+    respec(&mut s, limited);
+    round_with(&mut s, &Options::default(), &mut counter());
     assert_eq!(per_node(&s), map(&[("-", 1), ("n1", 2), ("n2", 2)]));
     assert_eq!(
         pending_error(&s, 5),

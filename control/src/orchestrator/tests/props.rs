@@ -142,7 +142,10 @@ fn build(nodes: &[RandomNode], services: &[RandomService], tasks: &[RandomTask])
             &mut s,
             Command::CreateService {
                 id: sid(&format!("s{i}")),
-                spec: spec(&format!("svc{i}"), mode, &r.constraints),
+                spec: ServiceSpec {
+                    max_replicas: r.max_replicas.unwrap_or(0),
+                    ..spec(&format!("svc{i}"), mode, &r.constraints)
+                },
             },
         );
     }
@@ -284,11 +287,7 @@ fn check_settled(s: &ClusterState, options: &Options) -> Result<(), TestCaseErro
                     *counts.entry(n).or_default() += 1;
                 }
                 let placed: u64 = counts.values().sum();
-                let limit = options
-                    .max_replicas
-                    .get(&service.id)
-                    .copied()
-                    .filter(|&m| m > 0);
+                let limit = Some(service.spec.max_replicas).filter(|&m| m > 0);
                 let mut capacity = 0u64;
                 for n in s.nodes().values() {
                     let here = counts.get(&n.id).copied().unwrap_or(0);
@@ -340,11 +339,6 @@ proptest! {
     ) {
         let s = build(&nodes, &services, &tasks);
         let options = Options {
-            max_replicas: services
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| Some((sid(&format!("s{i}")), r.max_replicas?)))
-                .collect(),
             task_history_limit: history,
         };
         let mut ids = counter();

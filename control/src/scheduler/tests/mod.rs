@@ -43,6 +43,7 @@ fn cluster(nodes: impl IntoIterator<Item = Node>) -> ClusterState {
             ports: vec![],
             endpoint_mode: EndpointMode::Vip,
             constraints: vec![],
+            max_replicas: 0,
         };
         apply(
             &mut s,

@@ -48,6 +48,7 @@ pub(super) fn spec(name: &str, networks: &[&str]) -> ServiceSpec {
         ports: vec![],
         endpoint_mode: EndpointMode::Vip,
         constraints: vec![],
+        max_replicas: 0,
     }
 }
 

@@ -1,0 +1,365 @@
+//! The process executor: a task is its service's command, run in a
+//! network namespace of its own (which the data plane wires like an
+//! embed-mode endpoint) and a UTS namespace with the task's name as
+//! hostname, its output appended to a log file.
+//!
+//! One thread owns every child: it starts them, polls them for exit and
+//! stops them (SIGTERM to the process group, SIGKILL after the grace
+//! period). Children die with that thread (`PR_SET_PDEATHSIG`), so a
+//! daemon killed with -9 leaves no task processes behind; its namespaces
+//! are removed by the next start ([`sweep`]).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shoal_dataplane::sys::netns;
+use shoal_dataplane::sys::process::{Isolation, signal_group, spawn_isolated};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::plan::Exit;
+use crate::ids::TaskId;
+
+/// How often the executor looks for exited children.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Linux's signal numbers, for [`signal_group`].
+const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
+
+/// Where task namespaces are named from: `shoal-<task id>`.
+const NETNS_PREFIX: &str = "shoal-";
+
+/// The name of a task's network namespace.
+pub fn netns_name(task: &TaskId) -> String {
+    format!("{NETNS_PREFIX}{task}")
+}
+
+/// The log file of a task under the agent's directory.
+pub fn log_path(dir: &Path, task: &TaskId) -> PathBuf {
+    dir.join(task.as_str()).join("log")
+}
+
+/// Everything needed to run one task.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The task.
+    pub task: TaskId,
+    /// Its command and arguments.
+    pub argv: Vec<String>,
+    /// Its environment, `K=V`, on top of a minimal one.
+    pub env: Vec<String>,
+    /// Its hostname.
+    pub hostname: String,
+    /// Its network namespace, wired already.
+    pub netns: PathBuf,
+    /// The resolver file to mount over `/etc/resolv.conf`.
+    pub resolv_conf: Option<PathBuf>,
+    /// Its log file (stdout and stderr, appended).
+    pub log: PathBuf,
+}
+
+/// What the executor tells the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The task's process started.
+    Started(TaskId),
+    /// The task's process ended (or never started).
+    Exited(TaskId, Exit),
+}
+
+enum Order {
+    Run(Box<Launch>),
+    Stop(TaskId, Duration),
+    Quit(Duration),
+}
+
+/// The executor thread's handle.
+pub struct Executor {
+    orders: mpsc::Sender<Order>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Executor {
+    /// Starts the thread; events go to `events`.
+    pub fn start(events: UnboundedSender<Event>) -> io::Result<Executor> {
+        let (orders, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("executor".into())
+            .spawn(move || Children::default().run(&rx, &events))?;
+        Ok(Executor {
+            orders,
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs a task.
+    pub fn run(&self, launch: Launch) {
+        let _ = self.orders.send(Order::Run(Box::new(launch)));
+    }
+
+    /// Stops a task: SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&self, task: TaskId, grace: Duration) {
+        let _ = self.orders.send(Order::Stop(task, grace));
+    }
+
+    /// Stops every task and waits until they have exited.
+    pub fn shutdown(mut self, grace: Duration) {
+        let _ = self.orders.send(Order::Quit(grace));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        let _ = self.orders.send(Order::Quit(Duration::ZERO));
+    }
+}
+
+struct Proc {
+    child: Child,
+    /// When to send SIGKILL, once asked to stop.
+    kill_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Children {
+    procs: BTreeMap<TaskId, Proc>,
+    quitting: bool,
+}
+
+impl Children {
+    fn run(mut self, orders: &mpsc::Receiver<Order>, events: &UnboundedSender<Event>) {
+        loop {
+            match orders.recv_timeout(POLL) {
+                Ok(order) => self.order(order, events),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.order(Order::Quit(Duration::ZERO), events);
+                }
+            }
+            while let Ok(order) = orders.try_recv() {
+                self.order(order, events);
+            }
+            self.reap(events);
+            if self.quitting && self.procs.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn order(&mut self, order: Order, events: &UnboundedSender<Event>) {
+        match order {
+            Order::Run(launch) => {
+                if self.quitting {
+                    return;
+                }
+                let task = launch.task.clone();
+                match spawn(&launch) {
+                    Ok(child) => {
+                        tracing::info!(
+                            "task {} started: pid {} `{}`",
+                            task,
+                            child.id(),
+                            launch.argv.join(" ")
+                        );
+                        self.procs.insert(
+                            task.clone(),
+                            Proc {
+                                child,
+                                kill_at: None,
+                            },
+                        );
+                        let _ = events.send(Event::Started(task));
+                    }
+                    Err(e) => {
+                        tracing::warn!("task {task} could not start: {e}");
+                        let _ = events.send(Event::Exited(task, Exit::StartFailed(e.to_string())));
+                    }
+                }
+            }
+            Order::Stop(task, grace) => {
+                if let Some(p) = self.procs.get_mut(&task) {
+                    p.stop(grace);
+                }
+            }
+            Order::Quit(grace) => {
+                self.quitting = true;
+                for p in self.procs.values_mut() {
+                    p.stop(grace);
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self, events: &UnboundedSender<Event>) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for (task, p) in &mut self.procs {
+            match p.child.try_wait() {
+                Ok(Some(status)) => {
+                    // Whatever the task left behind in its group goes too.
+                    let _ = signal_group(p.child.id(), SIGKILL);
+                    let exit = if p.kill_at.is_some() {
+                        Exit::Stopped
+                    } else {
+                        exit_of(status)
+                    };
+                    gone.push((task.clone(), exit));
+                }
+                Ok(None) => {
+                    if p.kill_at.is_some_and(|at| now >= at) {
+                        let _ = signal_group(p.child.id(), SIGKILL);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("task {task}: waiting for its process: {e}");
+                    gone.push((task.clone(), Exit::Signal(0)));
+                }
+            }
+        }
+        for (task, exit) in gone {
+            self.procs.remove(&task);
+            tracing::info!("task {task} ended: {exit:?}");
+            let _ = events.send(Event::Exited(task, exit));
+        }
+    }
+}
+
+impl Proc {
+    fn stop(&mut self, grace: Duration) {
+        if self.kill_at.is_some() {
+            return;
+        }
+        let pid = self.child.id();
+        if grace.is_zero() {
+            let _ = signal_group(pid, SIGKILL);
+        } else {
+            let _ = signal_group(pid, SIGTERM);
+        }
+        self.kill_at = Some(Instant::now() + grace);
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+/// The standard search path tasks get when the daemon has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn spawn(launch: &Launch) -> io::Result<Child> {
+    let Some((program, args)) = launch.argv.split_first() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the service has no command",
+        ));
+    };
+    let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into());
+    let program = resolve(program, &path)?;
+    if let Some(parent) = launch.log.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let log = open_log(&launch.log)?;
+    let mut command = Command::new(&program);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", "/root")
+        .env("HOSTNAME", &launch.hostname)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    for kv in &launch.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        command.env(k, v);
+    }
+    spawn_isolated(
+        &mut command,
+        &Isolation {
+            netns: launch.netns.clone(),
+            hostname: launch.hostname.clone(),
+            resolv_conf: launch.resolv_conf.clone(),
+        },
+    )
+}
+
+fn open_log(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("log file {}: {e}", path.display())))
+}
+
+/// Finds `program` on `path`. `shoal` itself is this very binary when it
+/// is not installed on the path, so `-- shoal whoami` works out of a build
+/// directory too.
+fn resolve(program: &str, path: &str) -> io::Result<PathBuf> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    if program == "shoal" {
+        return std::env::current_exe();
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("`{program}`: executable file not found in $PATH"),
+    ))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Creates a task's network namespace.
+pub fn create_netns(task: &TaskId) -> io::Result<PathBuf> {
+    netns::create(&netns_name(task))
+}
+
+/// Removes a task's network namespace; gone already is fine.
+pub fn remove_netns(task: &TaskId) {
+    if let Err(e) = netns::remove(&netns_name(task)) {
+        tracing::warn!("removing the namespace of task {task}: {e}");
+    }
+}
+
+/// Removes what a previous run left under `dir`: the namespaces of its
+/// tasks (their processes died with it). Log directories stay for
+/// `service logs` until their tasks leave the state.
+pub fn sweep(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if let Some(task) = name.to_str().and_then(|s| TaskId::new(s).ok())
+            && netns::exists(&netns_name(&task))
+        {
+            tracing::info!("removing the namespace of task {task}, left by a previous run");
+            remove_netns(&task);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The node agent: runs this node's tasks and feeds its data plane.
+//!
+//! Every node (managers too) runs one while it is a member. It follows the
+//! cluster state and, each round:
+//! - [`plan`] (pure) decides which tasks to start, stop, report on and
+//!   clean up;
+//! - a task to start gets its network namespace, then the data plane
+//!   applies the node's [`tables`] (which wire that namespace), and only
+//!   then the [`executor`] runs its command, so the task's interface and
+//!   resolver are there before its first instruction;
+//! - progress goes to the managers through a [`Reporter`], one report at
+//!   a time and never backwards;
+//! - finished tasks leave the tables before their namespace is removed.
+//!
+//! The tables follow the state at once: a task enters its service's load
+//! balancer when it runs and leaves it when it stops, fails, or its node
+//! is declared down, on every node.
+
+pub mod executor;
+pub mod logs;
+pub mod plan;
+pub mod tables;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_dataplane::dns::resolv_conf;
+use shoal_dataplane::tables::Tables;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use self::executor::{Event, Executor, Launch};
+use self::plan::{Exit, Local};
+use crate::ids::{NodeId, TaskId};
+use crate::state::{ClusterState, ServiceMode, Task, TaskState, TaskUpdate};
+
+/// Where the agent's tables go: the node's data-plane engine.
+#[async_trait::async_trait]
+pub trait DataPlane: Send + Sync {
+    /// Installs `tables`, or removes everything for `None`.
+    async fn apply(&self, tables: Option<&Tables>) -> Result<(), String>;
+}
+
+/// Where the agent's reports go: the managers.
+#[async_trait::async_trait]
+pub trait Reporter: Send + Sync {
+    /// Records a task's progress in the cluster state.
+    async fn report(&self, task: &TaskId, update: TaskUpdate) -> Result<(), String>;
+}
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node.
+    pub node: NodeId,
+    /// Where task logs live, one directory per task.
+    pub dir: PathBuf,
+    /// How long a task has to exit after SIGTERM.
+    pub stop_grace: Duration,
+}
+
+/// Docker's default stop timeout.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How often the agent looks again without news (retries, log cleanup).
+const TICK: Duration = Duration::from_secs(1);
+
+/// How long a report is trusted to be on its way before it is sent again.
+const REPORT_RETRY: Duration = Duration::from_secs(5);
+
+/// A running agent.
+pub struct Agent {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Agent {
+    /// Starts following `state`.
+    pub fn start(
+        config: AgentConfig,
+        state: watch::Receiver<Arc<ClusterState>>,
+        dataplane: Arc<dyn DataPlane>,
+        reporter: Arc<dyn Reporter>,
+    ) -> std::io::Result<Agent> {
+        std::fs::create_dir_all(&config.dir)?;
+        executor::sweep(&config.dir);
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let executor = Executor::start(events_tx)?;
+        let (stop, stop_rx) = watch::channel(false);
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        tokio::spawn(send_reports(reporter, reports_rx));
+        let run = Run {
+            config,
+            executor,
+            dataplane,
+            reports: reports_tx,
+            local: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            applied: None,
+        };
+        let task = tokio::spawn(run.run(state, events, stop_rx));
+        Ok(Agent { stop, task })
+    }
+
+    /// Stops every task, clears the data plane and removes the tasks'
+    /// namespaces.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+struct Run {
+    config: AgentConfig,
+    executor: Executor,
+    dataplane: Arc<dyn DataPlane>,
+    reports: mpsc::UnboundedSender<(TaskId, TaskUpdate)>,
+    local: BTreeMap<TaskId, Local>,
+    /// The last state reported per task, and when.
+    sent: BTreeMap<TaskId, (TaskState, Instant)>,
+    applied: Option<Tables>,
+}
+
+impl Run {
+    async fn run(
+        mut self,
+        mut state: watch::Receiver<Arc<ClusterState>>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = state.changed() => if changed.is_err() { break },
+                Some(event) = events.recv() => self.note(event),
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            while let Ok(event) = events.try_recv() {
+                self.note(event);
+            }
+            let current = state.borrow_and_update().clone();
+            self.round(&current).await;
+        }
+        self.finish(events).await;
+    }
+
+    fn note(&mut self, event: Event) {
+        match event {
+            Event::Started(task) => {
+                if let Some(l) = self.local.get_mut(&task)
+                    && *l == Local::Prepared
+                {
+                    *l = Local::Running;
+                }
+            }
+            Event::Exited(task, exit) => {
+                // A task stopped on request may also have died by itself
+                // meanwhile; on request wins only if it was asked.
+                let exit = match (self.local.get(&task), exit) {
+                    (Some(Local::Stopping), Exit::Code(_) | Exit::Signal(_)) => Exit::Stopped,
+                    (_, exit) => exit,
+                };
+                self.local.insert(task, Local::Exited(exit));
+            }
+        }
+    }
+
+    async fn round(&mut self, state: &ClusterState) {
+        let me = self.config.node.clone();
+        let decided = plan::plan(state, &me, &self.local);
+
+        for task in &decided.stop {
+            match self.local.get(task) {
+                Some(Local::Running) => {
+                    self.executor.stop(task.clone(), self.config.stop_grace);
+                    self.local.insert(task.clone(), Local::Stopping);
+                }
+                Some(Local::Prepared) => {
+                    self.local
+                        .insert(task.clone(), Local::Exited(Exit::Stopped));
+                }
+                _ => {}
+            }
+        }
+        let mut starting = Vec::new();
+        for id in &decided.start {
+            match executor::create_netns(id) {
+                Ok(_) => {
+                    self.local.insert(id.clone(), Local::Prepared);
+                    starting.push(id.clone());
+                }
+                Err(e) => {
+                    let why = format!("creating its network namespace: {e}");
+                    self.local
+                        .insert(id.clone(), Local::Exited(Exit::StartFailed(why)));
+                }
+            }
+        }
+
+        self.apply(state).await;
+
+        for id in starting {
+            let Some(task) = state.task(&id) else {
+                continue;
+            };
+            match self.launch(state, task) {
+                Some(launch) => self.executor.run(launch),
+                None => {
+                    let why = "its service is gone".to_owned();
+                    self.local.insert(id, Local::Exited(Exit::StartFailed(why)));
+                }
+            }
+        }
+
+        let now = Instant::now();
+        for (task, update) in decided.report {
+            let Some(to) = update.state else { continue };
+            if let Some((sent, at)) = self.sent.get(&task)
+                && *sent >= to
+                && now.duration_since(*at) < REPORT_RETRY
+            {
+                continue;
+            }
+            self.sent.insert(task.clone(), (to, now));
+            let _ = self.reports.send((task, update));
+        }
+
+        if !decided.forget.is_empty() {
+            // Their endpoints left the tables applied above.
+            for task in &decided.forget {
+                executor::remove_netns(task);
+                self.local.remove(task);
+                self.sent.remove(task);
+            }
+        }
+        self.sent.retain(|t, _| state.task(t).is_some());
+        self.collect_logs(state);
+    }
+
+    /// Applies this node's tables if they changed.
+    async fn apply(&mut self, state: &ClusterState) {
+        let local = &self.local;
+        let wired = |id: &TaskId| {
+            matches!(
+                local.get(id),
+                Some(Local::Prepared | Local::Running | Local::Stopping)
+            )
+            .then(|| executor::netns_name(id))
+        };
+        let Some(tables) = tables::tables_for(state, &self.config.node, &wired) else {
+            return;
+        };
+        if self.applied.as_ref() == Some(&tables) {
+            return;
+        }
+        if let Err(problems) = tables.validate() {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            tracing::error!(
+                "agent: the cluster state gives invalid tables, not applied: {}",
+                lines.join("; ")
+            );
+            return;
+        }
+        match self.dataplane.apply(Some(&tables)).await {
+            Ok(()) => self.applied = Some(tables),
+            Err(e) => tracing::error!("agent: applying the tables: {e}"),
+        }
+    }
+
+    fn launch(&self, state: &ClusterState, task: &Task) -> Option<Launch> {
+        let service = state.service(&task.service)?;
+        let netns = executor::netns_name(&task.id);
+        Some(Launch {
+            task: task.id.clone(),
+            argv: service.spec.command.clone(),
+            env: service.spec.env.clone(),
+            hostname: task_name(state, task),
+            netns: shoal_dataplane::sys::netns::path_of(&netns),
+            resolv_conf: resolv_conf::path_for(&netns),
+            log: executor::log_path(&self.config.dir, &task.id),
+        })
+    }
+
+    /// Removes the log directories of tasks the state no longer lists.
+    fn collect_logs(&self, state: &ClusterState) {
+        let Ok(entries) = std::fs::read_dir(&self.config.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|s| TaskId::new(s).ok()) else {
+                continue;
+            };
+            if state.task(&id).is_none() && !self.local.contains_key(&id) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    /// Stops everything on the way out.
+    async fn finish(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
+        let running = self
+            .local
+            .values()
+            .filter(|l| matches!(l, Local::Running | Local::Stopping))
+            .count();
+        if running > 0 {
+            tracing::info!("agent: stopping {running} tasks");
+        }
+        let executor = self.executor;
+        let grace = self.config.stop_grace;
+        let _ = tokio::task::spawn_blocking(move || executor.shutdown(grace)).await;
+        while events.try_recv().is_ok() {}
+        if let Err(e) = self.dataplane.apply(None).await {
+            tracing::warn!("agent: clearing the data plane: {e}");
+        }
+        for task in self.local.keys() {
+            executor::remove_netns(task);
+        }
+        self.local.clear();
+    }
+}
+
+/// Sends reports one at a time, in order.
+async fn send_reports(
+    reporter: Arc<dyn Reporter>,
+    mut reports: mpsc::UnboundedReceiver<(TaskId, TaskUpdate)>,
+) {
+    while let Some((task, update)) = reports.recv().await {
+        if let Err(e) = reporter.report(&task, update).await {
+            tracing::debug!("agent: reporting task {task}: {e}");
+        }
+    }
+}
+
+/// A task's name, as `docker service ps` shows it and its hostname is:
+/// `SERVICE.SLOT` (replicated) or `SERVICE.NODE` (global), then the id.
+pub fn task_name(state: &ClusterState, task: &Task) -> String {
+    format!("{}.{}", short_name(state, task), task.id)
+}
+
+/// `SERVICE.SLOT` or `SERVICE.NODE`.
+pub fn short_name(state: &ClusterState, task: &Task) -> String {
+    let service = state
+        .service(&task.service)
+        .map_or_else(|| task.service.to_string(), |s| s.spec.name.clone());
+    let global = state
+        .service(&task.service)
+        .is_some_and(|s| s.spec.mode == ServiceMode::Global);
+    match (task.slot, &task.node) {
+        (Some(slot), _) if !global => format!("{service}.{slot}"),
+        (_, Some(node)) => format!("{service}.{node}"),
+        (Some(slot), None) => format!("{service}.{slot}"),
+        (None, None) => service,
+    }
+}

@@ -1,0 +1,167 @@
+//! The cluster state as one node's data plane needs it: its [`Tables`]
+//! (DESIGN.md §3), computed from the state alone, so every node that sees
+//! the same state programs the same forwarding.
+//!
+//! - every overlay network (the ingress network too: the routing mesh
+//!   answers on every node);
+//! - an endpoint for each address of each task that is placed, not yet
+//!   stopped, and on a node that is not down; a task on this node only
+//!   once the executor made its namespace (`wired`), since a local
+//!   endpoint names the namespace the data plane wires;
+//! - every service with its VIPs, ports and backends: the addresses of its
+//!   running tasks that have endpoints here. A task told to shut down
+//!   that still runs is `draining`: it keeps its flows and takes no new
+//!   ones until it stops.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use shoal_dataplane::tables::{self, Tables};
+
+use crate::ids::{NetworkId, NodeId, TaskId};
+use crate::state::{
+    ClusterState, DesiredState, EndpointMode, NodeStatus, Protocol, PublishMode, Task, TaskState,
+};
+
+/// The tables of node `me`, or `None` when the state does not list it
+/// (yet) with an IPv4 address. `wired` names the network namespace of a
+/// task on this node once it exists.
+pub fn tables_for(
+    state: &ClusterState,
+    me: &NodeId,
+    wired: &dyn Fn(&TaskId) -> Option<String>,
+) -> Option<Tables> {
+    let underlay = ipv4_of(state, me)?;
+    let node = state.node(me)?;
+    let network_name = |id: &NetworkId| state.network(id).map(|n| n.name.clone());
+
+    let networks = state
+        .networks()
+        .values()
+        .map(|n| tables::Network {
+            name: n.name.clone(),
+            vni: n.vni,
+            subnet: n.subnet,
+            gateway: Some(n.gateway),
+            mtu: None,
+            encrypted: n.encrypted,
+        })
+        .collect();
+
+    // Where each present task's endpoints live: its node's underlay
+    // address, and the namespace for tasks on this node.
+    let mut present: BTreeMap<&TaskId, (Ipv4Addr, Option<String>)> = BTreeMap::new();
+    for task in state.tasks().values().filter(|t| has_endpoint(t)) {
+        let Some(on) = task.node.as_ref() else {
+            continue;
+        };
+        if on == me {
+            if let Some(netns) = wired(&task.id) {
+                present.insert(&task.id, (underlay, Some(netns)));
+            }
+        } else if let Some(ip) = ipv4_of(state, on)
+            && state.node(on).is_some_and(|n| n.status != NodeStatus::Down)
+        {
+            present.insert(&task.id, (ip, None));
+        }
+    }
+
+    let mut endpoints = Vec::new();
+    for (id, (node_ip, netns)) in &present {
+        let Some(task) = state.task(id) else { continue };
+        for (network, ip) in &task.addresses {
+            let Some(network) = network_name(network) else {
+                continue;
+            };
+            endpoints.push(tables::Endpoint {
+                network,
+                ip: *ip,
+                mac: None,
+                node: *node_ip,
+                netns: netns.clone(),
+                task: Some(task.id.to_string()),
+                state: tables::EndpointState::Active,
+            });
+        }
+    }
+
+    let services = state
+        .services()
+        .values()
+        .map(|service| {
+            let backends = state
+                .tasks()
+                .values()
+                .filter(|t| t.service == service.id && t.state == TaskState::Running)
+                .filter(|t| present.contains_key(&t.id))
+                .flat_map(|t| {
+                    let backend_state = match t.desired {
+                        DesiredState::Running => tables::EndpointState::Active,
+                        DesiredState::Shutdown => tables::EndpointState::Draining,
+                    };
+                    t.addresses.values().map(move |ip| tables::Backend {
+                        ip: *ip,
+                        weight: 1,
+                        state: backend_state,
+                    })
+                })
+                .collect();
+            tables::Service {
+                name: service.spec.name.clone(),
+                vips: service
+                    .vips
+                    .iter()
+                    .filter_map(|(n, vip)| Some((network_name(n)?, *vip)))
+                    .collect(),
+                ports: service
+                    .spec
+                    .ports
+                    .iter()
+                    .map(|p| tables::Port {
+                        protocol: match p.protocol {
+                            Protocol::Tcp => tables::Protocol::Tcp,
+                            Protocol::Udp => tables::Protocol::Udp,
+                        },
+                        target: p.target,
+                        published: p.published,
+                        mode: match p.mode {
+                            PublishMode::Ingress => tables::PublishMode::Ingress,
+                            PublishMode::Host => tables::PublishMode::Host,
+                        },
+                    })
+                    .collect(),
+                backends,
+                endpoint_mode: match service.spec.endpoint_mode {
+                    EndpointMode::Vip => tables::EndpointMode::Vip,
+                    EndpointMode::Dnsrr => tables::EndpointMode::Dnsrr,
+                },
+            }
+        })
+        .collect();
+
+    Some(Tables {
+        node: tables::Node {
+            name: node.hostname.clone(),
+            underlay,
+        },
+        networks,
+        endpoints,
+        services,
+    })
+}
+
+/// Whether a task has network presence: placed, started or about to be,
+/// and not stopped.
+fn has_endpoint(task: &Task) -> bool {
+    task.node.is_some()
+        && !task.addresses.is_empty()
+        && (TaskState::Assigned..=TaskState::Running).contains(&task.state)
+}
+
+/// A node's IPv4 underlay address.
+fn ipv4_of(state: &ClusterState, node: &NodeId) -> Option<Ipv4Addr> {
+    match state.node(node)?.addr.ip() {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(_) => None,
+    }
+}

@@ -1,0 +1,451 @@
+//! `shoal service create | ls | ps | inspect | scale | rm` and
+//! `shoal node ps` on a manager: services in the replicated state, found by
+//! id, id prefix or name, and their tasks as `docker service ps` shows
+//! them.
+//!
+//! Everything a spec names is checked before anything is written (networks
+//! exist, constraints parse, ports are well-formed), and the state checks
+//! the rest (names, ports in use, addresses) when the one command that
+//! creates or changes the service applies: nothing is ever half-created.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::SwarmError;
+use super::member::Member;
+use super::view::{find_by_key, find_node};
+use crate::agent::short_name;
+use crate::ids::{NodeId, ServiceId, TaskId};
+use crate::scheduler::Constraint;
+use crate::state::{
+    ClusterState, Command, DesiredState, EndpointMode, PortConfig, Protocol, PublishMode, Service,
+    ServiceMode, ServiceSpec, Task, TaskState,
+};
+
+/// `shoal service create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceOptions {
+    /// Its name.
+    pub name: String,
+    /// Replicas; `None` with `global` false means 1.
+    pub replicas: Option<u64>,
+    /// One task per eligible node.
+    pub global: bool,
+    /// Network names or ids.
+    pub networks: Vec<String>,
+    /// `-p`/`--publish` values as the user wrote them.
+    pub publish: Vec<String>,
+    /// `vip` or `dnsrr`.
+    pub endpoint_mode: Option<String>,
+    /// Placement constraints.
+    pub constraints: Vec<String>,
+    /// The most tasks per node; 0 for no limit.
+    pub max_replicas: u64,
+    /// `K=V` environment variables.
+    pub env: Vec<String>,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+}
+
+/// A service as listed and inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// Its id.
+    pub id: ServiceId,
+    /// Its name.
+    pub name: String,
+    /// `replicated` or `global`.
+    pub mode: String,
+    /// Running tasks.
+    pub running: u64,
+    /// Tasks wanted.
+    pub desired: u64,
+    /// The spec.
+    pub spec: ServiceSpec,
+    /// Network names of `spec.networks`, in order.
+    pub networks: Vec<String>,
+    /// Its VIPs by network name.
+    pub vips: BTreeMap<String, Ipv4Addr>,
+    /// Its version.
+    pub version: u64,
+}
+
+/// A task as `service ps` and `node ps` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Its id.
+    pub id: TaskId,
+    /// `SERVICE.SLOT` or `SERVICE.NODE`.
+    pub name: String,
+    /// Its service's id.
+    pub service: ServiceId,
+    /// Its slot.
+    pub slot: Option<u64>,
+    /// Its node's id.
+    pub node_id: Option<NodeId>,
+    /// Its node's hostname.
+    pub node: Option<String>,
+    /// What it should do.
+    pub desired: DesiredState,
+    /// What it does.
+    pub state: TaskState,
+    /// Why it failed, or why it is not placed.
+    pub error: Option<String>,
+    /// Its addresses by network name.
+    pub addresses: BTreeMap<String, Ipv4Addr>,
+}
+
+impl TaskView {
+    fn of(state: &ClusterState, t: &Task) -> TaskView {
+        TaskView {
+            id: t.id.clone(),
+            name: short_name(state, t),
+            service: t.service.clone(),
+            slot: t.slot,
+            node_id: t.node.clone(),
+            node: t
+                .node
+                .as_ref()
+                .and_then(|n| state.node(n))
+                .map(|n| n.hostname.clone()),
+            desired: t.desired,
+            state: t.state,
+            error: t.error.clone(),
+            addresses: t
+                .addresses
+                .iter()
+                .filter_map(|(n, a)| Some((state.network(n)?.name.clone(), *a)))
+                .collect(),
+        }
+    }
+}
+
+impl ServiceView {
+    fn of(state: &ClusterState, s: &Service) -> ServiceView {
+        let tasks = || state.tasks().values().filter(|t| t.service == s.id);
+        let running = tasks()
+            .filter(|t| t.desired == DesiredState::Running && t.state == TaskState::Running)
+            .count() as u64;
+        let desired = match s.spec.mode {
+            ServiceMode::Replicated { replicas } => replicas,
+            ServiceMode::Global => tasks().filter(|t| t.is_live()).count() as u64,
+        };
+        let name_of = |id| state.network(id).map(|n| n.name.clone());
+        ServiceView {
+            id: s.id.clone(),
+            name: s.spec.name.clone(),
+            mode: match s.spec.mode {
+                ServiceMode::Replicated { .. } => "replicated".into(),
+                ServiceMode::Global => "global".into(),
+            },
+            running,
+            desired,
+            spec: s.spec.clone(),
+            networks: s.spec.networks.iter().filter_map(name_of).collect(),
+            vips: s
+                .vips
+                .iter()
+                .filter_map(|(n, a)| Some((name_of(n)?, *a)))
+                .collect(),
+            version: s.version,
+        }
+    }
+}
+
+/// Parses a `-p`/`--publish` value: `PUB:TARGET[/PROTO]`, `TARGET[/PROTO]`
+/// (the state picks the published port), or the long form
+/// `published=P,target=T,protocol=udp,mode=host`.
+pub fn parse_publish(s: &str) -> Result<PortConfig, String> {
+    let bad = |why: &str| format!("invalid publish `{s}`: {why}");
+    let port = |v: &str, what: &str| -> Result<u16, String> {
+        match v.parse::<u16>() {
+            Ok(0) | Err(_) => Err(bad(&format!("{what} port `{v}` is not a port (1-65535)"))),
+            Ok(p) => Ok(p),
+        }
+    };
+    let protocol = |v: &str| match v {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => Err(bad(&format!("protocol `{other}` is not tcp or udp"))),
+    };
+    if s.contains('=') {
+        let mut config = PortConfig {
+            protocol: Protocol::Tcp,
+            target: 0,
+            published: None,
+            mode: PublishMode::Ingress,
+        };
+        for field in s.split(',') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| bad(&format!("`{field}` is not key=value")))?;
+            match k {
+                "published" => config.published = Some(port(v, "published")?),
+                "target" => config.target = port(v, "target")?,
+                "protocol" => config.protocol = protocol(v)?,
+                "mode" => {
+                    config.mode = match v {
+                        "ingress" => PublishMode::Ingress,
+                        "host" => PublishMode::Host,
+                        other => {
+                            return Err(bad(&format!("mode `{other}` is not ingress or host")));
+                        }
+                    }
+                }
+                other => {
+                    return Err(bad(&format!(
+                        "unknown key `{other}` (published, target, protocol, mode)"
+                    )));
+                }
+            }
+        }
+        if config.target == 0 {
+            return Err(bad("target= is missing"));
+        }
+        return Ok(config);
+    }
+    let (ports, proto) = match s.split_once('/') {
+        Some((p, proto)) => (p, protocol(proto)?),
+        None => (s, Protocol::Tcp),
+    };
+    let (published, target) = match ports.split_once(':') {
+        Some((p, t)) => (Some(port(p, "published")?), port(t, "target")?),
+        None => (None, port(ports, "target")?),
+    };
+    Ok(PortConfig {
+        protocol: proto,
+        target,
+        published,
+        mode: PublishMode::Ingress,
+    })
+}
+
+/// A service by id, name or unique id prefix.
+pub(super) fn find<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Service, SwarmError> {
+    find_by_key(
+        state.services().values(),
+        key,
+        "service",
+        |s| s.id.as_str(),
+        |s| s.spec.name.as_str(),
+    )
+    .map_err(SwarmError::Refused)
+}
+
+/// Checks options against the state and makes the spec.
+fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, SwarmError> {
+    let refuse = |m: String| SwarmError::Refused(m);
+    if o.command.is_empty() {
+        return Err(refuse(
+            "a service needs a command: `shoal service create --name N -- COMMAND [ARGS...]`"
+                .into(),
+        ));
+    }
+    let mode = match (o.global, o.replicas) {
+        (true, Some(_)) => {
+            return Err(refuse(
+                "--replicas is for replicated services; a global service runs one task per node"
+                    .into(),
+            ));
+        }
+        (true, None) => ServiceMode::Global,
+        (false, r) => ServiceMode::Replicated {
+            replicas: r.unwrap_or(1),
+        },
+    };
+    let mut networks = Vec::new();
+    for key in &o.networks {
+        let n = find_by_key(
+            state.networks().values(),
+            key,
+            "network",
+            |n| n.id.as_str(),
+            |n| n.name.as_str(),
+        )
+        .map_err(refuse)?;
+        networks.push(n.id.clone());
+    }
+    Constraint::parse_all(&o.constraints).map_err(|e| refuse(e.to_string()))?;
+    let ports = o
+        .publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(refuse)?;
+    let endpoint_mode = match o.endpoint_mode.as_deref() {
+        None | Some("vip") => EndpointMode::Vip,
+        Some("dnsrr") => EndpointMode::Dnsrr,
+        Some(other) => {
+            return Err(refuse(format!(
+                "endpoint mode `{other}` is not vip or dnsrr"
+            )));
+        }
+    };
+    for kv in &o.env {
+        if kv.is_empty() || kv.starts_with('=') {
+            return Err(refuse(format!("--env `{kv}` is not KEY=VALUE")));
+        }
+    }
+    Ok(ServiceSpec {
+        name: o.name,
+        mode,
+        command: o.command,
+        env: o.env,
+        networks,
+        ports,
+        endpoint_mode,
+        constraints: o.constraints,
+        max_replicas: o.max_replicas,
+    })
+}
+
+impl Member {
+    /// `service create`.
+    pub(super) async fn create_service(
+        &self,
+        o: ServiceOptions,
+    ) -> Result<ServiceView, SwarmError> {
+        let state = self.read().await?;
+        let spec = spec_of(&state, o)?;
+        let id = ServiceId::generate()?;
+        self.write(Command::CreateService {
+            id: id.clone(),
+            spec,
+        })
+        .await?;
+        self.service(id.as_str()).await
+    }
+
+    /// `service ls`.
+    pub(super) async fn services(&self) -> Result<Vec<ServiceView>, SwarmError> {
+        let state = self.read().await?;
+        let mut v: Vec<ServiceView> = state
+            .services()
+            .values()
+            .map(|s| ServiceView::of(&state, s))
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    /// `service inspect`.
+    pub(super) async fn service(&self, key: &str) -> Result<ServiceView, SwarmError> {
+        let state = self.read().await?;
+        find(&state, key).map(|s| ServiceView::of(&state, s))
+    }
+
+    /// `service ps`: the service's tasks, slot by slot, newest first.
+    pub(super) async fn service_tasks(&self, key: &str) -> Result<Vec<TaskView>, SwarmError> {
+        let state = self.read().await?;
+        let service = find(&state, key)?;
+        let mut tasks: Vec<TaskView> = state
+            .tasks()
+            .values()
+            .filter(|t| t.service == service.id)
+            .map(|t| TaskView::of(&state, t))
+            .collect();
+        sort_tasks(&mut tasks);
+        Ok(tasks)
+    }
+
+    /// `node ps`: the tasks placed on a node.
+    pub(super) async fn node_tasks(&self, key: &str) -> Result<Vec<TaskView>, SwarmError> {
+        let state = self.read().await?;
+        let key = if key == "self" {
+            self.node_id.as_str()
+        } else {
+            key
+        };
+        let node = find_node(&state, key).map_err(SwarmError::Refused)?;
+        let mut tasks: Vec<TaskView> = state
+            .tasks()
+            .values()
+            .filter(|t| t.node.as_ref() == Some(&node.id))
+            .map(|t| TaskView::of(&state, t))
+            .collect();
+        sort_tasks(&mut tasks);
+        Ok(tasks)
+    }
+
+    /// `service scale NAME=N`.
+    pub(super) async fn scale_service(&self, key: &str, replicas: u64) -> Result<(), SwarmError> {
+        let state = self.read().await?;
+        let service = find(&state, key)?;
+        if service.spec.mode == ServiceMode::Global {
+            return Err(SwarmError::Refused(format!(
+                "{}: scale can only be used with replicated mode; `{}` is a global service",
+                service.spec.name, service.spec.name
+            )));
+        }
+        let mut spec = service.spec.clone();
+        spec.mode = ServiceMode::Replicated { replicas };
+        self.write(Command::UpdateService {
+            id: service.id.clone(),
+            version: service.version,
+            spec,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `service rm`.
+    pub(super) async fn remove_service(&self, key: &str) -> Result<ServiceId, SwarmError> {
+        let state = self.read().await?;
+        let id = find(&state, key)?.id.clone();
+        self.write(Command::RemoveService { id: id.clone() })
+            .await
+            .map(|_| id)
+    }
+}
+
+/// Live tasks first, then by name and newest state.
+fn sort_tasks(tasks: &mut [TaskView]) {
+    tasks.sort_by(|a, b| {
+        (a.desired, &a.name, a.slot)
+            .cmp(&(b.desired, &b.name, b.slot))
+            .then(a.state.cmp(&b.state))
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_short_and_long_forms() {
+        let p = parse_publish("8080:80").unwrap();
+        assert_eq!(
+            (p.published, p.target, p.protocol),
+            (Some(8080), 80, Protocol::Tcp)
+        );
+        let p = parse_publish("53:53/udp").unwrap();
+        assert_eq!(p.protocol, Protocol::Udp);
+        let p = parse_publish("80").unwrap();
+        assert_eq!((p.published, p.target), (None, 80));
+        let p = parse_publish("published=8080,target=80,mode=host,protocol=udp").unwrap();
+        assert_eq!(
+            (p.published, p.target, p.mode, p.protocol),
+            (Some(8080), 80, PublishMode::Host, Protocol::Udp)
+        );
+    }
+
+    #[test]
+    fn publish_errors_say_what_is_wrong() {
+        for (bad, says) in [
+            ("x:80", "published port `x`"),
+            ("80:0", "target port `0`"),
+            ("80:80/sctp", "protocol `sctp`"),
+            ("published=80", "target= is missing"),
+            ("target=80,mode=bridge", "mode `bridge`"),
+            ("target=80,color=red", "unknown key `color`"),
+            ("70000:80", "published port `70000`"),
+        ] {
+            let e = parse_publish(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}

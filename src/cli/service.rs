@@ -1,0 +1,358 @@
+//! `shoal service create | ls | ps | inspect | scale | rm | logs`, on a
+//! manager, with docker's options, columns and convergence progress.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use shoal_control::state::{DesiredState, PublishMode, ServiceMode, TaskState};
+use shoal_control::swarm::{ServiceOptions, ServiceView, TaskView};
+
+use super::table::{self, Format};
+use crate::client::Daemon;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Create a service: COMMAND runs in each task's own network namespace.
+    Create(CreateArgs),
+    /// List services.
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the tasks of services.
+    Ps {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Show services in detail (JSON).
+    Inspect {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Set the number of replicas: `scale web=5 api=2`.
+    Scale {
+        /// Exit at once instead of showing progress until converged.
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(required = true, value_name = "SERVICE=REPLICAS")]
+        scales: Vec<String>,
+    },
+    /// Remove services; their tasks stop.
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Show the output of a service's tasks.
+    Logs {
+        /// Keep following new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only this many lines from the end of each task's log.
+        #[arg(long, value_name = "N")]
+        tail: Option<String>,
+        /// Leave out the `name.slot.id@node |` prefix.
+        #[arg(long)]
+        no_task_ids: bool,
+        service: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// The service's name.
+    #[arg(long)]
+    name: String,
+    /// Number of tasks (replicated mode).
+    #[arg(long, value_parser = parse_replicas)]
+    replicas: Option<u64>,
+    /// `replicated` or `global` (one task per eligible node).
+    #[arg(long, default_value = "replicated", value_parser = ["replicated", "global"])]
+    mode: String,
+    /// Overlay network to attach to (repeatable).
+    #[arg(long = "network", value_name = "NETWORK")]
+    networks: Vec<String>,
+    /// Publish a port: PUBLISHED:TARGET[/udp], or
+    /// published=P,target=T,mode=ingress|host,protocol=tcp|udp (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    publish: Vec<String>,
+    /// Placement constraint, e.g. node.labels.zone==a (repeatable).
+    #[arg(long = "constraint", value_name = "EXPR")]
+    constraints: Vec<String>,
+    /// The most tasks one node may run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_replicas: u64,
+    /// `vip` (default) or `dnsrr`.
+    #[arg(long, value_parser = ["vip", "dnsrr"])]
+    endpoint_mode: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Exit at once instead of showing progress until converged.
+    #[arg(short, long)]
+    detach: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// Replicas as docker takes them, with a clear word for negative ones.
+fn parse_replicas(s: &str) -> Result<u64, String> {
+    if s.trim_start().starts_with('-') {
+        return Err(format!("replicas must be 0 or more, not {s}"));
+    }
+    s.parse::<u64>()
+        .map_err(|_| format!("`{s}` is not a number of replicas"))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Scale {
+    replicas: u64,
+}
+
+/// How long progress waits for a service to converge.
+const CONVERGE_WAIT: Duration = Duration::from_secs(120);
+
+pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
+    match args.command {
+        Command::Create(a) => {
+            let global = a.mode == "global";
+            let detach = a.detach;
+            let view: ServiceView = daemon.post(
+                "/services",
+                &ServiceOptions {
+                    name: a.name,
+                    replicas: a.replicas,
+                    global,
+                    networks: a.networks,
+                    publish: a.publish,
+                    endpoint_mode: a.endpoint_mode,
+                    constraints: a.constraints,
+                    max_replicas: a.max_replicas,
+                    env: a.env,
+                    command: a.command,
+                },
+            )?;
+            println!("{}", view.id);
+            if !detach {
+                progress(daemon, view.id.as_str())?;
+            }
+        }
+        Command::Ls { format } => {
+            let list: Vec<ServiceView> = daemon.get("/services")?;
+            match format {
+                Format::Json => table::json(&list)?,
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                short(s.id.as_str()),
+                                s.name.clone(),
+                                s.mode.clone(),
+                                format!("{}/{}", s.running, s.desired),
+                                s.spec.command.join(" "),
+                                ports(s),
+                            ]
+                        })
+                        .collect();
+                    table::print(
+                        &["ID", "NAME", "MODE", "REPLICAS", "COMMAND", "PORTS"],
+                        &rows,
+                    );
+                }
+            }
+        }
+        Command::Ps { format, services } => {
+            let mut tasks = Vec::new();
+            for key in &services {
+                let path = format!("/services/{}/tasks", path_part(key)?);
+                tasks.extend(daemon.get::<Vec<TaskView>>(&path)?);
+            }
+            print_tasks(&tasks, format)?;
+        }
+        Command::Inspect { services } => {
+            let mut views = Vec::new();
+            for key in &services {
+                views.push(daemon.get::<ServiceView>(&format!("/services/{}", path_part(key)?))?);
+            }
+            table::json(&views)?;
+        }
+        Command::Scale { detach, scales } => {
+            let mut parsed = Vec::new();
+            for s in &scales {
+                let Some((name, n)) = s.split_once('=') else {
+                    bail!("invalid scale `{s}`: want SERVICE=REPLICAS, e.g. web=5");
+                };
+                let replicas = parse_replicas(n).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                parsed.push((path_part(name)?.to_owned(), replicas));
+            }
+            for (name, replicas) in &parsed {
+                let () = daemon.post(
+                    &format!("/services/{name}/scale"),
+                    &Scale {
+                        replicas: *replicas,
+                    },
+                )?;
+                println!("{name} scaled to {replicas}");
+            }
+            if !detach {
+                for (name, _) in &parsed {
+                    progress(daemon, name)?;
+                }
+            }
+        }
+        Command::Rm { services } => {
+            for key in &services {
+                let _: String = daemon.delete(&format!("/services/{}", path_part(key)?))?;
+                println!("{key}");
+            }
+        }
+        Command::Logs {
+            follow,
+            tail,
+            no_task_ids,
+            service,
+        } => super::logs::run(daemon, path_part(&service)?, follow, tail, !no_task_ids)?,
+    }
+    Ok(())
+}
+
+pub(super) fn print_tasks(tasks: &[TaskView], format: Format) -> Result<()> {
+    if format == Format::Json {
+        return table::json(&tasks);
+    }
+    let mut seen = BTreeSet::new();
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            // Older tasks of a slot are shown as its history, as docker does.
+            let name = if seen.insert(t.name.clone()) {
+                t.name.clone()
+            } else {
+                format!(" \\_ {}", t.name)
+            };
+            vec![
+                short(t.id.as_str()),
+                name,
+                t.node.clone().unwrap_or_default(),
+                capitalize(match t.desired {
+                    DesiredState::Running => "running",
+                    DesiredState::Shutdown => "shutdown",
+                }),
+                capitalize(&t.state.to_string()),
+                t.error
+                    .as_deref()
+                    .map(|e| format!("\"{e}\""))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "ID",
+            "NAME",
+            "NODE",
+            "DESIRED STATE",
+            "CURRENT STATE",
+            "ERROR",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Shows convergence like `docker service create` does, until every task
+/// runs.
+fn progress(daemon: &Daemon, key: &str) -> Result<()> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let view: ServiceView = daemon.get(&format!("/services/{}", path_part(key)?))?;
+        let tasks: Vec<TaskView> = daemon.get(&format!("/services/{}/tasks", view.id))?;
+        let live: Vec<&TaskView> = tasks
+            .iter()
+            .filter(|t| t.desired == DesiredState::Running)
+            .collect();
+        let wanted = match view.spec.mode {
+            ServiceMode::Replicated { replicas } => replicas,
+            ServiceMode::Global => live.len() as u64,
+        };
+        let running = live
+            .iter()
+            .filter(|t| t.state == TaskState::Running)
+            .count() as u64;
+        let stopping = tasks
+            .iter()
+            .any(|t| t.desired == DesiredState::Shutdown && !t.state.is_terminal());
+        let mut lines = vec![format!("overall progress: {running} out of {wanted} tasks")];
+        for (i, t) in live.iter().enumerate() {
+            let what = match &t.error {
+                Some(e) if t.state < TaskState::Running => format!("{} ({e})", t.state),
+                _ => t.state.to_string(),
+            };
+            lines.push(format!("{}/{}: {what}", i + 1, live.len()));
+        }
+        let text = lines.join("\n");
+        if text != last {
+            println!("{text}");
+            last = text;
+        }
+        if running == wanted && live.len() as u64 == wanted && !stopping {
+            println!("verify: Service converged");
+            return Ok(());
+        }
+        if started.elapsed() > CONVERGE_WAIT {
+            bail!(
+                "service {} has not converged after {}s; `shoal service ps {}` shows why",
+                view.name,
+                CONVERGE_WAIT.as_secs(),
+                view.name
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `*:80->80/tcp` for each published port, as docker shows them.
+fn ports(s: &ServiceView) -> String {
+    s.spec
+        .ports
+        .iter()
+        .map(|p| {
+            let published = p.published.map(|p| p.to_string()).unwrap_or_default();
+            let host = if p.mode == PublishMode::Host {
+                " (host)"
+            } else {
+                ""
+            };
+            format!("*:{published}->{}/{}{host}", p.target, p.protocol)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn path_part(key: &str) -> Result<&str> {
+    super::path_part(key, "service name or id")
+}

@@ -1,0 +1,119 @@
+//! The data plane of a swarm node, as the agent feeds it: the engine and
+//! the task resolver start with the first tables (the node's underlay
+//! address is known only once it is in a swarm), follow every change, and
+//! are removed when the node leaves or stops.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use shoal_control::agent::DataPlane;
+use shoal_dataplane::dns;
+use shoal_dataplane::engine::Dataplane;
+use shoal_dataplane::engine::userspace::{Options, UserspaceEngine};
+use shoal_dataplane::sys;
+use shoal_dataplane::tables::Tables;
+use tokio::sync::Mutex;
+
+/// The engine and resolver of a node, started on demand.
+pub struct NodeDataplane {
+    vxlan_port: u16,
+    state_dir: PathBuf,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    underlay: Ipv4Addr,
+    engine: UserspaceEngine,
+    resolver: dns::Resolver,
+}
+
+impl Running {
+    fn stop(mut self) {
+        self.engine.shutdown();
+        self.resolver.shutdown();
+    }
+}
+
+impl NodeDataplane {
+    pub fn new(vxlan_port: u16, state_dir: &Path) -> NodeDataplane {
+        NodeDataplane {
+            vxlan_port,
+            state_dir: state_dir.to_path_buf(),
+            running: Mutex::new(None),
+        }
+    }
+}
+
+/// Starts the userspace engine on the device holding `underlay`.
+pub async fn start_engine(
+    underlay: Ipv4Addr,
+    vxlan_port: u16,
+    node: &str,
+) -> anyhow::Result<UserspaceEngine> {
+    let link = sys::link::find_underlay(underlay).await?;
+    tracing::info!(
+        "node {node} on underlay {underlay} ({}, MTU {})",
+        link.name,
+        link.mtu
+    );
+    Ok(UserspaceEngine::start(Options {
+        underlay,
+        underlay_mtu: link.mtu,
+        vxlan_port,
+    })?)
+}
+
+/// The embedded DNS resolver, forwarding to the resolvers of the daemon's
+/// own namespace.
+pub fn start_resolver(state_dir: &Path) -> anyhow::Result<dns::Resolver> {
+    let resolv_conf = Path::new("/etc/resolv.conf");
+    let upstreams = dns::upstreams_from_resolv_conf(resolv_conf)?;
+    if upstreams.is_empty() {
+        tracing::warn!(
+            "dns: {} names no resolver; tasks get SERVFAIL for names that are not services",
+            resolv_conf.display()
+        );
+    }
+    Ok(dns::Resolver::new(state_dir, upstreams)?)
+}
+
+#[async_trait::async_trait]
+impl DataPlane for NodeDataplane {
+    async fn apply(&self, tables: Option<&Tables>) -> Result<(), String> {
+        let mut running = self.running.lock().await;
+        let stale = running
+            .as_ref()
+            .is_some_and(|r| tables.is_none_or(|t| t.node.underlay != r.underlay));
+        if stale && let Some(r) = running.take() {
+            tracing::info!("data plane: stopping");
+            r.stop();
+        }
+        let Some(tables) = tables else {
+            return Ok(());
+        };
+        if running.is_none() {
+            let underlay = tables.node.underlay;
+            let engine = start_engine(underlay, self.vxlan_port, &tables.node.name)
+                .await
+                .context("starting the data plane")
+                .map_err(|e| format!("{e:#}"))?;
+            let resolver = start_resolver(&self.state_dir).map_err(|e| format!("{e:#}"))?;
+            *running = Some(Running {
+                underlay,
+                engine,
+                resolver,
+            });
+        }
+        let Some(r) = running.as_mut() else {
+            return Ok(());
+        };
+        let report = r.engine.apply(tables).map_err(|e| e.to_string())?;
+        if report.ports_added.is_empty() && report.ports_removed.is_empty() {
+            tracing::debug!("tables applied: {report}");
+        } else {
+            tracing::info!("tables applied: {report}");
+        }
+        r.resolver.apply(tables).map_err(|e| e.to_string())
+    }
+}
