@@ -273,3 +273,243 @@ fn bad_service_input_is_refused_and_nothing_is_created() -> Result<()> {
     assert_eq!(names, ["everywhere", "web"]);
     Ok(())
 }
+
+/// Requests sent and failed by a client hammering one address until told
+/// to stop.
+struct Hammer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl Hammer {
+    fn start(client: &Host, addr: SocketAddrV4) -> Hammer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let netns = shoal_dataplane::sys::netns::path_of(&client.netns);
+        let thread = std::thread::spawn(move || {
+            if shoal_dataplane::sys::netns::enter(&netns).is_err() {
+                return (0, 0);
+            }
+            let (mut sent, mut failed) = (0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                sent += 1;
+                if http_get(addr, Duration::from_secs(2)).is_err() {
+                    failed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (sent, failed)
+        });
+        Hammer { stop, thread }
+    }
+
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
+    }
+}
+
+/// Running tasks of `service` per node hostname.
+fn spread(node: &SwarmNode, service: &str) -> Result<BTreeMap<String, usize>> {
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for n in running(node, service)?.values() {
+        *per.entry(n.clone()).or_default() += 1;
+    }
+    Ok(per)
+}
+
+#[test]
+fn drained_and_dead_workers_lose_their_tasks_and_the_mesh_follows() -> Result<()> {
+    let mut lab = Lab::new("svc-move")?;
+    let mut swarm = form(&mut lab, 1, 2, &[])?;
+    wait_converged(&swarm, &[0], 3)?;
+    let client = lab.add_host("client")?;
+    let m = swarm.manager(0);
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "-p",
+        "8080:80",
+        "--",
+        "shoal",
+        "whoami",
+        "--port",
+        "80",
+    ])?;
+    let tasks = running(m, "web")?;
+    wait_mesh(
+        &lab,
+        &swarm,
+        &client,
+        8080,
+        &tasks.keys().cloned().collect(),
+    )?;
+
+    // Drain w1 while a client keeps asking through m1's published port.
+    let entry = SocketAddrV4::new(m.host.underlay, 8080);
+    let hammer = Hammer::start(&client, entry);
+    m.shoal_ok(&["node", "update", "--availability", "drain", "w1"])?;
+    wait_until("w1's tasks to move", T, || {
+        let per = spread(m, "web").ok()?;
+        (per.get("w1").is_none() && per.values().sum::<usize>() == 3).then_some(())
+    })?;
+    let tasks = running(m, "web")?;
+    wait_mesh(
+        &lab,
+        &swarm,
+        &client,
+        8080,
+        &tasks.keys().cloned().collect(),
+    )?;
+    let (sent, failed) = hammer.finish();
+    eprintln!("drain: {failed} of {sent} requests through the mesh failed");
+    assert!(sent > 0);
+
+    // kill -9 w2's daemon (its tasks die with it): replacements run on m1,
+    // and the mesh stops sending to the dead ones.
+    let started = std::time::Instant::now();
+    swarm.nodes[2].proc.kill9();
+    wait_until("w2's tasks to be replaced on m1", T, || {
+        let per = spread(swarm.manager(0), "web").ok()?;
+        (per.get("m1") == Some(&3)).then_some(())
+    })?;
+    let m = swarm.manager(0);
+    let tasks = running(m, "web")?;
+    let want: BTreeSet<String> = tasks.keys().cloned().collect();
+    for node in &swarm.nodes[..2] {
+        let addr = SocketAddrV4::new(node.host.underlay, 8080);
+        wait_until(&format!("{addr} to answer only from live tasks"), T, || {
+            let (seen, failed) = spray(&lab, &client, addr, 30);
+            (failed == 0 && seen.keys().cloned().collect::<BTreeSet<_>>() == want).then_some(())
+        })?;
+    }
+    eprintln!(
+        "worker killed: replacements running and the mesh updated after {:?}",
+        started.elapsed()
+    );
+    swarm.nodes.truncate(2);
+    Ok(())
+}
+
+#[test]
+fn a_two_tier_app_finds_its_database_by_name() -> Result<()> {
+    let mut lab = Lab::new("svc-tiers")?;
+    let swarm = form(&mut lab, 1, 1, &[])?;
+    wait_converged(&swarm, &[0], 2)?;
+    let m = swarm.manager(0);
+    m.shoal_ok(&["network", "create", "-d", "overlay", "appnet"])?;
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "--replicas",
+        "2",
+        "--",
+        "shoal",
+        "whoami",
+        "--port",
+        "5432",
+    ])?;
+    // The web tier asks `db` (its VIP) and `tasks.db` by name, from inside
+    // its own namespace, and writes what it gets to its log.
+    let script = "while true; do \
+        getent hosts db | sed 's/^/vip /'; \
+        getent ahostsv4 tasks.db | awk '{print \"task \" $1}' | sort -u; \
+        curl -sS -m 2 http://db:5432/ 2>&1 | grep -E 'Hostname|curl'; \
+        sleep 0.2; done";
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--network",
+        "appnet",
+        "--",
+        "bash",
+        "-c",
+        script,
+    ])?;
+    let db = running(m, "db")?;
+    let db_ips: BTreeSet<String> = service_ps(m, "db")?
+        .iter()
+        .filter(|t| t["state"] == "running")
+        .filter_map(|t| t["addresses"]["appnet"].as_str().map(str::to_owned))
+        .collect();
+    let vip =
+        serde_json::from_str::<Vec<Value>>(&m.shoal_ok(&["service", "inspect", "db"])?)?[0]["vips"]
+            ["appnet"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+    let mut last = String::new();
+    let ok = wait_until("web to reach both db tasks by name", T, || {
+        last = m
+            .shoal_ok(&["service", "logs", "--no-task-ids", "web"])
+            .ok()?;
+        let hosts: BTreeSet<String> = last
+            .lines()
+            .filter_map(|l| l.strip_prefix("Hostname: "))
+            .map(str::to_owned)
+            .collect();
+        let tasks: BTreeSet<String> = last
+            .lines()
+            .filter_map(|l| l.strip_prefix("task "))
+            .map(str::to_owned)
+            .collect();
+        let vip_ok = last.lines().any(|l| l.starts_with(&format!("vip {vip} ")));
+        (hosts == db.keys().cloned().collect() && tasks == db_ips && vip_ok).then_some(())
+    });
+    if let Err(e) = ok {
+        bail!(
+            "{e}; vip {vip}, db {db:?} at {db_ips:?}; web's log:\n{last}\n{}",
+            logs(&swarm)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_global_service_runs_on_every_active_node_also_those_that_join_later() -> Result<()> {
+    let mut lab = Lab::new("svc-global")?;
+    let swarm = form(&mut lab, 1, 1, &[])?;
+    wait_converged(&swarm, &[0], 2)?;
+    let m = swarm.manager(0);
+    let out = m.shoal_ok(&[
+        "service", "create", "--name", "agent", "--mode", "global", "--", "sleep", "1000",
+    ])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    assert_eq!(
+        spread(m, "agent")?,
+        BTreeMap::from([("m1".into(), 1), ("w1".into(), 1)])
+    );
+
+    let host = lab.add_host("w2")?;
+    let late = lab.start_swarm_node(&host, &[])?;
+    let token = shoal_netns_tests::swarm::worker_token(m)?;
+    late.shoal_ok(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        &shoal_netns_tests::swarm::addr(m),
+    ])?;
+    wait_until("the global service to reach w2", T, || {
+        (spread(m, "agent").ok()?.get("w2") == Some(&1)).then_some(())
+    })?;
+    m.shoal_ok(&["node", "update", "--availability", "drain", "w1"])?;
+    wait_until("the global task to leave the drained node", T, || {
+        let per = spread(m, "agent").ok()?;
+        (per == BTreeMap::from([("m1".into(), 1), ("w2".into(), 1)])).then_some(())
+    })?;
+    let ls = m.shoal_ok(&["service", "ls"])?;
+    assert!(ls.contains("global") && ls.contains("2/2"), "{ls}");
+    Ok(())
+}

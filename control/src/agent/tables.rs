@@ -8,8 +8,9 @@
 //!   stopped, and on a node that is not down; a task on this node only
 //!   once the executor made its namespace (`wired`), since a local
 //!   endpoint names the namespace the data plane wires;
-//! - every service with its VIPs, ports and backends: the addresses of its
-//!   running tasks that have endpoints here. A task told to shut down
+//! - every service with its VIPs (serving every port, as Swarm's do),
+//!   published ports and backends: the addresses of its running tasks that
+//!   have endpoints here. A task told to shut down
 //!   that still runs is `draining`: it keeps its flows and takes no new
 //!   ones until it stops.
 
@@ -135,6 +136,7 @@ pub fn tables_for(
                     EndpointMode::Vip => tables::EndpointMode::Vip,
                     EndpointMode::Dnsrr => tables::EndpointMode::Dnsrr,
                 },
+                all_ports: true,
             }
         })
         .collect();

@@ -40,13 +40,15 @@ pub struct Vip {
     pub service: String,
     /// `(protocol, port)` pairs the VIP answers on.
     pub ports: Vec<(Protocol, u16)>,
+    /// Whether it answers on every port instead.
+    pub all_ports: bool,
     /// The service's backends on this network.
     pub backends: BackendSet,
 }
 
 impl Vip {
     pub fn serves(&self, proto: Protocol, port: u16) -> bool {
-        self.ports.contains(&(proto, port))
+        self.all_ports || self.ports.contains(&(proto, port))
     }
 }
 
@@ -188,6 +190,7 @@ impl Fdb {
                     Vip {
                         service: svc.name.clone(),
                         ports,
+                        all_ports: svc.all_ports,
                         backends,
                     },
                 );
@@ -344,5 +347,32 @@ endpoints:
         let fdb = Fdb::build(&tables(), 1500, |_, _| None);
         let (_, sky) = fdb.segment_by_vni(4097).expect("skynet");
         assert!(sky.station(Ipv4Addr::new(10, 10, 0, 2)).is_none());
+    }
+
+    #[test]
+    fn a_vip_serves_its_listed_ports_or_every_port_with_all_ports() {
+        let mut t = tables();
+        let svc = |all_ports| crate::tables::Service {
+            name: "web".into(),
+            vips: [("skynet".to_owned(), Ipv4Addr::new(10, 10, 0, 100))].into(),
+            ports: vec![crate::tables::Port {
+                protocol: Protocol::Tcp,
+                target: 80,
+                published: None,
+                mode: PublishMode::Ingress,
+            }],
+            backends: vec![],
+            endpoint_mode: crate::tables::EndpointMode::Vip,
+            all_ports,
+        };
+        for all_ports in [false, true] {
+            t.services = vec![svc(all_ports)];
+            let fdb = Fdb::build(&t, 1500, |_, _| None);
+            let (_, sky) = fdb.segment_by_vni(4097).expect("skynet");
+            let vip = sky.vip(Ipv4Addr::new(10, 10, 0, 100)).expect("vip");
+            assert!(vip.serves(Protocol::Tcp, 80));
+            assert_eq!(vip.serves(Protocol::Tcp, 5432), all_ports);
+            assert_eq!(vip.serves(Protocol::Udp, 53), all_ports);
+        }
     }
 }

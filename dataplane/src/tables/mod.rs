@@ -97,6 +97,10 @@ pub struct Service {
     pub backends: Vec<Backend>,
     #[serde(default)]
     pub endpoint_mode: EndpointMode,
+    /// The VIPs serve every TCP and UDP port, as Swarm's do; `ports` then
+    /// only say what is published. Default: only the ports listed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_ports: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
