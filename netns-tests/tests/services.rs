@@ -356,7 +356,7 @@ fn drained_and_dead_workers_lose_their_tasks_and_the_mesh_follows() -> Result<()
     m.shoal_ok(&["node", "update", "--availability", "drain", "w1"])?;
     wait_until("w1's tasks to move", T, || {
         let per = spread(m, "web").ok()?;
-        (per.get("w1").is_none() && per.values().sum::<usize>() == 3).then_some(())
+        (!per.contains_key("w1") && per.values().sum::<usize>() == 3).then_some(())
     })?;
     let tasks = running(m, "web")?;
     wait_mesh(
