@@ -27,13 +27,17 @@ pub struct SwarmNode {
     pub socket: PathBuf,
     /// The daemon's extra arguments, kept for [`Lab::restart_swarm_node`].
     pub args: Vec<String>,
+    /// The shoal binary the daemon runs, and the CLI too.
+    pub bin: PathBuf,
+    /// Whether the daemon runs in a session of its own.
+    pub detach: bool,
 }
 
 impl SwarmNode {
     /// Runs `shoal -H unix://<socket> <args>` and returns its output.
     pub fn shoal(&self, args: &[&str]) -> Result<Output> {
-        let bin = try_shoal_bin()?;
-        Command::new(&bin)
+        let bin = &self.bin;
+        Command::new(bin)
             .arg("-H")
             .arg(format!("unix://{}", self.socket.display()))
             .args(args)
@@ -68,11 +72,23 @@ impl Lab {
     /// <host> --advertise-addr <underlay> <extra_args>` on `host` and waits
     /// until its admin socket answers.
     pub fn start_swarm_node(&mut self, host: &Host, extra_args: &[&str]) -> Result<SwarmNode> {
+        let bin = try_shoal_bin()?;
+        self.start_swarm_node_with(host, extra_args, &bin, false)
+    }
+
+    /// [`Lab::start_swarm_node`] with the binary `bin`, and the daemon in
+    /// a session of its own when `detach` (it outlives its starter).
+    pub fn start_swarm_node_with(
+        &mut self,
+        host: &Host,
+        extra_args: &[&str],
+        bin: &std::path::Path,
+        detach: bool,
+    ) -> Result<SwarmNode> {
         let dir = self.dir().join(&host.name);
         let state_dir = dir.join("state");
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
-        let bin = try_shoal_bin()?;
         let mut argv: Vec<String> = vec![
             bin.display().to_string(),
             "daemon".into(),
@@ -89,6 +105,7 @@ impl Lab {
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         let spawn = SpawnOpts {
             log: Some(dir.join("daemon.log")),
+            detach,
             ..SpawnOpts::default()
         };
         let mut proc = self.spawn_opts(&host.netns, &args, &spawn)?;
@@ -124,6 +141,8 @@ impl Lab {
             state_dir,
             socket,
             args: extra_args.iter().map(|a| a.to_string()).collect(),
+            bin: bin.to_path_buf(),
+            detach,
         })
     }
 
@@ -131,7 +150,7 @@ impl Lab {
     /// the same state directory and arguments.
     pub fn restart_swarm_node(&mut self, node: &SwarmNode) -> Result<SwarmNode> {
         let args: Vec<&str> = node.args.iter().map(String::as_str).collect();
-        self.start_swarm_node(&node.host, &args)
+        self.start_swarm_node_with(&node.host, &args, &node.bin, node.detach)
     }
 }
 

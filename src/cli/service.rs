@@ -147,31 +147,10 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 progress(daemon, view.id.as_str())?;
             }
         }
-        Command::Ls { format } => {
-            let list: Vec<ServiceView> = daemon.get("/services")?;
-            match format {
-                Format::Json => table::json(&list)?,
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = list
-                        .iter()
-                        .map(|s| {
-                            vec![
-                                short(s.id.as_str()),
-                                s.name.clone(),
-                                s.mode.clone(),
-                                format!("{}/{}", s.running, s.desired),
-                                s.spec.command.join(" "),
-                                ports(s),
-                            ]
-                        })
-                        .collect();
-                    table::print(
-                        &["ID", "NAME", "MODE", "REPLICAS", "COMMAND", "PORTS"],
-                        &rows,
-                    );
-                }
-            }
-        }
+        Command::Ls { format } => match format {
+            Format::Json => table::json(&daemon.get::<Vec<ServiceView>>("/services")?)?,
+            Format::Table => list(daemon)?,
+        },
         Command::Ps { format, services } => {
             let mut tasks = Vec::new();
             for key in &services {
@@ -224,6 +203,29 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             service,
         } => super::logs::run(daemon, path_part(&service)?, follow, tail, !no_task_ids)?,
     }
+    Ok(())
+}
+
+/// `service ls` as a table.
+pub(super) fn list(daemon: &Daemon) -> Result<()> {
+    let list: Vec<ServiceView> = daemon.get("/services")?;
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                short(s.id.as_str()),
+                s.name.clone(),
+                s.mode.clone(),
+                format!("{}/{}", s.running, s.desired),
+                s.spec.command.join(" "),
+                ports(s),
+            ]
+        })
+        .collect();
+    table::print(
+        &["ID", "NAME", "MODE", "REPLICAS", "COMMAND", "PORTS"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -295,12 +297,27 @@ fn progress(daemon: &Daemon, key: &str) -> Result<()> {
             .iter()
             .any(|t| t.desired == DesiredState::Shutdown && !t.state.is_terminal());
         let mut lines = vec![format!("overall progress: {running} out of {wanted} tasks")];
-        for (i, t) in live.iter().enumerate() {
-            let what = match &t.error {
-                Some(e) if t.state < TaskState::Running => format!("{} ({e})", t.state),
-                _ => t.state.to_string(),
-            };
-            lines.push(format!("{}/{}: {what}", i + 1, live.len()));
+        let describe = |t: &TaskView| match &t.error {
+            Some(e) if t.state < TaskState::Running => format!("{} ({e})", t.state),
+            _ => t.state.to_string(),
+        };
+        match view.spec.mode {
+            // One line per slot, as docker shows them.
+            ServiceMode::Replicated { replicas } => {
+                for slot in 1..=replicas {
+                    let what = live
+                        .iter()
+                        .find(|t| t.slot == Some(slot))
+                        .map_or_else(|| "new".to_owned(), |t| describe(t));
+                    lines.push(format!("{slot}/{replicas}: {what}"));
+                }
+            }
+            ServiceMode::Global => {
+                for t in &live {
+                    let node = t.node.as_deref().unwrap_or("?");
+                    lines.push(format!("{node}: {}", describe(t)));
+                }
+            }
         }
         let text = lines.join("\n");
         if text != last {
