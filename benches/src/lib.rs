@@ -4,3 +4,18 @@
 
 pub mod iperf;
 pub mod topo;
+
+/// The count given as the first argument (rounds, seconds), `default`
+/// without one; at least 1.
+pub fn count_arg(what: &str, default: usize) -> anyhow::Result<usize> {
+    let n = match std::env::args().nth(1) {
+        None => default,
+        Some(s) => s
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{what} must be a number, not `{s}`"))?,
+    };
+    if n == 0 {
+        anyhow::bail!("{what} must be at least 1");
+    }
+    Ok(n)
+}

@@ -24,6 +24,7 @@
 pub mod agent;
 pub mod api;
 mod base36;
+pub mod clock;
 pub mod consensus;
 pub mod ids;
 pub mod membership;

@@ -244,6 +244,13 @@ pub fn form(lab: &mut Lab, managers: usize, workers: usize, extra: &[&str]) -> R
     Ok(Swarm { nodes, managers })
 }
 
+/// [`form`], then waits until the first manager lists every node Ready.
+pub fn formed(lab: &mut Lab, managers: usize, workers: usize) -> Result<Swarm> {
+    let swarm = form(lab, managers, workers, &[])?;
+    wait_converged(&swarm, &[0], managers + workers)?;
+    Ok(swarm)
+}
+
 /// Waits until every manager's `node ls` shows `n` Ready nodes and one
 /// leader.
 pub fn wait_converged(swarm: &Swarm, managers: &[usize], n: usize) -> Result<()> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use shoal_netns_tests::swarm::{Swarm, T, form, logs, wait_converged};
+use shoal_netns_tests::swarm::{Swarm, T, formed, logs};
 use shoal_netns_tests::{Host, Lab, SwarmNode, http_get, netns_list, task_netns, wait_until};
 
 /// `service ps NAME --format json`.
@@ -90,6 +90,33 @@ fn wait_mesh(
     Ok(())
 }
 
+/// The pids of every task the lab's daemons started (from their logs).
+fn task_pids(lab: &Lab) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir(lab.dir()).into_iter().flatten().flatten() {
+        let log = std::fs::read_to_string(entry.path().join("daemon.log")).unwrap_or_default();
+        for line in log.lines() {
+            if let Some((_, rest)) = line.split_once(" started: pid ")
+                && let Some(pid) = rest.split_whitespace().next().and_then(|p| p.parse().ok())
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Whether `pid` is a whoami task that still runs (not a zombie).
+fn is_running(pid: u32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let whoami = String::from_utf8_lossy(&cmdline).contains("whoami");
+    whoami
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+}
+
 fn task_namespaces_left(lab: &Lab) -> Vec<String> {
     let existing = netns_list();
     task_netns(lab.dir())
@@ -101,8 +128,7 @@ fn task_namespaces_left(lab: &Lab) -> Vec<String> {
 #[test]
 fn the_swarm_tutorial_create_scale_and_remove_a_published_service() -> Result<()> {
     let mut lab = Lab::new("svc-tutorial")?;
-    let swarm = form(&mut lab, 1, 2, &[])?;
-    wait_converged(&swarm, &[0], 3)?;
+    let swarm = formed(&mut lab, 1, 2)?;
     let client = lab.add_host("client")?;
     let m = swarm.manager(0);
 
@@ -195,21 +221,18 @@ fn the_swarm_tutorial_create_scale_and_remove_a_published_service() -> Result<()
             seen.is_empty().then_some(())
         })?;
     }
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", "whoami --port 80"])
-        .output()?;
-    assert!(
-        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
-        "whoami processes left"
-    );
+    let left = task_pids(&lab)
+        .into_iter()
+        .filter(|pid| is_running(*pid))
+        .collect::<Vec<_>>();
+    assert!(left.is_empty(), "task processes left: {left:?}");
     Ok(())
 }
 
 #[test]
 fn bad_service_input_is_refused_and_nothing_is_created() -> Result<()> {
     let mut lab = Lab::new("svc-bad")?;
-    let swarm = form(&mut lab, 1, 0, &[])?;
-    wait_converged(&swarm, &[0], 1)?;
+    let swarm = formed(&mut lab, 1, 0)?;
     let m = swarm.manager(0);
     let create = |extra: &[&str]| {
         let mut args = vec!["service", "create", "--detach"];
@@ -322,8 +345,7 @@ fn spread(node: &SwarmNode, service: &str) -> Result<BTreeMap<String, usize>> {
 #[test]
 fn drained_and_dead_workers_lose_their_tasks_and_the_mesh_follows() -> Result<()> {
     let mut lab = Lab::new("svc-move")?;
-    let mut swarm = form(&mut lab, 1, 2, &[])?;
-    wait_converged(&swarm, &[0], 3)?;
+    let mut swarm = formed(&mut lab, 1, 2)?;
     let client = lab.add_host("client")?;
     let m = swarm.manager(0);
     m.shoal_ok(&[
@@ -399,8 +421,7 @@ fn drained_and_dead_workers_lose_their_tasks_and_the_mesh_follows() -> Result<()
 #[test]
 fn a_two_tier_app_finds_its_database_by_name() -> Result<()> {
     let mut lab = Lab::new("svc-tiers")?;
-    let swarm = form(&mut lab, 1, 1, &[])?;
-    wait_converged(&swarm, &[0], 2)?;
+    let swarm = formed(&mut lab, 1, 1)?;
     let m = swarm.manager(0);
     m.shoal_ok(&["network", "create", "-d", "overlay", "appnet"])?;
     m.shoal_ok(&[
@@ -479,8 +500,7 @@ fn a_two_tier_app_finds_its_database_by_name() -> Result<()> {
 #[test]
 fn a_global_service_runs_on_every_active_node_also_those_that_join_later() -> Result<()> {
     let mut lab = Lab::new("svc-global")?;
-    let swarm = form(&mut lab, 1, 1, &[])?;
-    wait_converged(&swarm, &[0], 2)?;
+    let swarm = formed(&mut lab, 1, 1)?;
     let m = swarm.manager(0);
     let out = m.shoal_ok(&[
         "service", "create", "--name", "agent", "--mode", "global", "--", "sleep", "1000",
@@ -511,5 +531,62 @@ fn a_global_service_runs_on_every_active_node_also_those_that_join_later() -> Re
     })?;
     let ls = m.shoal_ok(&["service", "ls"])?;
     assert!(ls.contains("global") && ls.contains("2/2"), "{ls}");
+    Ok(())
+}
+
+#[test]
+fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<()> {
+    let mut lab = Lab::new("svc-update")?;
+    let swarm = formed(&mut lab, 1, 1)?;
+    let m = swarm.manager(0);
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--update-monitor",
+        "1s",
+        "--restart-delay",
+        "500ms",
+        "--",
+        "shoal",
+        "whoami",
+        "--port",
+        "80",
+    ])?;
+    let before: BTreeSet<String> = running(m, "web")?.into_keys().collect();
+
+    // A good update replaces every task, one at a time.
+    let out = m.shoal_ok(&["service", "update", "--env-add", "COLOR=blue", "web"])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let after: BTreeSet<String> = running(m, "web")?.into_keys().collect();
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.is_disjoint(&before),
+        "every task replaced: {before:?} -> {after:?}"
+    );
+
+    // A failing command: the update pauses after the first task and says why.
+    let out = m.shoal(&["service", "update", "web", "--", "bash", "-c", "exit 3"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a failing update converged?");
+    assert!(err.contains("update paused"), "{err}");
+    let still: BTreeSet<String> = running(m, "web")?.into_keys().collect();
+    assert!(
+        still.len() >= 2 && still.is_subset(&after),
+        "{still:?} of {after:?}"
+    );
+
+    // Rollback brings back the previous command on every slot.
+    let out = m.shoal_ok(&["service", "rollback", "web"])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let tasks = service_ps(m, "web")?;
+    let live: Vec<&Value> = tasks.iter().filter(|t| t["desired"] == "running").collect();
+    assert_eq!(live.len(), 3, "{tasks:?}");
+    assert!(live.iter().all(|t| t["state"] == "running"), "{live:?}");
+    let inspect: Vec<Value> = serde_json::from_str(&m.shoal_ok(&["service", "inspect", "web"])?)?;
+    assert_eq!(inspect[0]["spec"]["command"][1], "whoami", "{inspect:?}");
     Ok(())
 }

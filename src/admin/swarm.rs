@@ -9,7 +9,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shoal_control::swarm::{
-    InitOptions, JoinOptions, LeaveOptions, LogsRequest, NetworkOptions, NodeChange,
+    InitOptions, JoinOptions, LeaveOptions, LogsRequest, NetworkOptions, NodeChange, ServiceChange,
     ServiceOptions, Swarm, SwarmError, TokenOptions,
 };
 
@@ -30,6 +30,8 @@ pub fn routes(swarm: Swarm) -> Router {
         .route("/services/{key}/tasks", get(service_tasks))
         .route("/services/{key}/scale", post(scale_service))
         .route("/services/{key}/logs", post(service_logs))
+        .route("/services/{key}/update", post(update_service))
+        .route("/services/{key}/rollback", post(rollback_service))
         .route("/networks", get(networks).post(create_network))
         .route("/networks/{key}", get(network).delete(remove_network))
         .route("/info", get(info))
@@ -166,6 +168,22 @@ async fn scale_service(
     Json(scale): Json<Scale>,
 ) -> Answer<()> {
     answer(s.scale_service(&key, scale.replicas).await)
+}
+
+async fn update_service(
+    State(s): State<Swarm>,
+    Path(key): Path<String>,
+    Json(change): Json<ServiceChange>,
+) -> Answer<()> {
+    answer(s.update_service(&key, change).await)
+}
+
+async fn rollback_service(
+    State(s): State<Swarm>,
+    Path(key): Path<String>,
+    Json(_): Json<serde_json::Value>,
+) -> Answer<()> {
+    answer(s.rollback_service(&key).await)
 }
 
 async fn remove_service(State(s): State<Swarm>, Path(key): Path<String>) -> Answer<impl Serialize> {

@@ -51,24 +51,8 @@ pub struct Args {
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:7946")]
     gossip_addr: SocketAddr,
     /// How soon a dead node is declared down, e.g. 2s or 500ms.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = super::parse_duration)]
     failure_detection: Duration,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration; write e.g. 2s or 500ms");
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse().map(Duration::from_millis).map_err(|_| bad());
-    }
-    if let Some(secs) = s.strip_suffix('s') {
-        return secs
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(bad);
-    }
-    Err(bad())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -102,3 +102,32 @@ fn path_part<'a>(key: &'a str, what: &str) -> anyhow::Result<&'a str> {
         anyhow::bail!("`{key}` is not a {what}")
     }
 }
+
+/// A duration as docker writes them: `500ms`, `2s`, `1.5s`, `1m`, `1h`.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let bad = || format!("`{s}` is not a duration; write e.g. 2s, 500ms or 1m");
+    let (number, unit) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        return Err(bad());
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|v| v * unit)
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(bad)
+}
+
+/// [`parse_duration`] in milliseconds.
+pub(crate) fn parse_millis(s: &str) -> Result<u64, String> {
+    parse_duration(s).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

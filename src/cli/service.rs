@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
+use shoal_control::state::UpdateState;
 use shoal_control::state::{DesiredState, PublishMode, ServiceMode, TaskState};
-use shoal_control::swarm::{ServiceOptions, ServiceView, TaskView};
+use shoal_control::swarm::{
+    Policies, ServiceChange, ServiceOptions, ServiceView, TaskView, UpdateOptions,
+};
 
 use super::table::{self, Format};
 use crate::client::Daemon;
@@ -21,7 +24,7 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Create a service: COMMAND runs in each task's own network namespace.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List services.
     Ls {
         #[arg(long, value_enum, default_value_t)]
@@ -46,6 +49,15 @@ enum Command {
         detach: bool,
         #[arg(required = true, value_name = "SERVICE=REPLICAS")]
         scales: Vec<String>,
+    },
+    /// Change a service; tasks are replaced by its rolling-update settings.
+    Update(Box<UpdateArgs>),
+    /// Go back to the service's previous spec.
+    Rollback {
+        /// Exit at once instead of showing progress until converged.
+        #[arg(short, long)]
+        detach: bool,
+        service: String,
     },
     /// Remove services; their tasks stop.
     Rm {
@@ -97,12 +109,123 @@ struct CreateArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    #[command(flatten)]
+    policies: PolicyArgs,
     /// Exit at once instead of showing progress until converged.
     #[arg(short, long)]
     detach: bool,
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// Number of tasks.
+    #[arg(long, value_parser = parse_replicas)]
+    replicas: Option<u64>,
+    /// Add or change an environment variable KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    env_add: Vec<String>,
+    /// Remove an environment variable (repeatable).
+    #[arg(long, value_name = "KEY")]
+    env_rm: Vec<String>,
+    /// Add a placement constraint (repeatable).
+    #[arg(long, value_name = "EXPR")]
+    constraint_add: Vec<String>,
+    /// Remove a placement constraint (repeatable).
+    #[arg(long, value_name = "EXPR")]
+    constraint_rm: Vec<String>,
+    /// Publish a port, as for create (repeatable).
+    #[arg(long, value_name = "PORT")]
+    publish_add: Vec<String>,
+    /// Stop publishing PUBLISHED[/udp] (repeatable).
+    #[arg(long, value_name = "PORT")]
+    publish_rm: Vec<String>,
+    /// The most tasks one node may run (0: no limit).
+    #[arg(long, value_name = "N")]
+    max_replicas: Option<u64>,
+    #[command(flatten)]
+    policies: PolicyArgs,
+    /// Exit at once instead of showing progress until converged.
+    #[arg(short, long)]
+    detach: bool,
+    service: String,
+    /// A new command and its arguments (after `--`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, last = true)]
+    command: Vec<String>,
+}
+
+/// Restart, update and rollback settings, as docker names them.
+#[derive(clap::Args)]
+struct PolicyArgs {
+    /// Restart tasks that end: any (default), on-failure or none.
+    #[arg(long, value_parser = ["any", "on-failure", "none"])]
+    restart_condition: Option<String>,
+    /// Wait between a task's end and its replacement (default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    restart_delay: Option<u64>,
+    /// Replacements per slot before giving up (default 0: no limit).
+    #[arg(long, value_name = "N")]
+    restart_max_attempts: Option<u64>,
+    /// The window the attempts are counted in (default: for ever).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    restart_window: Option<u64>,
+    /// Tasks updated at a time (default 1; 0: all at once).
+    #[arg(long, value_name = "N")]
+    update_parallelism: Option<u64>,
+    /// Wait between update batches (default 0s).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    update_delay: Option<u64>,
+    /// When an updated task fails: pause (default), continue or rollback.
+    #[arg(long, value_parser = ["pause", "continue", "rollback"])]
+    update_failure_action: Option<String>,
+    /// How long an updated task must run to count as a success (default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    update_monitor: Option<u64>,
+    /// stop-first (default) or start-first.
+    #[arg(long, value_parser = ["stop-first", "start-first"])]
+    update_order: Option<String>,
+    /// Tasks rolled back at a time (default 1).
+    #[arg(long, value_name = "N")]
+    rollback_parallelism: Option<u64>,
+    /// Wait between rollback batches (default 0s).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    rollback_delay: Option<u64>,
+    /// When a rolled-back task fails: pause (default) or continue.
+    #[arg(long, value_parser = ["pause", "continue"])]
+    rollback_failure_action: Option<String>,
+    /// How long a rolled-back task must run to count (default 5s).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    rollback_monitor: Option<u64>,
+    /// stop-first (default) or start-first.
+    #[arg(long, value_parser = ["stop-first", "start-first"])]
+    rollback_order: Option<String>,
+}
+
+impl PolicyArgs {
+    fn into_policies(self) -> Policies {
+        Policies {
+            restart_condition: self.restart_condition,
+            restart_delay_ms: self.restart_delay,
+            restart_max_attempts: self.restart_max_attempts,
+            restart_window_ms: self.restart_window,
+            update: UpdateOptions {
+                parallelism: self.update_parallelism,
+                delay_ms: self.update_delay,
+                failure_action: self.update_failure_action,
+                monitor_ms: self.update_monitor,
+                order: self.update_order,
+            },
+            rollback: UpdateOptions {
+                parallelism: self.rollback_parallelism,
+                delay_ms: self.rollback_delay,
+                failure_action: self.rollback_failure_action,
+                monitor_ms: self.rollback_monitor,
+                order: self.rollback_order,
+            },
+        }
+    }
 }
 
 /// Replicas as docker takes them, with a clear word for negative ones.
@@ -140,6 +263,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     max_replicas: a.max_replicas,
                     env: a.env,
                     command: a.command,
+                    policies: a.policies.into_policies(),
                 },
             )?;
             println!("{}", view.id);
@@ -188,6 +312,38 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 for (name, _) in &parsed {
                     progress(daemon, name)?;
                 }
+            }
+        }
+        Command::Update(a) => {
+            let name = path_part(&a.service)?.to_owned();
+            let change = ServiceChange {
+                replicas: a.replicas,
+                command: (!a.command.is_empty()).then_some(a.command),
+                env_add: a.env_add,
+                env_rm: a.env_rm,
+                constraint_add: a.constraint_add,
+                constraint_rm: a.constraint_rm,
+                publish_add: a.publish_add,
+                publish_rm: a.publish_rm,
+                max_replicas: a.max_replicas,
+                policies: a.policies.into_policies(),
+            };
+            let () = daemon.post(&format!("/services/{name}/update"), &change)?;
+            println!("{name}");
+            if !a.detach {
+                progress(daemon, &name)?;
+            }
+        }
+        Command::Rollback { detach, service } => {
+            let name = path_part(&service)?.to_owned();
+            let () = daemon.post(
+                &format!("/services/{name}/rollback"),
+                &serde_json::json!({}),
+            )?;
+            println!("{name}");
+            println!("rollback: manually requested rollback");
+            if !detach {
+                progress(daemon, &name)?;
             }
         }
         Command::Rm { services } => {
@@ -324,7 +480,24 @@ fn progress(daemon: &Daemon, key: &str) -> Result<()> {
             println!("{text}");
             last = text;
         }
-        if running == wanted && live.len() as u64 == wanted && !stopping {
+        if let Some(u) = &view.update_status
+            && matches!(u.state, UpdateState::Paused | UpdateState::RollbackPaused)
+        {
+            bail!("{}: update paused: {}", view.name, u.message);
+        }
+        let current = live.iter().all(|t| t.spec_version == view.spec_version);
+        let updating = view
+            .update_status
+            .as_ref()
+            .is_some_and(|u| u.state.is_active());
+        if running == wanted && live.len() as u64 == wanted && !stopping && current && !updating {
+            if view
+                .update_status
+                .as_ref()
+                .is_some_and(|u| u.state == UpdateState::RollbackCompleted)
+            {
+                println!("rollback: rollback completed");
+            }
             println!("verify: Service converged");
             return Ok(());
         }

@@ -93,7 +93,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() -> Result<()> {
-    let rounds: usize = std::env::args().nth(1).map_or(Ok(3), |s| s.parse())?;
+    let rounds = shoal_benches::count_arg("ROUNDS", 3)?;
     let mut lab = Lab::new("swarm-bench")?;
     let mut managers = Vec::new();
     for i in 1..=3 {

@@ -62,6 +62,36 @@ pub struct Launch {
     pub resolv_conf: Option<PathBuf>,
     /// Its log file (stdout and stderr, appended).
     pub log: PathBuf,
+    /// Its health check, if its service has one.
+    pub health: Option<HealthCheck>,
+}
+
+/// A health check: a command run in the task's namespaces; exit 0 is
+/// healthy. Docker's semantics: the first run `interval` after the start,
+/// a run longer than `timeout` fails, `retries` failures in a row make the
+/// task unhealthy, and failures during `start_period` do not count (a
+/// success there makes it healthy at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+    /// Time between the end of one run and the start of the next.
+    pub interval: Duration,
+    /// The longest a run may take.
+    pub timeout: Duration,
+    /// Failures in a row that make the task unhealthy.
+    pub retries: u32,
+    /// Grace after the start during which failures do not count.
+    pub start_period: Duration,
+}
+
+/// What a health check says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Its check passed.
+    Healthy,
+    /// Its check failed `retries` times in a row.
+    Unhealthy,
 }
 
 /// What the executor tells the agent.
@@ -71,6 +101,8 @@ pub enum Event {
     Started(TaskId),
     /// The task's process ended (or never started).
     Exited(TaskId, Exit),
+    /// The task's health changed.
+    Health(TaskId, Health),
 }
 
 enum Order {
@@ -127,6 +159,18 @@ struct Proc {
     child: Child,
     /// When to send SIGKILL, once asked to stop.
     kill_at: Option<Instant>,
+    probe: Option<Probe>,
+}
+
+/// A task's health check in progress.
+struct Probe {
+    check: HealthCheck,
+    isolation: Isolation,
+    started: Instant,
+    next_at: Instant,
+    running: Option<(Child, Instant)>,
+    failures: u32,
+    said: Option<Health>,
 }
 
 #[derive(Default)]
@@ -170,11 +214,22 @@ impl Children {
                             child.id(),
                             launch.argv.join(" ")
                         );
+                        let now = Instant::now();
+                        let probe = launch.health.clone().map(|check| Probe {
+                            isolation: isolation(&launch),
+                            started: now,
+                            next_at: now + check.interval,
+                            check,
+                            running: None,
+                            failures: 0,
+                            said: None,
+                        });
                         self.procs.insert(
                             task.clone(),
                             Proc {
                                 child,
                                 kill_at: None,
+                                probe,
                             },
                         );
                         let _ = events.send(Event::Started(task));
@@ -218,6 +273,12 @@ impl Children {
                     if p.kill_at.is_some_and(|at| now >= at) {
                         let _ = signal_group(p.child.id(), SIGKILL);
                     }
+                    if p.kill_at.is_none()
+                        && let Some(probe) = &mut p.probe
+                        && let Some(health) = probe.step(now)
+                    {
+                        let _ = events.send(Event::Health(task.clone(), health));
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("task {task}: waiting for its process: {e}");
@@ -226,11 +287,98 @@ impl Children {
             }
         }
         for (task, exit) in gone {
-            self.procs.remove(&task);
+            if let Some(mut p) = self.procs.remove(&task)
+                && let Some((mut check, _)) = p.probe.as_mut().and_then(|p| p.running.take())
+            {
+                let _ = signal_group(check.id(), SIGKILL);
+                let _ = check.wait();
+            }
             tracing::info!("task {task} ended: {exit:?}");
             let _ = events.send(Event::Exited(task, exit));
         }
     }
+}
+
+impl Probe {
+    /// Advances the check; the new health when it changes.
+    fn step(&mut self, now: Instant) -> Option<Health> {
+        let passed = match &mut self.running {
+            Some((child, deadline)) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.success()),
+                Ok(None) if now >= *deadline => {
+                    let _ = signal_group(child.id(), SIGKILL);
+                    let _ = child.wait();
+                    Some(false)
+                }
+                Ok(None) => None,
+                Err(_) => Some(false),
+            },
+            None => {
+                if now >= self.next_at {
+                    self.running = spawn_check(&self.check, &self.isolation)
+                        .ok()
+                        .map(|c| (c, now + self.check.timeout));
+                    if self.running.is_none() {
+                        return self.judge(false, now);
+                    }
+                }
+                None
+            }
+        }?;
+        if let Some((mut child, _)) = self.running.take() {
+            let _ = signal_group(child.id(), SIGKILL);
+            let _ = child.wait();
+        }
+        self.judge(passed, now)
+    }
+
+    fn judge(&mut self, passed: bool, now: Instant) -> Option<Health> {
+        self.next_at = now + self.check.interval;
+        let health = if passed {
+            self.failures = 0;
+            Health::Healthy
+        } else {
+            if now < self.started + self.check.start_period {
+                return None;
+            }
+            self.failures += 1;
+            if self.failures < self.check.retries.max(1) {
+                return None;
+            }
+            Health::Unhealthy
+        };
+        if self.said == Some(health) {
+            return None;
+        }
+        self.said = Some(health);
+        Some(health)
+    }
+}
+
+fn isolation(launch: &Launch) -> Isolation {
+    Isolation {
+        netns: launch.netns.clone(),
+        hostname: launch.hostname.clone(),
+        resolv_conf: launch.resolv_conf.clone(),
+    }
+}
+
+/// Runs one health check, its output discarded.
+fn spawn_check(check: &HealthCheck, iso: &Isolation) -> io::Result<Child> {
+    let Some((program, args)) = check.argv.split_first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty check"));
+    };
+    let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into());
+    let mut command = Command::new(resolve(program, &path)?);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", &path)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    spawn_isolated(&mut command, iso)
 }
 
 impl Proc {
@@ -288,14 +436,7 @@ fn spawn(launch: &Launch) -> io::Result<Child> {
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
         command.env(k, v);
     }
-    spawn_isolated(
-        &mut command,
-        &Isolation {
-            netns: launch.netns.clone(),
-            hostname: launch.hostname.clone(),
-            resolv_conf: launch.resolv_conf.clone(),
-        },
-    )
+    spawn_isolated(&mut command, &isolation(launch))
 }
 
 fn open_log(path: &Path) -> io::Result<File> {

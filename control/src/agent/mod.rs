@@ -166,6 +166,9 @@ impl Run {
                 };
                 self.local.insert(task, Local::Exited(exit));
             }
+            Event::Health(task, health) => {
+                tracing::info!("task {task}: {health:?}");
+            }
         }
     }
 
@@ -217,7 +220,9 @@ impl Run {
         }
 
         let now = Instant::now();
-        for (task, update) in decided.report {
+        let at_ms = crate::clock::now_ms();
+        for (task, mut update) in decided.report {
+            update.at_ms = Some(at_ms);
             let Some(to) = update.state else { continue };
             if let Some((sent, at)) = self.sent.get(&task)
                 && *sent >= to
@@ -282,6 +287,7 @@ impl Run {
             netns: shoal_dataplane::sys::netns::path_of(&netns),
             resolv_conf: resolv_conf::path_for(&netns),
             log: executor::log_path(&self.config.dir, &task.id),
+            health: None,
         })
     }
 

@@ -190,6 +190,7 @@ mod tests {
                 service,
                 slot: Some(1),
                 node: Some(NodeId::new(on).unwrap()),
+                at_ms: 0,
             },
         );
         let update = TaskUpdate {

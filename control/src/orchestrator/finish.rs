@@ -6,8 +6,8 @@
 //! that is down or gone is marked Orphaned, so that garbage collection
 //! can remove it (Swarm's task reaper deletes such tasks outright). A
 //! task that stopped by itself (complete, failed, rejected) while meant
-//! to run is told to shut down: it will not run again, and its slot or
-//! node already has a replacement.
+//! to run is told to shut down: it will not run again; whether and when
+//! its slot or node gets a replacement is its restart policy's business.
 
 use super::is_lost;
 use super::round::Round;

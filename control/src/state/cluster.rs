@@ -39,14 +39,32 @@ impl ClusterState {
             Command::CreateNetwork(spec) => self.create_network(spec),
             Command::RemoveNetwork { id } => self.remove_network(&id),
             Command::CreateService { id, spec } => self.create_service(id, spec),
-            Command::UpdateService { id, version, spec } => self.update_service(&id, version, spec),
+            Command::UpdateService {
+                id,
+                version,
+                spec,
+                rollback,
+                at_ms,
+            } => {
+                if rollback {
+                    self.roll_back_service(&id, version, &spec, at_ms)
+                } else {
+                    self.update_service(&id, version, spec, at_ms)
+                }
+            }
+            Command::SetUpdateStatus {
+                id,
+                version,
+                status,
+            } => self.set_update_status(&id, version, status),
             Command::RemoveService { id } => self.remove_service(&id),
             Command::CreateTask {
                 id,
                 service,
                 slot,
                 node,
-            } => self.create_task(id, service, slot, node),
+                at_ms,
+            } => self.create_task(id, service, slot, node, at_ms),
             Command::UpdateTask { id, update } => self.update_task(&id, update),
             Command::RemoveTask { id } => self.remove_task(&id),
             Command::SetSecret { name, value } => {

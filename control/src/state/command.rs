@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{
     Availability, DesiredState, Node, NodeStatus, PortConfig, ServiceSpec, TaskState,
 };
+use super::policy::UpdateStatus;
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 use crate::role::Role;
 
@@ -55,15 +56,37 @@ pub enum Command {
         /// What it should be.
         spec: ServiceSpec,
     },
-    /// Replace a service's spec.
+    /// Replace a service's spec. The spec it replaces becomes the
+    /// service's previous spec. A change that replaces tasks (see
+    /// [`ServiceSpec::changes_tasks`]) starts a rolling update; other
+    /// changes leave the update status as it is.
     UpdateService {
         /// Which service.
         id: ServiceId,
         /// The version the new spec was based on; a stale one is refused
         /// so concurrent updates do not silently overwrite each other.
         version: u64,
-        /// The new spec.
+        /// The new spec; for a rollback, the previous spec, unchanged.
         spec: ServiceSpec,
+        /// Go back to the previous spec (`service rollback`): its tasks
+        /// become current again, the previous spec is cleared, and a
+        /// rollback starts. Refused without a previous spec, or when
+        /// `spec` is not it.
+        #[serde(default)]
+        rollback: bool,
+        /// When, in ms since the UNIX epoch: the start of the update.
+        #[serde(default)]
+        at_ms: u64,
+    },
+    /// Record the progress of a service's update (the orchestrator's).
+    SetUpdateStatus {
+        /// Which service.
+        id: ServiceId,
+        /// The version the progress is about; a stale one is refused, so
+        /// it cannot overwrite a newer update's.
+        version: u64,
+        /// The progress.
+        status: UpdateStatus,
     },
     /// Remove a service; its tasks are told to shut down.
     RemoveService {
@@ -80,6 +103,9 @@ pub enum Command {
         slot: Option<u64>,
         /// Its node, if already placed.
         node: Option<NodeId>,
+        /// When, in ms since the UNIX epoch.
+        #[serde(default)]
+        at_ms: u64,
     },
     /// Place a task or record its progress.
     UpdateTask {
@@ -146,7 +172,9 @@ pub struct NetworkSpec {
     pub encrypted: bool,
 }
 
-/// Changes to a task; `None` leaves a field as it is.
+/// Changes to a task; `None` leaves a field as it is, except that a new
+/// state always replaces the error: the error explains the state, so a
+/// task that moves on without one has none.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TaskUpdate {
@@ -156,8 +184,11 @@ pub struct TaskUpdate {
     pub desired: Option<DesiredState>,
     /// What it does; only forward.
     pub state: Option<TaskState>,
-    /// Why it failed.
+    /// Why it is in its state.
     pub error: Option<String>,
+    /// When the state changed, in ms since the UNIX epoch; without it a
+    /// new state keeps the task's last time.
+    pub at_ms: Option<u64>,
 }
 
 /// Secret bytes whose `Debug` does not show them.

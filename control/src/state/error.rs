@@ -223,6 +223,18 @@ pub enum StateError {
         /// The version the update named.
         given: u64,
     },
+    /// A rollback of a service that has no previous spec.
+    #[error(
+        "service `{0}` has no previous spec to roll back to; it was never updated, or was already \
+         rolled back"
+    )]
+    NoPreviousSpec(String),
+    /// A rollback that does not name the previous spec.
+    #[error(
+        "a rollback of service `{0}` must carry its previous spec unchanged; inspect it again and \
+         retry"
+    )]
+    RollbackSpec(String),
     /// No such task.
     #[error("task `{0}` not found; `shoal service ps` lists tasks")]
     TaskNotFound(String),

@@ -17,8 +17,10 @@ pub mod model;
 mod names;
 mod networks;
 mod nodes;
+pub mod policy;
 mod services;
 mod tasks;
+mod updates;
 
 pub use cluster::ClusterState;
 pub use command::{Command, NetworkSpec, NodeUpdate, Outcome, SecretBytes, TaskUpdate};
@@ -27,6 +29,10 @@ pub use ipam::Ipam;
 pub use model::{
     Availability, DesiredState, EndpointMode, Network, Node, NodeStatus, PortConfig, Protocol,
     PublishMode, Service, ServiceMode, ServiceSpec, Task, TaskState,
+};
+pub use policy::{
+    FailureAction, RestartCondition, RestartPolicy, UpdateConfig, UpdateOrder, UpdateState,
+    UpdateStatus,
 };
 
 #[cfg(test)]

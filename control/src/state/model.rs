@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use super::policy::{RestartPolicy, UpdateConfig, UpdateStatus};
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 use crate::role::Role;
 
@@ -184,6 +185,31 @@ pub struct ServiceSpec {
     /// no limit.
     #[serde(default)]
     pub max_replicas: u64,
+    /// Whether and when tasks that ended by themselves are replaced.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// How tasks are replaced when the spec changes.
+    #[serde(default)]
+    pub update: UpdateConfig,
+    /// How tasks are replaced when rolling back.
+    #[serde(default)]
+    pub rollback: UpdateConfig,
+}
+
+impl ServiceSpec {
+    /// Whether tasks made from `self` differ from tasks made from `other`,
+    /// so that changing one into the other replaces the tasks. Replicas,
+    /// mode, name, max replicas and the update configurations only change
+    /// how many tasks there are and how they are replaced.
+    pub fn changes_tasks(&self, other: &ServiceSpec) -> bool {
+        self.command != other.command
+            || self.env != other.env
+            || self.networks != other.networks
+            || self.ports != other.ports
+            || self.endpoint_mode != other.endpoint_mode
+            || self.constraints != other.constraints
+            || self.restart != other.restart
+    }
 }
 
 /// A service as the state holds it: the spec plus what the state
@@ -199,6 +225,21 @@ pub struct Service {
     pub vips: BTreeMap<NetworkId, Ipv4Addr>,
     /// Bumped by every update; updates name the version they were based on.
     pub version: u64,
+    /// The version of the last change that replaces tasks (see
+    /// [`ServiceSpec::changes_tasks`]); tasks made for another one are
+    /// outdated. A rollback puts back the previous one.
+    #[serde(default)]
+    pub spec_version: u64,
+    /// The spec before the last update, which a rollback restores; a
+    /// rollback clears it.
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    /// The `spec_version` that goes with `previous_spec`.
+    #[serde(default)]
+    pub previous_spec_version: u64,
+    /// The progress of the last update that replaced tasks, if any.
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
 }
 
 /// What a task should be doing.
@@ -280,8 +321,26 @@ pub struct Task {
     pub state: TaskState,
     /// Its address on each of the service's networks.
     pub addresses: BTreeMap<NetworkId, Ipv4Addr>,
-    /// Why it failed or was rejected.
+    /// Why it is in its state: why it failed, was rejected or waits.
     pub error: Option<String>,
+    /// The service's `spec_version` it was made for.
+    #[serde(default)]
+    pub spec_version: u64,
+    /// When it was created, in ms since the UNIX epoch.
+    #[serde(default)]
+    pub created_ms: u64,
+    /// When its state last changed (as reported), in ms since the UNIX
+    /// epoch.
+    #[serde(default)]
+    pub status_ms: u64,
+    /// When it was reported running, if it was.
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// True if it ended while still meant to run (it completed, failed or
+    /// was rejected), rather than being stopped on request or lost with
+    /// its node: what restart policies and rolling updates count.
+    #[serde(default)]
+    pub ended_on_its_own: bool,
 }
 
 impl Task {

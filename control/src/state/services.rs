@@ -1,4 +1,5 @@
-//! Service commands: create, update, remove.
+//! Service commands: create, remove, and the planner updates share
+//! (`updates` has the rest of them).
 //!
 //! Creation and update share one planner that checks the spec against the
 //! state and works out the service's ports and VIPs without changing
@@ -24,8 +25,8 @@ pub const FIRST_DYNAMIC_PORT: u16 = 30000;
 pub const LAST_DYNAMIC_PORT: u16 = 32767;
 
 /// A checked service and the address changes it needs.
-struct Plan {
-    service: Service,
+pub(super) struct Plan {
+    pub(super) service: Service,
     claim: Vec<(NetworkId, Ipv4Addr)>,
     release: Vec<(NetworkId, Ipv4Addr)>,
 }
@@ -46,27 +47,6 @@ impl ClusterState {
         Ok(self.commit_service(plan))
     }
 
-    pub(super) fn update_service(
-        &mut self,
-        id: &ServiceId,
-        version: u64,
-        spec: ServiceSpec,
-    ) -> Result<Outcome, StateError> {
-        let existing = self
-            .services
-            .get(id)
-            .ok_or_else(|| StateError::ServiceNotFound(id.to_string()))?;
-        if existing.version != version {
-            return Err(StateError::StaleVersion {
-                service: existing.spec.name.clone(),
-                current: existing.version,
-                given: version,
-            });
-        }
-        let plan = self.plan_service(id.clone(), spec, Some(existing))?;
-        Ok(self.commit_service(plan))
-    }
-
     pub(super) fn remove_service(&mut self, id: &ServiceId) -> Result<Outcome, StateError> {
         let service = self
             .services
@@ -84,7 +64,7 @@ impl ClusterState {
         Ok(Outcome::Applied)
     }
 
-    fn commit_service(&mut self, plan: Plan) -> Outcome {
+    pub(super) fn commit_service(&mut self, plan: Plan) -> Outcome {
         for (network, addr) in plan.release {
             if let Some(ipam) = self.ipam.get_mut(&network) {
                 ipam.release(addr);
@@ -104,8 +84,9 @@ impl ClusterState {
         outcome
     }
 
-    /// Checks `spec` and computes the service it becomes; changes nothing.
-    fn plan_service(
+    /// Checks `spec` and computes the service it becomes, as a new one
+    /// with no update history; changes nothing.
+    pub(super) fn plan_service(
         &self,
         id: ServiceId,
         mut spec: ServiceSpec,
@@ -165,6 +146,10 @@ impl ClusterState {
                 spec,
                 vips,
                 version,
+                spec_version: version,
+                previous_spec: None,
+                previous_spec_version: 0,
+                update_status: None,
             },
             claim,
             release,

@@ -3,7 +3,10 @@
 //!
 //! A task's state only moves forward, in Swarm's order, and a task told to
 //! shut down is never told to run again: a late or duplicated report from
-//! an agent cannot undo what an orchestrator already decided.
+//! an agent cannot undo what an orchestrator already decided. Times come
+//! with the commands: a task is made for its service's current
+//! `spec_version` at its creation time, and each change of state records
+//! its time, when it started running, and whether it ended on its own.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +22,7 @@ impl ClusterState {
         service: ServiceId,
         slot: Option<u64>,
         node: Option<NodeId>,
+        at_ms: u64,
     ) -> Result<Outcome, StateError> {
         if self.tasks.contains_key(&id) {
             return Err(StateError::IdExists {
@@ -55,6 +59,7 @@ impl ClusterState {
                 ipam.claim(*addr);
             }
         }
+        let spec_version = svc.spec_version;
         let state = if node.is_some() {
             TaskState::Assigned
         } else {
@@ -71,6 +76,11 @@ impl ClusterState {
                 state,
                 addresses: addresses.clone(),
                 error: None,
+                spec_version,
+                created_ms: at_ms,
+                status_ms: at_ms,
+                started_ms: None,
+                ended_on_its_own: false,
             },
         );
         Ok(Outcome::TaskCreated { addresses })
@@ -113,11 +123,25 @@ impl ClusterState {
         if let Some(desired) = update.desired {
             task.desired = desired;
         }
-        if let Some(state) = update.state {
-            task.state = state;
-        }
-        if let Some(error) = update.error {
-            task.error = Some(error);
+        match update.state {
+            Some(state) if state != task.state => {
+                let ended = state.is_terminal() && !task.state.is_terminal();
+                task.state = state;
+                task.error = update.error;
+                task.status_ms = update.at_ms.unwrap_or(task.status_ms);
+                if state == TaskState::Running {
+                    task.started_ms = Some(task.status_ms);
+                }
+                if ended {
+                    task.ended_on_its_own =
+                        state != TaskState::Orphaned && task.desired == DesiredState::Running;
+                }
+            }
+            _ => {
+                if update.error.is_some() {
+                    task.error = update.error;
+                }
+            }
         }
         Ok(Outcome::Applied)
     }

@@ -21,6 +21,8 @@ const TICK: Duration = Duration::from_millis(200);
 
 pub(super) async fn run(member: Arc<Member>) {
     let mut leading_since: Option<Instant> = None;
+    // The nodes gossip has shown alive since this manager took the lead.
+    let mut seen_alive: BTreeSet<NodeId> = BTreeSet::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut live = member.live();
@@ -44,13 +46,19 @@ pub(super) async fn run(member: Arc<Member>) {
             leading_since = None;
             continue;
         }
-        let since = *leading_since.get_or_insert_with(Instant::now);
-        // A new leader gives gossip time to hear from everyone before it
-        // declares anyone down.
-        let may_mark_down = since.elapsed() > member.config.detection * 2;
+        if leading_since.is_none() {
+            leading_since = Some(Instant::now());
+            seen_alive.clear();
+        }
+        let since = leading_since.unwrap_or_else(Instant::now);
         let state = consensus.local_state();
         let alive: BTreeSet<NodeId> = member.live().borrow().keys().cloned().collect();
-        for cmd in reconcile::status_updates(&state, &member.node_id, &alive, may_mark_down) {
+        seen_alive.extend(alive.iter().cloned());
+        // A new leader gives gossip time to hear from everyone before it
+        // declares anyone down, except the nodes it saw alive and lost.
+        let grace_over = since.elapsed() > member.config.detection * 2;
+        let may_mark_down = |n: &NodeId| grace_over || seen_alive.contains(n);
+        for cmd in reconcile::status_updates(&state, &member.node_id, &alive, &may_mark_down) {
             if let Err(e) = consensus.write(cmd).await {
                 tracing::debug!("leader: updating a node's status: {e}");
             }
@@ -87,7 +95,12 @@ pub(super) async fn orchestrate(member: Arc<Member>) {
             continue;
         }
         let state = consensus.local_state();
-        let round = match orchestrator::reconcile(&state, &options, &mut TaskId::generate) {
+        let round = match orchestrator::reconcile(
+            &state,
+            &options,
+            crate::clock::now_ms(),
+            &mut TaskId::generate,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("orchestrator: {e}");

@@ -47,7 +47,9 @@ pub use ops::{
     InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange, TokenOptions,
     TokenReply,
 };
-pub use services::{ServiceOptions, ServiceView, TaskView, parse_publish};
+pub use services::{
+    Policies, ServiceChange, ServiceOptions, ServiceView, TaskView, UpdateOptions, parse_publish,
+};
 pub use view::{Info, ManagerStatus, NodeView};
 
 use self::files::SwarmDir;
@@ -287,6 +289,16 @@ impl Swarm {
     /// `shoal service scale`.
     pub async fn scale_service(&self, key: &str, replicas: u64) -> Result<(), SwarmError> {
         self.member().await?.scale_service(key, replicas).await
+    }
+
+    /// `shoal service update`.
+    pub async fn update_service(&self, key: &str, change: ServiceChange) -> Result<(), SwarmError> {
+        self.member().await?.update_service(key, change).await
+    }
+
+    /// `shoal service rollback`.
+    pub async fn rollback_service(&self, key: &str) -> Result<(), SwarmError> {
+        self.member().await?.rollback_service(key).await
     }
 
     /// `shoal service rm`.

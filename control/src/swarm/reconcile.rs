@@ -11,14 +11,15 @@ use crate::{NodeId, Role};
 /// The status updates that bring the state in line with gossip.
 ///
 /// `alive` holds the nodes gossip sees alive; the leader itself always
-/// is. A node not seen alive is marked down only when `may_mark_down`:
-/// a leader that has just taken over gives gossip time to converge first
-/// instead of declaring everyone it has not heard from yet down.
+/// is. A node not seen alive is marked down only when `may_mark_down`
+/// says so: a leader that has just taken over gives gossip time to
+/// converge first instead of declaring everyone it has not heard from yet
+/// down, but it may mark down at once a node it saw alive and then lost.
 pub fn status_updates(
     state: &ClusterState,
     me: &NodeId,
     alive: &BTreeSet<NodeId>,
-    may_mark_down: bool,
+    may_mark_down: &dyn Fn(&NodeId) -> bool,
 ) -> Vec<Command> {
     state
         .nodes()
@@ -29,7 +30,7 @@ pub fn status_updates(
                 (true, NodeStatus::Ready) => return None,
                 (true, _) => NodeStatus::Ready,
                 (false, NodeStatus::Down) => return None,
-                (false, _) if may_mark_down => NodeStatus::Down,
+                (false, _) if may_mark_down(&node.id) => NodeStatus::Down,
                 (false, _) => return None,
             };
             Some(Command::UpdateNode {
@@ -99,7 +100,7 @@ mod tests {
             node("w3", Role::Worker, NodeStatus::Down),
         ]);
         let me = NodeId::new("m1").unwrap();
-        let cmds = status_updates(&s, &me, &ids(&["w1", "w3"]), true);
+        let cmds = status_updates(&s, &me, &ids(&["w1", "w3"]), &|_| true);
         assert_eq!(
             statuses(&cmds),
             vec![
@@ -114,7 +115,7 @@ mod tests {
         for c in cmds {
             s.apply(c).unwrap();
         }
-        assert!(status_updates(&s, &me, &ids(&["w1", "w3"]), true).is_empty());
+        assert!(status_updates(&s, &me, &ids(&["w1", "w3"]), &|_| true).is_empty());
     }
 
     #[test]
@@ -125,8 +126,18 @@ mod tests {
             node("w2", Role::Worker, NodeStatus::Unknown),
         ]);
         let me = NodeId::new("m1").unwrap();
-        let cmds = status_updates(&s, &me, &ids(&["w2"]), false);
+        let cmds = status_updates(&s, &me, &ids(&["w2"]), &|_| false);
         assert_eq!(statuses(&cmds), vec![("w2".into(), NodeStatus::Ready)]);
+        // One it saw alive and lost goes down at once.
+        let seen = ids(&["w1"]);
+        let cmds = status_updates(&s, &me, &ids(&["w2"]), &|n| seen.contains(n));
+        assert_eq!(
+            statuses(&cmds),
+            vec![
+                ("w1".into(), NodeStatus::Down),
+                ("w2".into(), NodeStatus::Ready)
+            ]
+        );
     }
 
     #[test]

@@ -20,8 +20,9 @@ use crate::agent::short_name;
 use crate::ids::{NodeId, ServiceId, TaskId};
 use crate::scheduler::Constraint;
 use crate::state::{
-    ClusterState, Command, DesiredState, EndpointMode, PortConfig, Protocol, PublishMode, Service,
-    ServiceMode, ServiceSpec, Task, TaskState,
+    ClusterState, Command, DesiredState, EndpointMode, FailureAction, PortConfig, Protocol,
+    PublishMode, RestartCondition, Service, ServiceMode, ServiceSpec, Task, TaskState,
+    UpdateConfig, UpdateOrder, UpdateStatus,
 };
 
 /// `shoal service create`.
@@ -48,6 +49,207 @@ pub struct ServiceOptions {
     pub env: Vec<String>,
     /// The command and its arguments.
     pub command: Vec<String>,
+    /// Restart, update and rollback settings.
+    pub policies: Policies,
+}
+
+/// `--restart-*`, `--update-*` and `--rollback-*` options; `None` leaves
+/// a setting as it is (docker's default on create).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Policies {
+    /// `any`, `on-failure` or `none`.
+    pub restart_condition: Option<String>,
+    /// Wait between a task's end and its replacement.
+    pub restart_delay_ms: Option<u64>,
+    /// Replacements per slot before giving up; 0 for no limit.
+    pub restart_max_attempts: Option<u64>,
+    /// The window the attempts are counted in; 0 for ever.
+    pub restart_window_ms: Option<u64>,
+    /// The update settings.
+    pub update: UpdateOptions,
+    /// The rollback settings.
+    pub rollback: UpdateOptions,
+}
+
+/// `--update-*` or `--rollback-*` options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpdateOptions {
+    /// Tasks replaced at a time; 0 for all at once.
+    pub parallelism: Option<u64>,
+    /// Wait between batches.
+    pub delay_ms: Option<u64>,
+    /// `pause`, `continue` or `rollback`.
+    pub failure_action: Option<String>,
+    /// How long a new task must run before it counts as a success.
+    pub monitor_ms: Option<u64>,
+    /// `stop-first` or `start-first`.
+    pub order: Option<String>,
+}
+
+impl Policies {
+    /// Applies the settings given to `spec`.
+    fn apply(&self, spec: &mut ServiceSpec) -> Result<(), String> {
+        if let Some(c) = &self.restart_condition {
+            spec.restart.condition = match c.as_str() {
+                "any" => RestartCondition::Any,
+                "on-failure" => RestartCondition::OnFailure,
+                "none" => RestartCondition::None,
+                other => {
+                    return Err(format!(
+                        "restart condition `{other}` is not any, on-failure or none"
+                    ));
+                }
+            };
+        }
+        if let Some(v) = self.restart_delay_ms {
+            spec.restart.delay_ms = v;
+        }
+        if let Some(v) = self.restart_max_attempts {
+            spec.restart.max_attempts = v;
+        }
+        if let Some(v) = self.restart_window_ms {
+            spec.restart.window_ms = v;
+        }
+        self.update.apply(&mut spec.update, "update")?;
+        self.rollback.apply(&mut spec.rollback, "rollback")
+    }
+}
+
+impl UpdateOptions {
+    fn apply(&self, config: &mut UpdateConfig, what: &str) -> Result<(), String> {
+        if let Some(v) = self.parallelism {
+            config.parallelism = v;
+        }
+        if let Some(v) = self.delay_ms {
+            config.delay_ms = v;
+        }
+        if let Some(v) = self.monitor_ms {
+            config.monitor_ms = v;
+        }
+        if let Some(a) = &self.failure_action {
+            config.failure_action = match a.as_str() {
+                "pause" => FailureAction::Pause,
+                "continue" => FailureAction::Continue,
+                "rollback" if what == "update" => FailureAction::Rollback,
+                other => {
+                    return Err(format!(
+                        "--{what}-failure-action `{other}` is not {}",
+                        if what == "update" {
+                            "pause, continue or rollback"
+                        } else {
+                            "pause or continue"
+                        }
+                    ));
+                }
+            };
+        }
+        if let Some(o) = &self.order {
+            config.order = match o.as_str() {
+                "stop-first" => UpdateOrder::StopFirst,
+                "start-first" => UpdateOrder::StartFirst,
+                other => {
+                    return Err(format!(
+                        "--{what}-order `{other}` is not stop-first or start-first"
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+/// `shoal service update`: changes to a service's spec; empty fields
+/// leave things as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceChange {
+    /// New replica count.
+    pub replicas: Option<u64>,
+    /// New command and arguments.
+    pub command: Option<Vec<String>>,
+    /// `K=V` to add or change.
+    pub env_add: Vec<String>,
+    /// Variable names to remove.
+    pub env_rm: Vec<String>,
+    /// Constraints to add.
+    pub constraint_add: Vec<String>,
+    /// Constraints to remove.
+    pub constraint_rm: Vec<String>,
+    /// Ports to publish, as for create.
+    pub publish_add: Vec<String>,
+    /// Published ports to remove, `PUBLISHED[/PROTO]`.
+    pub publish_rm: Vec<String>,
+    /// New per-node limit.
+    pub max_replicas: Option<u64>,
+    /// Restart, update and rollback settings.
+    pub policies: Policies,
+}
+
+impl ServiceChange {
+    /// The spec `spec` becomes.
+    fn apply(&self, state: &ClusterState, spec: &ServiceSpec) -> Result<ServiceSpec, String> {
+        let mut spec = spec.clone();
+        if let Some(r) = self.replicas {
+            if spec.mode == ServiceMode::Global {
+                return Err("--replicas is for replicated services; this one is global".into());
+            }
+            spec.mode = ServiceMode::Replicated { replicas: r };
+        }
+        if let Some(c) = &self.command {
+            if c.is_empty() {
+                return Err("the new command is empty".into());
+            }
+            spec.command = c.clone();
+        }
+        for name in &self.env_rm {
+            spec.env
+                .retain(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) != name);
+        }
+        for kv in &self.env_add {
+            let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            if key.is_empty() {
+                return Err(format!("--env-add `{kv}` is not KEY=VALUE"));
+            }
+            spec.env
+                .retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+            spec.env.push(kv.clone());
+        }
+        spec.constraints.retain(|c| !self.constraint_rm.contains(c));
+        for c in &self.constraint_add {
+            if !spec.constraints.contains(c) {
+                spec.constraints.push(c.clone());
+            }
+        }
+        Constraint::parse_all(&spec.constraints).map_err(|e| e.to_string())?;
+        for rm in &self.publish_rm {
+            let (port, proto) = match rm.split_once('/') {
+                Some((p, "udp")) => (p, Protocol::Udp),
+                Some((p, "tcp")) | Some((p, "")) => (p, Protocol::Tcp),
+                None => (rm.as_str(), Protocol::Tcp),
+                Some((_, other)) => return Err(format!("protocol `{other}` is not tcp or udp")),
+            };
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("--publish-rm `{rm}` is not a port"))?;
+            let before = spec.ports.len();
+            spec.ports
+                .retain(|p| !(p.published == Some(port) && p.protocol == proto));
+            if spec.ports.len() == before {
+                return Err(format!("the service publishes no port {port}/{proto}"));
+            }
+        }
+        for p in &self.publish_add {
+            spec.ports.push(parse_publish(p)?);
+        }
+        if let Some(m) = self.max_replicas {
+            spec.max_replicas = m;
+        }
+        self.policies.apply(&mut spec)?;
+        let _ = state;
+        Ok(spec)
+    }
 }
 
 /// A service as listed and inspected.
@@ -71,6 +273,12 @@ pub struct ServiceView {
     pub vips: BTreeMap<String, Ipv4Addr>,
     /// Its version.
     pub version: u64,
+    /// The version of its tasks' spec.
+    pub spec_version: u64,
+    /// How its last update went.
+    pub update_status: Option<UpdateStatus>,
+    /// Whether `service rollback` has a spec to go back to.
+    pub can_roll_back: bool,
 }
 
 /// A task as `service ps` and `node ps` show it.
@@ -96,6 +304,10 @@ pub struct TaskView {
     pub error: Option<String>,
     /// Its addresses by network name.
     pub addresses: BTreeMap<String, Ipv4Addr>,
+    /// The service's spec version it runs.
+    pub spec_version: u64,
+    /// When its state last changed, in ms since the UNIX epoch.
+    pub status_ms: u64,
 }
 
 impl TaskView {
@@ -119,6 +331,8 @@ impl TaskView {
                 .iter()
                 .filter_map(|(n, a)| Some((state.network(n)?.name.clone(), *a)))
                 .collect(),
+            spec_version: t.spec_version,
+            status_ms: t.status_ms,
         }
     }
 }
@@ -151,6 +365,9 @@ impl ServiceView {
                 .filter_map(|(n, a)| Some((name_of(n)?, *a)))
                 .collect(),
             version: s.version,
+            spec_version: s.spec_version,
+            update_status: s.update_status.clone(),
+            can_roll_back: s.previous_spec.is_some(),
         }
     }
 }
@@ -299,6 +516,7 @@ fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, Swarm
         endpoint_mode,
         constraints: o.constraints,
         max_replicas: o.max_replicas,
+        ..ServiceSpec::default()
     })
 }
 
@@ -386,6 +604,51 @@ impl Member {
             id: service.id.clone(),
             version: service.version,
             spec,
+            rollback: false,
+            at_ms: crate::clock::now_ms(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `service update`.
+    pub(super) async fn update_service(
+        &self,
+        key: &str,
+        change: ServiceChange,
+    ) -> Result<(), SwarmError> {
+        let state = self.read().await?;
+        let service = find(&state, key)?;
+        let spec = change
+            .apply(&state, &service.spec)
+            .map_err(|e| SwarmError::Refused(format!("{}: {e}", service.spec.name)))?;
+        self.write(Command::UpdateService {
+            id: service.id.clone(),
+            version: service.version,
+            spec,
+            rollback: false,
+            at_ms: crate::clock::now_ms(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `service rollback`: back to the spec before the last update.
+    pub(super) async fn rollback_service(&self, key: &str) -> Result<(), SwarmError> {
+        let state = self.read().await?;
+        let service = find(&state, key)?;
+        let Some(previous) = service.previous_spec.clone() else {
+            return Err(SwarmError::Refused(format!(
+                "service {} has no previous spec to roll back to",
+                service.spec.name
+            )));
+        };
+        self.write(Command::UpdateService {
+            id: service.id.clone(),
+            version: service.version,
+            spec: previous,
+            rollback: true,
+            at_ms: crate::clock::now_ms(),
         })
         .await
         .map(drop)

@@ -16,12 +16,14 @@ fn a_global_service_gets_a_task_on_a_node_that_joins_later() {
                 service: sid("s1"),
                 slot: None,
                 node: Some(nid("n1")),
+                at_ms: T0,
             },
             Command::CreateTask {
                 id: tid("o2"),
                 service: sid("s1"),
                 slot: None,
                 node: Some(nid("n2")),
+                at_ms: T0,
             },
         ]
     );
@@ -41,6 +43,7 @@ fn a_global_service_gets_a_task_on_a_node_that_joins_later() {
             service: sid("s1"),
             slot: None,
             node: Some(nid("n3")),
+            at_ms: T0,
         }]
     );
     assert_eq!(s.task(&tid("o3")).unwrap().state, TaskState::Assigned);

@@ -1,7 +1,8 @@
 //! Tests of the orchestrators over states built by applying commands,
 //! with a counter for task ids and helpers that play the agents' part:
 //! replicated and global services, rescheduling, placement, garbage
-//! collection, and property tests over random clusters.
+//! collection, restart policies, rolling updates, and property tests over
+//! random clusters. Rounds run at [`T0`] unless a test moves the clock.
 
 mod gc;
 mod global;
@@ -9,6 +10,8 @@ mod placement;
 mod props;
 mod replicated;
 mod reschedule;
+mod restart;
+mod update;
 
 use std::collections::BTreeMap;
 
@@ -16,9 +19,12 @@ use super::*;
 use crate::ids::ServiceId;
 use crate::role::Role;
 use crate::state::{
-    Availability, DesiredState, EndpointMode, Node, NodeUpdate, ServiceSpec, Task, TaskState,
-    TaskUpdate,
+    Availability, DesiredState, EndpointMode, Node, NodeUpdate, RestartPolicy, ServiceSpec, Task,
+    TaskState, TaskUpdate,
 };
+
+/// The time rounds run at unless a test says otherwise.
+const T0: u64 = 1_000_000;
 
 /// Task ids `o1`, `o2`, ... in the order they are asked for.
 fn counter() -> impl FnMut() -> Result<TaskId, RandomError> {
@@ -36,6 +42,8 @@ fn node(id: &str) -> Node {
     crate::testkit::node(id, Role::Worker)
 }
 
+/// A spec whose stopped tasks are replaced at once (no restart delay),
+/// so that tests of other rules need not move the clock.
 fn spec(name: &str, mode: ServiceMode, constraints: &[&str]) -> ServiceSpec {
     ServiceSpec {
         name: name.into(),
@@ -47,6 +55,11 @@ fn spec(name: &str, mode: ServiceMode, constraints: &[&str]) -> ServiceSpec {
         endpoint_mode: EndpointMode::Vip,
         constraints: constraints.iter().map(|c| c.to_string()).collect(),
         max_replicas: 0,
+        restart: RestartPolicy {
+            delay_ms: 0,
+            ..RestartPolicy::default()
+        },
+        ..ServiceSpec::default()
     }
 }
 
@@ -68,6 +81,11 @@ fn nid(id: &str) -> NodeId {
 
 /// Ready, Active workers `n1`..`nN` and service `s1` (`web`) in `mode`.
 fn cluster(nodes: usize, mode: ServiceMode) -> ClusterState {
+    cluster_with(nodes, spec("web", mode, &[]))
+}
+
+/// Ready, Active workers `n1`..`nN` and service `s1` with `spec`.
+fn cluster_with(nodes: usize, spec: ServiceSpec) -> ClusterState {
     let mut s = ClusterState::new();
     for i in 1..=nodes {
         apply(&mut s, Command::AddNode(node(&format!("n{i}"))));
@@ -76,7 +94,7 @@ fn cluster(nodes: usize, mode: ServiceMode) -> ClusterState {
         &mut s,
         Command::CreateService {
             id: sid("s1"),
-            spec: spec("web", mode, &[]),
+            spec,
         },
     );
     s
@@ -84,6 +102,11 @@ fn cluster(nodes: usize, mode: ServiceMode) -> ClusterState {
 
 /// Replaces the spec of `s1`.
 fn respec(s: &mut ClusterState, spec: ServiceSpec) {
+    respec_at(s, spec, T0);
+}
+
+/// Replaces the spec of `s1` at `at`.
+fn respec_at(s: &mut ClusterState, spec: ServiceSpec, at: u64) {
     let version = s.service(&sid("s1")).unwrap().version;
     apply(
         s,
@@ -91,6 +114,8 @@ fn respec(s: &mut ClusterState, spec: ServiceSpec) {
             id: sid("s1"),
             version,
             spec,
+            rollback: false,
+            at_ms: at,
         },
     );
 }
@@ -144,6 +169,7 @@ fn add_task(s: &mut ClusterState, id: &str, slot: Option<u64>, node: &str, state
             service: sid("s1"),
             slot,
             node: Some(nid(node)),
+            at_ms: T0,
         },
     );
     set_state(s, &tid(id), state);
@@ -157,26 +183,48 @@ fn set_state(s: &mut ClusterState, id: &TaskId, state: TaskState) {
     update_task(s, id, update);
 }
 
-/// One round with `options`: checks that nothing was refused, applies
-/// the commands and returns them.
-fn round_with(
+/// An agent's report: `id` moved to `state` at `at`, for `error`.
+fn report(s: &mut ClusterState, id: &TaskId, state: TaskState, at: u64, error: Option<&str>) {
+    let update = TaskUpdate {
+        state: Some(state),
+        error: error.map(str::to_owned),
+        at_ms: Some(at),
+        ..TaskUpdate::default()
+    };
+    update_task(s, id, update);
+}
+
+/// One round with `options` at `now`: checks that nothing was refused,
+/// applies the commands, checks that a second round at the same time
+/// decides nothing, and returns the commands.
+fn run(
     s: &mut ClusterState,
     options: &Options,
+    now: u64,
     ids: &mut impl FnMut() -> Result<TaskId, RandomError>,
 ) -> Vec<Command> {
-    let done = reconcile(s, options, ids).unwrap();
+    let done = reconcile(s, options, now, ids).unwrap();
     assert_eq!(done.refused, [], "refused");
     for cmd in &done.commands {
         apply(s, cmd.clone());
     }
     assert_eq!(
-        reconcile(s, options, ids).unwrap(),
+        reconcile(s, options, now, ids).unwrap(),
         Reconciliation::default()
     );
     done.commands
 }
 
-/// One round with the default options.
+/// One round with `options` at [`T0`].
+fn round_with(
+    s: &mut ClusterState,
+    options: &Options,
+    ids: &mut impl FnMut() -> Result<TaskId, RandomError>,
+) -> Vec<Command> {
+    run(s, options, T0, ids)
+}
+
+/// One round with the default options at [`T0`].
 fn round(
     s: &mut ClusterState,
     ids: &mut impl FnMut() -> Result<TaskId, RandomError>,
@@ -184,9 +232,23 @@ fn round(
     round_with(s, &Options::default(), ids)
 }
 
+/// One round with the default options at `now`.
+fn round_at(
+    s: &mut ClusterState,
+    now: u64,
+    ids: &mut impl FnMut() -> Result<TaskId, RandomError>,
+) -> Vec<Command> {
+    run(s, &Options::default(), now, ids)
+}
+
 /// The agents start every task assigned to a Ready node and stop every
-/// task told to shut down there.
+/// task told to shut down there, reporting at [`T0`].
 fn agents(s: &mut ClusterState) {
+    agents_at(s, T0);
+}
+
+/// [`agents`], reporting at `now`.
+fn agents_at(s: &mut ClusterState, now: u64) {
     let moves: Vec<(TaskId, TaskState)> = s
         .tasks()
         .values()
@@ -203,7 +265,7 @@ fn agents(s: &mut ClusterState) {
         .filter(|(id, to)| s.task(id).unwrap().state != *to)
         .collect();
     for (id, to) in moves {
-        set_state(s, &id, to);
+        report(s, &id, to, now, None);
     }
 }
 

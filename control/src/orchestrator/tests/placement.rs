@@ -104,7 +104,7 @@ fn a_network_out_of_addresses_refuses_creations_until_addresses_are_free() {
 
     // Four task addresses: the gateway, the broadcast and the VIP take
     // the rest of the /29.
-    let done = reconcile(&s, &Options::default(), &mut counter()).unwrap();
+    let done = reconcile(&s, &Options::default(), T0, &mut counter()).unwrap();
     assert_eq!(done.refused.len(), 2);
     for refused in &done.refused {
         assert!(matches!(

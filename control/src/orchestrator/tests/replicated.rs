@@ -161,7 +161,7 @@ fn a_failing_id_source_ends_the_round() {
     let s = cluster(1, replicated(1));
     let mut broken = || Err(RandomError("no entropy".into()));
     assert_eq!(
-        reconcile(&s, &Options::default(), &mut broken),
+        reconcile(&s, &Options::default(), T0, &mut broken),
         Err(RandomError("no entropy".into()))
     );
 }

@@ -44,6 +44,7 @@ fn cluster(nodes: impl IntoIterator<Item = Node>) -> ClusterState {
             endpoint_mode: EndpointMode::Vip,
             constraints: vec![],
             max_replicas: 0,
+            ..ServiceSpec::default()
         };
         apply(
             &mut s,
@@ -78,6 +79,7 @@ fn add_task(s: &mut ClusterState, id: &str, service: &str, node: &str, state: Ta
             service: ServiceId::new(service).unwrap(),
             slot: None,
             node: Some(NodeId::new(node).unwrap()),
+            at_ms: 0,
         },
     );
     if state != TaskState::Assigned {

@@ -6,6 +6,7 @@ mod nodes;
 mod props;
 mod services;
 mod tasks;
+mod updates;
 
 use super::*;
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
@@ -49,6 +50,7 @@ pub(super) fn spec(name: &str, networks: &[&str]) -> ServiceSpec {
         endpoint_mode: EndpointMode::Vip,
         constraints: vec![],
         max_replicas: 0,
+        ..ServiceSpec::default()
     }
 }
 

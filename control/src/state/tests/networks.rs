@@ -149,6 +149,7 @@ fn removal_refuses_networks_in_use() {
             service: svc_id("s1"),
             slot: None,
             node: None,
+            at_ms: 0,
         },
     );
     ok(&mut s, Command::RemoveService { id: svc_id("s1") });

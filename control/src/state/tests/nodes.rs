@@ -144,6 +144,7 @@ fn remove_refuses_managers_live_nodes_and_nodes_with_tasks() {
             service: svc_id("s1"),
             slot: Some(1),
             node: Some(node_id("w1")),
+            at_ms: 0,
         },
     );
     let down = NodeUpdate {
@@ -206,6 +207,7 @@ fn forced_removal_orphans_unfinished_tasks() {
             service: svc_id("s1"),
             slot: Some(1),
             node: Some(node_id("w1")),
+            at_ms: 0,
         },
     );
     ok(

@@ -109,6 +109,8 @@ fn command(op: &Op) -> Command {
             id: svc_id(&format!("s{s}")),
             version: *version,
             spec: service_spec(*s, nets, *published, false),
+            rollback: false,
+            at_ms: 0,
         },
         Op::RemoveService(s) => Command::RemoveService {
             id: svc_id(&format!("s{s}")),
@@ -118,6 +120,7 @@ fn command(op: &Op) -> Command {
             service: svc_id(&format!("s{s}")),
             slot: None,
             node: None,
+            at_ms: 0,
         },
         Op::RemoveTask(t) => Command::RemoveTask {
             id: task_id(&format!("t{t}")),

@@ -264,6 +264,8 @@ fn update_keeps_vips_and_ports_and_checks_the_version() {
             id: svc_id("s1"),
             version: 1,
             spec: web.clone(),
+            rollback: false,
+            at_ms: 0,
         },
     );
     let Outcome::ServiceSaved {
@@ -294,6 +296,8 @@ fn update_keeps_vips_and_ports_and_checks_the_version() {
             id: svc_id("s1"),
             version: 1,
             spec: web.clone(),
+            rollback: false,
+            at_ms: 0,
         },
     );
     assert!(msg.contains("version 2, you had 1"), "{msg}");
@@ -303,6 +307,8 @@ fn update_keeps_vips_and_ports_and_checks_the_version() {
             id: svc_id("nope"),
             version: 1,
             spec: web.clone(),
+            rollback: false,
+            at_ms: 0,
         },
     );
 
@@ -320,6 +326,8 @@ fn update_keeps_vips_and_ports_and_checks_the_version() {
             id: svc_id("s1"),
             version: 2,
             spec: web,
+            rollback: false,
+            at_ms: 0,
         },
     );
     assert!(msg.contains("`api` already exists"), "{msg}");
@@ -342,6 +350,7 @@ fn remove_releases_vips_and_stops_tasks() {
             service: svc_id("s1"),
             slot: Some(1),
             node: None,
+            at_ms: 0,
         },
     );
     ok(&mut s, Command::RemoveService { id: svc_id("s1") });

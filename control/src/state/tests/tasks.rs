@@ -20,6 +20,7 @@ fn create(id: &str, node: Option<&str>) -> Command {
         service: svc_id("s1"),
         slot: Some(1),
         node: node.map(node_id),
+        at_ms: 0,
     }
 }
 
@@ -57,6 +58,7 @@ fn create_refuses_duplicates_and_unknown_references() {
             service: svc_id("ghost"),
             slot: None,
             node: None,
+            at_ms: 0,
         },
     );
     assert!(msg.contains("service `ghost` not found"), "{msg}");
@@ -229,4 +231,114 @@ fn secrets_are_set_read_and_removed() {
             name: "overlay-key".into(),
         },
     );
+}
+
+#[test]
+fn a_task_records_its_spec_version_and_when_its_state_changed() {
+    let mut s = with_service();
+    ok(
+        &mut s,
+        Command::CreateTask {
+            id: task_id("t1"),
+            service: svc_id("s1"),
+            slot: Some(1),
+            node: Some(node_id("w1")),
+            at_ms: 100,
+        },
+    );
+    let t = s.task(&task_id("t1")).unwrap();
+    assert_eq!((t.spec_version, t.created_ms, t.status_ms), (1, 100, 100));
+    let report = |state, at_ms| Command::UpdateTask {
+        id: task_id("t1"),
+        update: TaskUpdate {
+            state: Some(state),
+            at_ms,
+            ..TaskUpdate::default()
+        },
+    };
+    ok(&mut s, report(TaskState::Running, Some(250)));
+    // The same state again is no change; a report without a time keeps
+    // the last one.
+    ok(&mut s, report(TaskState::Running, Some(300)));
+    let t = s.task(&task_id("t1")).unwrap();
+    assert_eq!((t.status_ms, t.started_ms), (250, Some(250)));
+    ok(&mut s, report(TaskState::Failed, None));
+    let t = s.task(&task_id("t1")).unwrap();
+    assert_eq!(
+        (t.created_ms, t.status_ms, t.started_ms),
+        (100, 250, Some(250))
+    );
+}
+
+#[test]
+fn a_new_state_replaces_the_error_and_a_same_state_can_change_it() {
+    let mut s = with_service();
+    ok(&mut s, create("t1", None));
+    let update = |state, error: Option<&str>| Command::UpdateTask {
+        id: task_id("t1"),
+        update: TaskUpdate {
+            state,
+            error: error.map(str::to_owned),
+            ..TaskUpdate::default()
+        },
+    };
+    let error = |s: &ClusterState| s.task(&task_id("t1")).unwrap().error.clone();
+    ok(
+        &mut s,
+        update(Some(TaskState::Pending), Some("no suitable node")),
+    );
+    ok(&mut s, update(Some(TaskState::Pending), Some("still none")));
+    assert_eq!(error(&s).as_deref(), Some("still none"));
+    ok(&mut s, update(None, None));
+    assert_eq!(error(&s).as_deref(), Some("still none"));
+    ok(&mut s, update(Some(TaskState::Assigned), None));
+    assert_eq!(error(&s), None);
+}
+
+#[test]
+fn only_a_task_that_ends_while_meant_to_run_ended_on_its_own() {
+    let mut s = with_service();
+    let ended = |s: &ClusterState, id| s.task(&task_id(id)).unwrap().ended_on_its_own;
+    for (id, desired, state, expected) in [
+        ("t1", None, TaskState::Failed, true),
+        ("t2", None, TaskState::Complete, true),
+        ("t3", None, TaskState::Rejected, true),
+        ("t4", None, TaskState::Shutdown, true),
+        ("t5", None, TaskState::Orphaned, false),
+        ("t6", Some(DesiredState::Shutdown), TaskState::Failed, false),
+        (
+            "t7",
+            Some(DesiredState::Shutdown),
+            TaskState::Shutdown,
+            false,
+        ),
+    ] {
+        ok(&mut s, create(id, Some("w1")));
+        let update = TaskUpdate {
+            desired,
+            state: Some(state),
+            ..TaskUpdate::default()
+        };
+        ok(
+            &mut s,
+            Command::UpdateTask {
+                id: task_id(id),
+                update,
+            },
+        );
+        assert_eq!(ended(&s, id), expected, "{id}");
+    }
+    // Told to shut down afterwards, it still ended on its own.
+    let stop = TaskUpdate {
+        desired: Some(DesiredState::Shutdown),
+        ..TaskUpdate::default()
+    };
+    ok(
+        &mut s,
+        Command::UpdateTask {
+            id: task_id("t1"),
+            update: stop,
+        },
+    );
+    assert!(ended(&s, "t1"));
 }
