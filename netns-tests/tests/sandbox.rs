@@ -18,7 +18,29 @@ fn shoal(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn live_sandbox_processes() -> Vec<String> {
+/// The pids of the tasks the sandbox's daemons started (from their logs,
+/// read while the sandbox is up).
+fn task_pids() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/run/shoal-sandbox")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let log = std::fs::read_to_string(entry.path().join("daemon.log")).unwrap_or_default();
+        for line in log.lines() {
+            if let Some((_, rest)) = line.split_once(" started: pid ")
+                && let Some(pid) = rest.split_whitespace().next().and_then(|p| p.parse().ok())
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// The sandbox's daemons and tasks that still run (not zombies).
+fn live_sandbox_processes(tasks: &[u32]) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
@@ -29,7 +51,9 @@ fn live_sandbox_processes() -> Vec<String> {
         let zombie = status
             .lines()
             .any(|l| l.starts_with("State:") && l.contains('Z'));
-        if !zombie && (cmdline.contains("shoal-sandbox") || cmdline.contains("whoami --port 80")) {
+        let pid: Option<u32> = entry.file_name().to_str().and_then(|p| p.parse().ok());
+        let task = pid.is_some_and(|p| tasks.contains(&p)) && cmdline.contains("whoami");
+        if !zombie && (cmdline.contains("shoal-sandbox") || task) {
             found.push(cmdline);
         }
     }
@@ -55,6 +79,8 @@ fn sandbox_up_then_down_leaves_nothing() {
     assert!(ok && status.contains("running"), "{status}");
     std::mem::forget(cleanup);
 
+    let tasks = task_pids();
+    assert!(!tasks.is_empty(), "the daemons logged no task starts");
     let (ok, out) = shoal(&["sandbox", "down"]);
     assert!(ok, "{out}");
     let left: Vec<String> = netns_list()
@@ -62,11 +88,8 @@ fn sandbox_up_then_down_leaves_nothing() {
         .filter(|n| n.starts_with("shoal-sbx"))
         .collect();
     assert!(left.is_empty(), "namespaces left: {left:?}");
-    assert!(
-        live_sandbox_processes().is_empty(),
-        "processes left: {:?}",
-        live_sandbox_processes()
-    );
+    let left = live_sandbox_processes(&tasks);
+    assert!(left.is_empty(), "processes left: {left:?}");
     assert!(
         !std::path::Path::new("/run/shoal-sandbox").exists(),
         "state dir left"

@@ -590,3 +590,78 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     assert_eq!(inspect[0]["spec"]["command"][1], "whoami", "{inspect:?}");
     Ok(())
 }
+
+#[test]
+fn health_checks_gate_the_load_balancer_and_replace_unhealthy_tasks() -> Result<()> {
+    let mut lab = Lab::new("svc-health")?;
+    let swarm = formed(&mut lab, 1, 1)?;
+    let client = lab.add_host("client")?;
+    let m = swarm.manager(0);
+    // Never healthy (but never unhealthy either): running, yet serving nothing.
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "-p",
+        "8081:80",
+        "--health-cmd",
+        "exit 1",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "100000",
+        "--",
+        "shoal",
+        "whoami",
+        "--port",
+        "80",
+    ])?;
+    wait_until("web's tasks to run", T, || {
+        (running(m, "web").ok()?.len() == 2).then_some(())
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    let entry = SocketAddrV4::new(m.host.underlay, 8081);
+    let (seen, failed) = spray(&lab, &client, entry, 10);
+    assert!(
+        seen.is_empty() && failed == 10,
+        "unchecked tasks served: {seen:?}"
+    );
+
+    // A passing check: the new tasks serve once healthy.
+    let out = m.shoal_ok(&["service", "update", "--health-cmd", "true", "web"])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let want: BTreeSet<String> = running(m, "web")?.into_keys().collect();
+    wait_mesh(&lab, &swarm, &client, 8081, &want)?;
+
+    // An unhealthy task is stopped and replaced.
+    m.shoal_ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "flaky",
+        "--health-cmd",
+        "exit 1",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "--restart-delay",
+        "100ms",
+        "--",
+        "sleep",
+        "1000",
+    ])?;
+    wait_until("an unhealthy task to be replaced", T, || {
+        let tasks = service_ps(m, "flaky").ok()?;
+        let failed = tasks
+            .iter()
+            .any(|t| t["state"] == "failed" && t["error"] == "task: unhealthy");
+        (failed && tasks.len() >= 2).then_some(())
+    })?;
+    Ok(())
+}

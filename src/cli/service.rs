@@ -201,6 +201,26 @@ struct PolicyArgs {
     /// stop-first (default) or start-first.
     #[arg(long, value_parser = ["stop-first", "start-first"])]
     rollback_order: Option<String>,
+    /// Health check: a shell command run in each task's namespaces; exit 0
+    /// is healthy. Tasks serve only once healthy; unhealthy ones are
+    /// replaced.
+    #[arg(long, value_name = "CMD")]
+    health_cmd: Option<String>,
+    /// Time between checks (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    health_interval: Option<u64>,
+    /// The longest a check may take (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    health_timeout: Option<u64>,
+    /// Failures in a row that make a task unhealthy (default 3).
+    #[arg(long, value_name = "N")]
+    health_retries: Option<u32>,
+    /// Grace after a task's start during which failures do not count.
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    health_start_period: Option<u64>,
+    /// Remove the health check.
+    #[arg(long)]
+    no_healthcheck: bool,
 }
 
 impl PolicyArgs {
@@ -224,6 +244,12 @@ impl PolicyArgs {
                 monitor_ms: self.rollback_monitor,
                 order: self.rollback_order,
             },
+            health_cmd: self.health_cmd,
+            health_interval_ms: self.health_interval,
+            health_timeout_ms: self.health_timeout,
+            health_retries: self.health_retries,
+            health_start_period_ms: self.health_start_period,
+            no_healthcheck: self.no_healthcheck,
         }
     }
 }
@@ -445,10 +471,13 @@ fn progress(daemon: &Daemon, key: &str) -> Result<()> {
             ServiceMode::Replicated { replicas } => replicas,
             ServiceMode::Global => live.len() as u64,
         };
-        let running = live
-            .iter()
-            .filter(|t| t.state == TaskState::Running)
-            .count() as u64;
+        // With a health check, a task counts once found healthy.
+        let checked = view.spec.healthcheck.is_some();
+        let serving = |t: &&&TaskView| {
+            t.state == TaskState::Running
+                && (!checked || t.health == Some(shoal_control::state::TaskHealth::Healthy))
+        };
+        let running = live.iter().filter(serving).count() as u64;
         let stopping = tasks
             .iter()
             .any(|t| t.desired == DesiredState::Shutdown && !t.state.is_terminal());

@@ -85,14 +85,7 @@ pub struct HealthCheck {
     pub start_period: Duration,
 }
 
-/// What a health check says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    /// Its check passed.
-    Healthy,
-    /// Its check failed `retries` times in a row.
-    Unhealthy,
-}
+pub use crate::state::TaskHealth as Health;
 
 /// What the executor tells the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]

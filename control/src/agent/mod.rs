@@ -21,7 +21,7 @@ pub mod logs;
 pub mod plan;
 pub mod tables;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,6 +98,10 @@ impl Agent {
             reports: reports_tx,
             local: BTreeMap::new(),
             sent: BTreeMap::new(),
+            health: BTreeMap::new(),
+            unhealthy: BTreeSet::new(),
+            sent_health: BTreeMap::new(),
+            round_no: 0,
             applied: None,
         };
         let task = tokio::spawn(run.run(state, events, stop_rx));
@@ -120,6 +124,15 @@ struct Run {
     local: BTreeMap<TaskId, Local>,
     /// The last state reported per task, and when.
     sent: BTreeMap<TaskId, (TaskState, Instant)>,
+    /// What each running task's health check last said.
+    health: BTreeMap<TaskId, executor::Health>,
+    /// Tasks being stopped for failing their health check.
+    unhealthy: BTreeSet<TaskId>,
+    /// The health last reported per task, with the round (in fives) it
+    /// was sent in, so a report lost on the way is sent again.
+    sent_health: BTreeMap<TaskId, (executor::Health, u64)>,
+    /// Rounds so far.
+    round_no: u64,
     applied: Option<Tables>,
 }
 
@@ -161,6 +174,7 @@ impl Run {
                 // A task stopped on request may also have died by itself
                 // meanwhile; on request wins only if it was asked.
                 let exit = match (self.local.get(&task), exit) {
+                    _ if self.unhealthy.remove(&task) => Exit::Unhealthy,
                     (Some(Local::Stopping), Exit::Code(_) | Exit::Signal(_)) => Exit::Stopped,
                     (_, exit) => exit,
                 };
@@ -168,6 +182,16 @@ impl Run {
             }
             Event::Health(task, health) => {
                 tracing::info!("task {task}: {health:?}");
+                if health == executor::Health::Unhealthy
+                    && self.local.get(&task) == Some(&Local::Running)
+                {
+                    // Swarm stops an unhealthy task; the orchestrator
+                    // replaces it.
+                    self.executor.stop(task.clone(), self.config.stop_grace);
+                    self.local.insert(task.clone(), Local::Stopping);
+                    self.unhealthy.insert(task.clone());
+                }
+                self.health.insert(task, health);
             }
         }
     }
@@ -234,12 +258,31 @@ impl Run {
             let _ = self.reports.send((task, update));
         }
 
+        // Health verdicts the state does not show yet.
+        for (task, health) in &self.health {
+            if state.task(task).is_some_and(|t| t.health != Some(*health))
+                && self.sent_health.get(task) != Some(&(*health, self.round_no / 5))
+            {
+                self.sent_health
+                    .insert(task.clone(), (*health, self.round_no / 5));
+                let update = TaskUpdate {
+                    health: Some(*health),
+                    at_ms: Some(at_ms),
+                    ..TaskUpdate::default()
+                };
+                let _ = self.reports.send((task.clone(), update));
+            }
+        }
+        self.round_no += 1;
+
         if !decided.forget.is_empty() {
             // Their endpoints left the tables applied above.
             for task in &decided.forget {
                 executor::remove_netns(task);
                 self.local.remove(task);
                 self.sent.remove(task);
+                self.health.remove(task);
+                self.sent_health.remove(task);
             }
         }
         self.sent.retain(|t, _| state.task(t).is_some());
@@ -287,7 +330,18 @@ impl Run {
             netns: shoal_dataplane::sys::netns::path_of(&netns),
             resolv_conf: resolv_conf::path_for(&netns),
             log: executor::log_path(&self.config.dir, &task.id),
-            health: None,
+            health: service
+                .spec
+                .healthcheck
+                .as_ref()
+                .filter(|h| !h.command.is_empty())
+                .map(|h| executor::HealthCheck {
+                    argv: h.command.clone(),
+                    interval: Duration::from_millis(h.interval_ms),
+                    timeout: Duration::from_millis(h.timeout_ms),
+                    retries: h.retries,
+                    start_period: Duration::from_millis(h.start_period_ms),
+                }),
         })
     }
 

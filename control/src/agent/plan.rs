@@ -36,6 +36,8 @@ pub enum Exit {
     Signal(i32),
     /// Could not be started.
     StartFailed(String),
+    /// Stopped because its health check failed.
+    Unhealthy,
 }
 
 impl Exit {
@@ -53,6 +55,7 @@ impl Exit {
                 Some(format!("task: killed by signal {signal}")),
             ),
             Exit::StartFailed(why) => (TaskState::Failed, Some(format!("starting: {why}"))),
+            Exit::Unhealthy => (TaskState::Failed, Some("task: unhealthy".into())),
         }
     }
 }

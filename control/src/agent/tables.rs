@@ -10,7 +10,7 @@
 //!   endpoint names the namespace the data plane wires;
 //! - every service with its VIPs (serving every port, as Swarm's do),
 //!   published ports and backends: the addresses of its running tasks that
-//!   have endpoints here. A task told to shut down
+//!   have endpoints here and, if it has a health check, were found healthy. A task told to shut down
 //!   that still runs is `draining`: it keeps its flows and takes no new
 //!   ones until it stops.
 
@@ -21,7 +21,8 @@ use shoal_dataplane::tables::{self, Tables};
 
 use crate::ids::{NetworkId, NodeId, TaskId};
 use crate::state::{
-    ClusterState, DesiredState, EndpointMode, NodeStatus, Protocol, PublishMode, Task, TaskState,
+    ClusterState, DesiredState, EndpointMode, NodeStatus, Protocol, PublishMode, Task, TaskHealth,
+    TaskState,
 };
 
 /// The tables of node `me`, or `None` when the state does not list it
@@ -90,11 +91,18 @@ pub fn tables_for(
         .services()
         .values()
         .map(|service| {
+            // With a health check, only tasks found healthy serve.
+            let checked = service
+                .spec
+                .healthcheck
+                .as_ref()
+                .filter(|h| !h.command.is_empty());
             let backends = state
                 .tasks()
                 .values()
                 .filter(|t| t.service == service.id && t.state == TaskState::Running)
                 .filter(|t| present.contains_key(&t.id))
+                .filter(|t| checked.is_none() || t.health == Some(TaskHealth::Healthy))
                 .flat_map(|t| {
                     let backend_state = match t.desired {
                         DesiredState::Running => tables::EndpointState::Active,

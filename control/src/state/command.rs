@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{
     Availability, DesiredState, Node, NodeStatus, PortConfig, ServiceSpec, TaskState,
 };
+use super::policy::TaskHealth;
 use super::policy::UpdateStatus;
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 use crate::role::Role;
@@ -189,6 +190,8 @@ pub struct TaskUpdate {
     /// When the state changed, in ms since the UNIX epoch; without it a
     /// new state keeps the task's last time.
     pub at_ms: Option<u64>,
+    /// What its health check says now.
+    pub health: Option<TaskHealth>,
 }
 
 /// Secret bytes whose `Debug` does not show them.

@@ -31,8 +31,8 @@ pub use model::{
     PublishMode, Service, ServiceMode, ServiceSpec, Task, TaskState,
 };
 pub use policy::{
-    FailureAction, RestartCondition, RestartPolicy, UpdateConfig, UpdateOrder, UpdateState,
-    UpdateStatus,
+    FailureAction, HealthCheck, RestartCondition, RestartPolicy, TaskHealth, UpdateConfig,
+    UpdateOrder, UpdateState, UpdateStatus,
 };
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::policy::{RestartPolicy, UpdateConfig, UpdateStatus};
+use super::policy::{HealthCheck, RestartPolicy, TaskHealth, UpdateConfig, UpdateStatus};
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 use crate::role::Role;
 
@@ -194,6 +194,9 @@ pub struct ServiceSpec {
     /// How tasks are replaced when rolling back.
     #[serde(default)]
     pub rollback: UpdateConfig,
+    /// Its tasks' health check, if any.
+    #[serde(default)]
+    pub healthcheck: Option<HealthCheck>,
 }
 
 impl ServiceSpec {
@@ -209,6 +212,7 @@ impl ServiceSpec {
             || self.endpoint_mode != other.endpoint_mode
             || self.constraints != other.constraints
             || self.restart != other.restart
+            || self.healthcheck != other.healthcheck
     }
 }
 
@@ -341,6 +345,10 @@ pub struct Task {
     /// its node: what restart policies and rolling updates count.
     #[serde(default)]
     pub ended_on_its_own: bool,
+    /// What its health check last said; `None` before the first verdict
+    /// or without a check.
+    #[serde(default)]
+    pub health: Option<TaskHealth>,
 }
 
 impl Task {

@@ -149,3 +149,44 @@ pub struct UpdateStatus {
     /// When the update (or rollback) started, in ms since the UNIX epoch.
     pub started_ms: u64,
 }
+
+/// A health check (`--health-cmd`): a command run in each task's
+/// namespaces; exit 0 is healthy. A task with a check enters its service's
+/// load balancer only once healthy, and one found unhealthy is stopped and
+/// replaced, as Swarm does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthCheck {
+    /// The command and its arguments (`--health-cmd` runs `/bin/sh -c`).
+    pub command: Vec<String>,
+    /// Time between checks.
+    pub interval_ms: u64,
+    /// The longest a check may take.
+    pub timeout_ms: u64,
+    /// Failures in a row that make a task unhealthy.
+    pub retries: u32,
+    /// Grace after the start during which failures do not count.
+    pub start_period_ms: u64,
+}
+
+impl Default for HealthCheck {
+    fn default() -> HealthCheck {
+        HealthCheck {
+            command: Vec::new(),
+            interval_ms: 30_000,
+            timeout_ms: 30_000,
+            retries: 3,
+            start_period_ms: 0,
+        }
+    }
+}
+
+/// What a task's health check last said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskHealth {
+    /// Its check passed.
+    Healthy,
+    /// Its check failed `retries` times in a row.
+    Unhealthy,
+}

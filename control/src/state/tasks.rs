@@ -81,6 +81,7 @@ impl ClusterState {
                 status_ms: at_ms,
                 started_ms: None,
                 ended_on_its_own: false,
+                health: None,
             },
         );
         Ok(Outcome::TaskCreated { addresses })
@@ -122,6 +123,9 @@ impl ClusterState {
         }
         if let Some(desired) = update.desired {
             task.desired = desired;
+        }
+        if let Some(health) = update.health {
+            task.health = Some(health);
         }
         match update.state {
             Some(state) if state != task.state => {

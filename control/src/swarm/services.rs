@@ -20,8 +20,8 @@ use crate::agent::short_name;
 use crate::ids::{NodeId, ServiceId, TaskId};
 use crate::scheduler::Constraint;
 use crate::state::{
-    ClusterState, Command, DesiredState, EndpointMode, FailureAction, PortConfig, Protocol,
-    PublishMode, RestartCondition, Service, ServiceMode, ServiceSpec, Task, TaskState,
+    ClusterState, Command, DesiredState, EndpointMode, FailureAction, HealthCheck, PortConfig,
+    Protocol, PublishMode, RestartCondition, Service, ServiceMode, ServiceSpec, Task, TaskState,
     UpdateConfig, UpdateOrder, UpdateStatus,
 };
 
@@ -70,6 +70,18 @@ pub struct Policies {
     pub update: UpdateOptions,
     /// The rollback settings.
     pub rollback: UpdateOptions,
+    /// `--health-cmd`: a shell command; exit 0 is healthy.
+    pub health_cmd: Option<String>,
+    /// Time between checks.
+    pub health_interval_ms: Option<u64>,
+    /// The longest a check may take.
+    pub health_timeout_ms: Option<u64>,
+    /// Failures in a row that make a task unhealthy.
+    pub health_retries: Option<u32>,
+    /// Grace after a task's start.
+    pub health_start_period_ms: Option<u64>,
+    /// Remove the health check.
+    pub no_healthcheck: bool,
 }
 
 /// `--update-*` or `--rollback-*` options.
@@ -113,7 +125,54 @@ impl Policies {
             spec.restart.window_ms = v;
         }
         self.update.apply(&mut spec.update, "update")?;
-        self.rollback.apply(&mut spec.rollback, "rollback")
+        self.rollback.apply(&mut spec.rollback, "rollback")?;
+        self.apply_health(spec)
+    }
+
+    fn apply_health(&self, spec: &mut ServiceSpec) -> Result<(), String> {
+        let tuned = self.health_interval_ms.is_some()
+            || self.health_timeout_ms.is_some()
+            || self.health_retries.is_some()
+            || self.health_start_period_ms.is_some();
+        if self.no_healthcheck {
+            if self.health_cmd.is_some() || tuned {
+                return Err("--no-healthcheck conflicts with the other --health-* options".into());
+            }
+            spec.healthcheck = None;
+            return Ok(());
+        }
+        if let Some(cmd) = &self.health_cmd {
+            if cmd.trim().is_empty() {
+                return Err("--health-cmd is empty".into());
+            }
+            let check = spec.healthcheck.get_or_insert_with(HealthCheck::default);
+            check.command = vec!["/bin/sh".into(), "-c".into(), cmd.clone()];
+        }
+        let Some(check) = spec.healthcheck.as_mut() else {
+            if tuned {
+                return Err("the --health-* options need a --health-cmd".into());
+            }
+            return Ok(());
+        };
+        if let Some(v) = self.health_interval_ms {
+            if v == 0 {
+                return Err("--health-interval must be more than 0".into());
+            }
+            check.interval_ms = v;
+        }
+        if let Some(v) = self.health_timeout_ms {
+            if v == 0 {
+                return Err("--health-timeout must be more than 0".into());
+            }
+            check.timeout_ms = v;
+        }
+        if let Some(v) = self.health_retries {
+            check.retries = v.max(1);
+        }
+        if let Some(v) = self.health_start_period_ms {
+            check.start_period_ms = v;
+        }
+        Ok(())
     }
 }
 
@@ -302,6 +361,8 @@ pub struct TaskView {
     pub state: TaskState,
     /// Why it failed, or why it is not placed.
     pub error: Option<String>,
+    /// What its health check last said.
+    pub health: Option<crate::state::TaskHealth>,
     /// Its addresses by network name.
     pub addresses: BTreeMap<String, Ipv4Addr>,
     /// The service's spec version it runs.
@@ -326,6 +387,7 @@ impl TaskView {
             desired: t.desired,
             state: t.state,
             error: t.error.clone(),
+            health: t.health,
             addresses: t
                 .addresses
                 .iter()
@@ -506,7 +568,7 @@ fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, Swarm
             return Err(refuse(format!("--env `{kv}` is not KEY=VALUE")));
         }
     }
-    Ok(ServiceSpec {
+    let mut spec = ServiceSpec {
         name: o.name,
         mode,
         command: o.command,
@@ -517,7 +579,9 @@ fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, Swarm
         constraints: o.constraints,
         max_replicas: o.max_replicas,
         ..ServiceSpec::default()
-    })
+    };
+    o.policies.apply(&mut spec).map_err(refuse)?;
+    Ok(spec)
 }
 
 impl Member {
@@ -710,5 +774,69 @@ mod tests {
             let e = parse_publish(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn health_options_set_change_and_remove_the_check() {
+        let mut spec = ServiceSpec::default();
+        let tuned = Policies {
+            health_interval_ms: Some(100),
+            ..Policies::default()
+        };
+        assert!(
+            tuned
+                .apply(&mut spec)
+                .unwrap_err()
+                .contains("need a --health-cmd")
+        );
+        let set = Policies {
+            health_cmd: Some("curl -f localhost".into()),
+            health_retries: Some(2),
+            ..Policies::default()
+        };
+        set.apply(&mut spec).unwrap();
+        let check = spec.healthcheck.clone().unwrap();
+        assert_eq!(check.command, ["/bin/sh", "-c", "curl -f localhost"]);
+        assert_eq!((check.retries, check.interval_ms), (2, 30_000));
+        tuned.apply(&mut spec).unwrap();
+        assert_eq!(spec.healthcheck.as_ref().unwrap().interval_ms, 100);
+        let off = Policies {
+            no_healthcheck: true,
+            ..Policies::default()
+        };
+        off.apply(&mut spec).unwrap();
+        assert!(spec.healthcheck.is_none());
+        let both = Policies {
+            no_healthcheck: true,
+            health_cmd: Some("true".into()),
+            ..Policies::default()
+        };
+        assert!(both.apply(&mut spec).is_err());
+    }
+
+    #[test]
+    fn create_options_carry_the_policies_into_the_spec() {
+        let state = ClusterState::new();
+        let spec = spec_of(
+            &state,
+            ServiceOptions {
+                name: "web".into(),
+                command: vec!["true".into()],
+                policies: Policies {
+                    restart_condition: Some("on-failure".into()),
+                    health_cmd: Some("true".into()),
+                    update: UpdateOptions {
+                        monitor_ms: Some(1000),
+                        ..UpdateOptions::default()
+                    },
+                    ..Policies::default()
+                },
+                ..ServiceOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(spec.restart.condition, RestartCondition::OnFailure);
+        assert_eq!(spec.update.monitor_ms, 1000);
+        assert!(spec.healthcheck.is_some());
     }
 }
