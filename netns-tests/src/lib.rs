@@ -19,7 +19,7 @@ pub mod swarm;
 pub use daemon::{DAEMON_START_TIMEOUT, Daemon, DaemonConfig, write_atomic};
 pub use ip::netns_list;
 pub use lab::{Host, Lab, LabState, RUN_TIMEOUT, sweep, task_netns, teardown};
-pub use net::{http_get, udp_roundtrip, unix_http_get, wait_until};
+pub use net::{http_get, udp_roundtrip, unix_http_get, wait_until, whoami_hostname, whoami_spray};
 pub use nix::sys::signal::Signal;
 pub use paths::{shoal_bin, target_dir, try_shoal_bin};
 pub use proc::{Proc, ProcRecord, SpawnOpts, TERM_GRACE};

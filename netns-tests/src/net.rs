@@ -165,6 +165,41 @@ pub fn udp_roundtrip(addr: SocketAddrV4, payload: &[u8], timeout: Duration) -> R
     Ok(buf)
 }
 
+/// The `Hostname:` line of a `shoal whoami` answer.
+pub fn whoami_hostname(body: &str) -> Option<String> {
+    body.lines()
+        .find_map(|l| l.strip_prefix("Hostname: "))
+        .map(str::to_owned)
+}
+
+/// `n` HTTP requests, each on a new connection, from namespace `netns` to
+/// `addr`: the whoami hostnames that answered, with counts, and how many
+/// requests failed.
+pub fn whoami_spray(
+    lab: &crate::Lab,
+    netns: &str,
+    addr: SocketAddrV4,
+    n: usize,
+    timeout: Duration,
+) -> (std::collections::BTreeMap<String, usize>, usize) {
+    let bodies = lab
+        .in_netns(netns, move || {
+            (0..n)
+                .map(|_| http_get(addr, timeout).ok())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut failed = n - bodies.len();
+    for body in bodies {
+        match body.as_deref().and_then(whoami_hostname) {
+            Some(h) => *seen.entry(h).or_insert(0) += 1,
+            None => failed += 1,
+        }
+    }
+    (seen, failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

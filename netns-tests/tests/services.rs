@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use shoal_netns_tests::swarm::{Swarm, T, formed, logs};
-use shoal_netns_tests::{Host, Lab, SwarmNode, http_get, netns_list, task_netns, wait_until};
+use shoal_netns_tests::{
+    Host, Lab, SwarmNode, http_get, netns_list, task_netns, wait_until, whoami_spray,
+};
 
 /// `service ps NAME --format json`.
 fn service_ps(node: &SwarmNode, service: &str) -> Result<Vec<Value>> {
@@ -34,37 +36,14 @@ fn running(node: &SwarmNode, service: &str) -> Result<BTreeMap<String, String>> 
         .collect())
 }
 
-/// The `Hostname:` line of a whoami answer.
-fn hostname_of(body: &str) -> Option<String> {
-    body.lines()
-        .find_map(|l| l.strip_prefix("Hostname: "))
-        .map(str::to_owned)
-}
-
-/// `n` HTTP requests from `client` to `addr`; the hostnames that answered,
-/// with counts, and how many requests failed.
+/// `n` requests from `client` to `addr`: hostnames with counts, failures.
 fn spray(
     lab: &Lab,
     client: &Host,
     addr: SocketAddrV4,
     n: usize,
 ) -> (BTreeMap<String, usize>, usize) {
-    let bodies = lab
-        .in_netns(&client.netns, move || {
-            (0..n)
-                .map(|_| http_get(addr, Duration::from_secs(3)).ok())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let mut seen = BTreeMap::new();
-    let mut failed = n - bodies.len();
-    for body in bodies {
-        match body.as_deref().and_then(hostname_of) {
-            Some(h) => *seen.entry(h).or_insert(0) += 1,
-            None => failed += 1,
-        }
-    }
-    (seen, failed)
+    whoami_spray(lab, &client.netns, addr, n, Duration::from_secs(3))
 }
 
 /// Waits until the mesh on every node answers from exactly `want`.

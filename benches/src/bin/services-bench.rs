@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::Value;
 use shoal_netns_tests::swarm::formed;
-use shoal_netns_tests::{Host, Lab, SwarmNode, http_get, wait_until};
+use shoal_netns_tests::{Host, Lab, SwarmNode, wait_until, whoami_spray};
 
 const T: Duration = Duration::from_secs(60);
 const REPLICAS: usize = 10;
@@ -47,28 +47,8 @@ fn running(m: &SwarmNode) -> Result<Vec<(String, String)>> {
 /// Hostnames answering `n` new connections to `addr` from `client`, and
 /// how many failed.
 fn spray(lab: &Lab, client: &Host, addr: SocketAddrV4, n: usize) -> (BTreeSet<String>, usize) {
-    let bodies = lab
-        .in_netns(&client.netns, move || {
-            (0..n)
-                .map(|_| http_get(addr, Duration::from_millis(500)).ok())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let mut seen = BTreeSet::new();
-    let mut failed = 0;
-    for body in bodies {
-        match body.as_deref().and_then(|b| {
-            b.lines()
-                .find_map(|l| l.strip_prefix("Hostname: "))
-                .map(str::to_owned)
-        }) {
-            Some(h) => {
-                seen.insert(h);
-            }
-            None => failed += 1,
-        }
-    }
-    (seen, failed)
+    let (seen, failed) = whoami_spray(lab, &client.netns, addr, n, Duration::from_millis(500));
+    (seen.into_keys().collect(), failed)
 }
 
 fn round(r: usize) -> Result<(Duration, Duration)> {
