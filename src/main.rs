@@ -3,8 +3,8 @@
 mod admin;
 mod cli;
 mod client;
-mod engine;
 mod logging;
+mod node_dataplane;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -244,6 +244,30 @@ pub fn form(lab: &mut Lab, managers: usize, workers: usize, extra: &[&str]) -> R
     Ok(Swarm { nodes, managers })
 }
 
+/// The running tasks of `service` as `node` lists them: each task's
+/// hostname (`SERVICE.SLOT.ID`, what `shoal whoami` answers with) and the
+/// hostname of its node.
+pub fn running_tasks(
+    node: &SwarmNode,
+    service: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let v: Value = serde_json::from_str(&node.get(&format!("/services/{service}/tasks"))?)
+        .context("the service's tasks as JSON")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["state"] == "running" && t["desired"] == "running")
+        .map(|t| {
+            let hostname = format!(
+                "{}.{}",
+                t["name"].as_str().unwrap_or("?"),
+                t["id"].as_str().unwrap_or("?")
+            );
+            (hostname, t["node"].as_str().unwrap_or("?").to_owned())
+        })
+        .collect())
+}
+
 /// [`form`], then waits until the first manager lists every node Ready.
 pub fn formed(lab: &mut Lab, managers: usize, workers: usize) -> Result<Swarm> {
     let swarm = form(lab, managers, workers, &[])?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use shoal_netns_tests::swarm::{Swarm, T, formed, logs};
+use shoal_netns_tests::swarm::{Swarm, T, formed, logs, running_tasks};
 use shoal_netns_tests::{
     Host, Lab, SwarmNode, http_get, netns_list, task_netns, wait_until, whoami_spray,
 };
@@ -18,22 +18,6 @@ fn service_ps(node: &SwarmNode, service: &str) -> Result<Vec<Value>> {
     let text = node.shoal_ok(&["service", "ps", service, "--format", "json"])?;
     let v: Value = serde_json::from_str(&text).context("service ps json")?;
     Ok(v.as_array().cloned().unwrap_or_default())
-}
-
-/// Hostnames of the running tasks of `service`, by node hostname.
-fn running(node: &SwarmNode, service: &str) -> Result<BTreeMap<String, String>> {
-    Ok(service_ps(node, service)?
-        .iter()
-        .filter(|t| t["state"] == "running" && t["desired"] == "running")
-        .map(|t| {
-            let hostname = format!(
-                "{}.{}",
-                t["name"].as_str().unwrap_or("?"),
-                t["id"].as_str().unwrap_or("?")
-            );
-            (hostname, t["node"].as_str().unwrap_or("?").to_owned())
-        })
-        .collect())
 }
 
 /// `n` requests from `client` to `addr`: hostnames with counts, failures.
@@ -133,7 +117,7 @@ fn the_swarm_tutorial_create_scale_and_remove_a_published_service() -> Result<()
     assert!(out.contains("verify: Service converged"), "{out}");
 
     // HTTP to port 80 on every node's address reaches both replicas.
-    let tasks = running(m, "http")?;
+    let tasks = running_tasks(m, "http")?;
     assert_eq!(tasks.len(), 2, "{tasks:?}");
     let want: BTreeSet<String> = tasks.keys().cloned().collect();
     wait_mesh(&lab, &swarm, &client, 80, &want)?;
@@ -149,7 +133,7 @@ fn the_swarm_tutorial_create_scale_and_remove_a_published_service() -> Result<()
     // Scale to 5: spread over the 3 nodes; service ps, node ps agree.
     let out = m.shoal_ok(&["service", "scale", "http=5"])?;
     assert!(out.contains("verify: Service converged"), "{out}");
-    let tasks = running(m, "http")?;
+    let tasks = running_tasks(m, "http")?;
     assert_eq!(tasks.len(), 5, "{tasks:?}");
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for node in tasks.values() {
@@ -315,7 +299,7 @@ impl Hammer {
 /// Running tasks of `service` per node hostname.
 fn spread(node: &SwarmNode, service: &str) -> Result<BTreeMap<String, usize>> {
     let mut per: BTreeMap<String, usize> = BTreeMap::new();
-    for n in running(node, service)?.values() {
+    for n in running_tasks(node, service)?.values() {
         *per.entry(n.clone()).or_default() += 1;
     }
     Ok(per)
@@ -342,7 +326,7 @@ fn drained_and_dead_workers_lose_their_tasks_and_the_mesh_follows() -> Result<()
         "--port",
         "80",
     ])?;
-    let tasks = running(m, "web")?;
+    let tasks = running_tasks(m, "web")?;
     wait_mesh(
         &lab,
         &swarm,
@@ -359,7 +343,7 @@ fn drained_and_dead_workers_lose_their_tasks_and_the_mesh_follows() -> Result<()
         let per = spread(m, "web").ok()?;
         (!per.contains_key("w1") && per.values().sum::<usize>() == 3).then_some(())
     })?;
-    let tasks = running(m, "web")?;
+    let tasks = running_tasks(m, "web")?;
     wait_mesh(
         &lab,
         &swarm,
@@ -380,7 +364,7 @@ fn drained_and_dead_workers_lose_their_tasks_and_the_mesh_follows() -> Result<()
         (per.get("m1") == Some(&3)).then_some(())
     })?;
     let m = swarm.manager(0);
-    let tasks = running(m, "web")?;
+    let tasks = running_tasks(m, "web")?;
     let want: BTreeSet<String> = tasks.keys().cloned().collect();
     for node in &swarm.nodes[..2] {
         let addr = SocketAddrV4::new(node.host.underlay, 8080);
@@ -437,7 +421,7 @@ fn a_two_tier_app_finds_its_database_by_name() -> Result<()> {
         "-c",
         script,
     ])?;
-    let db = running(m, "db")?;
+    let db = running_tasks(m, "db")?;
     let db_ips: BTreeSet<String> = service_ps(m, "db")?
         .iter()
         .filter(|t| t["state"] == "running")
@@ -535,12 +519,12 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
         "--port",
         "80",
     ])?;
-    let before: BTreeSet<String> = running(m, "web")?.into_keys().collect();
+    let before: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
 
     // A good update replaces every task, one at a time.
     let out = m.shoal_ok(&["service", "update", "--env-add", "COLOR=blue", "web"])?;
     assert!(out.contains("verify: Service converged"), "{out}");
-    let after: BTreeSet<String> = running(m, "web")?.into_keys().collect();
+    let after: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
     assert_eq!(after.len(), 3);
     assert!(
         after.is_disjoint(&before),
@@ -552,7 +536,7 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a failing update converged?");
     assert!(err.contains("update paused"), "{err}");
-    let still: BTreeSet<String> = running(m, "web")?.into_keys().collect();
+    let still: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
     assert!(
         still.len() >= 2 && still.is_subset(&after),
         "{still:?} of {after:?}"
@@ -600,7 +584,7 @@ fn health_checks_gate_the_load_balancer_and_replace_unhealthy_tasks() -> Result<
         "80",
     ])?;
     wait_until("web's tasks to run", T, || {
-        (running(m, "web").ok()?.len() == 2).then_some(())
+        (running_tasks(m, "web").ok()?.len() == 2).then_some(())
     })?;
     std::thread::sleep(Duration::from_secs(1));
     let entry = SocketAddrV4::new(m.host.underlay, 8081);
@@ -613,7 +597,7 @@ fn health_checks_gate_the_load_balancer_and_replace_unhealthy_tasks() -> Result<
     // A passing check: the new tasks serve once healthy.
     let out = m.shoal_ok(&["service", "update", "--health-cmd", "true", "web"])?;
     assert!(out.contains("verify: Service converged"), "{out}");
-    let want: BTreeSet<String> = running(m, "web")?.into_keys().collect();
+    let want: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
     wait_mesh(&lab, &swarm, &client, 8081, &want)?;
 
     // An unhealthy task is stopped and replaced.

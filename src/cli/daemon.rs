@@ -20,7 +20,7 @@ use shoal_dataplane::tables::Tables;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin;
-use crate::engine::{NodeDataplane, start_engine, start_resolver};
+use crate::node_dataplane::{NodeDataplane, start_engine, start_resolver};
 
 #[derive(clap::Args)]
 pub struct Args {

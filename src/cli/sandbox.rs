@@ -148,9 +148,9 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
         started.push((node, k <= managers));
     }
     let first = &started[0].0;
-    say(first, &["swarm", "init"])?;
-    let manager_token = say(first, &["swarm", "join-token", "-q", "manager"])?;
-    let worker_token = say(first, &["swarm", "join-token", "-q", "worker"])?;
+    first.shoal_ok(&["swarm", "init"])?;
+    let manager_token = first.shoal_ok(&["swarm", "join-token", "-q", "manager"])?;
+    let worker_token = first.shoal_ok(&["swarm", "join-token", "-q", "worker"])?;
     let leader = addr(first);
     for (node, manager) in started.iter().skip(1) {
         let token = if *manager {
@@ -158,12 +158,12 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
         } else {
             &worker_token
         };
-        say(node, &["swarm", "join", "--token", token.trim(), &leader])?;
+        node.shoal_ok(&["swarm", "join", "--token", token.trim(), &leader])?;
     }
     let replicas = count.to_string();
     let published = format!("{PUBLISHED}:80");
     println!("$ shoal network create -d overlay {NETWORK}");
-    say(first, &["network", "create", "-d", "overlay", NETWORK])?;
+    first.shoal_ok(&["network", "create", "-d", "overlay", NETWORK])?;
     let create = [
         "service",
         "create",
@@ -182,9 +182,9 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
         "80",
     ];
     println!("$ shoal {}", create.join(" "));
-    print!("{}", say(first, &create)?);
+    print!("{}", first.shoal_ok(&create)?);
     println!("$ shoal node ls");
-    print!("{}", say(first, &["node", "ls"])?);
+    print!("{}", first.shoal_ok(&["node", "ls"])?);
     let client = lab.add_host("client")?;
     mesh_demo(lab, &started, &client)?;
     Ok(started
@@ -199,11 +199,6 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
             daemon: n.proc.record().clone(),
         })
         .collect())
-}
-
-/// Runs the CLI against `node`; its output, or its error.
-fn say(node: &SwarmNode, args: &[&str]) -> Result<String> {
-    node.shoal_ok(args)
 }
 
 /// From a client host outside the overlay, requests to the published port

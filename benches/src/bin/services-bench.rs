@@ -15,34 +15,12 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::Value;
-use shoal_netns_tests::swarm::formed;
-use shoal_netns_tests::{Host, Lab, SwarmNode, wait_until, whoami_spray};
+use shoal_netns_tests::swarm::{formed, running_tasks};
+use shoal_netns_tests::{Host, Lab, wait_until, whoami_spray};
 
 const T: Duration = Duration::from_secs(60);
 const REPLICAS: usize = 10;
 const PORT: u16 = 8080;
-
-/// Hostnames of the running tasks of `web`, and their nodes.
-fn running(m: &SwarmNode) -> Result<Vec<(String, String)>> {
-    let v: Value = serde_json::from_str(&m.get("/services/web/tasks")?)?;
-    Ok(v.as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter(|t| t["state"] == "running" && t["desired"] == "running")
-        .map(|t| {
-            (
-                format!(
-                    "{}.{}",
-                    t["name"].as_str().unwrap_or("?"),
-                    t["id"].as_str().unwrap_or("?")
-                ),
-                t["node"].as_str().unwrap_or("?").to_owned(),
-            )
-        })
-        .collect())
-}
 
 /// Hostnames answering `n` new connections to `addr` from `client`, and
 /// how many failed.
@@ -94,11 +72,11 @@ fn round(r: usize) -> Result<(Duration, Duration)> {
         .map(|n| SocketAddrV4::new(n.host.underlay, PORT))
         .collect();
     wait_until("replacements running and the mesh updated", T, || {
-        let tasks = running(swarm.manager(0)).ok()?;
+        let tasks = running_tasks(swarm.manager(0), "web").ok()?;
         if tasks.len() != REPLICAS || tasks.iter().any(|(_, n)| *n == victim) {
             return None;
         }
-        let live: BTreeSet<String> = tasks.into_iter().map(|(h, _)| h).collect();
+        let live: BTreeSet<String> = tasks.into_keys().collect();
         for addr in &survivors {
             let (seen, failed) = spray(&lab, &client, *addr, 20);
             if failed > 0 || !seen.is_subset(&live) {

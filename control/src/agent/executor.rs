@@ -275,7 +275,7 @@ impl Children {
                 }
                 Err(e) => {
                     tracing::warn!("task {task}: waiting for its process: {e}");
-                    gone.push((task.clone(), Exit::Signal(0)));
+                    gone.push((task.clone(), UNKNOWN_EXIT));
                 }
             }
         }
@@ -358,19 +358,8 @@ fn isolation(launch: &Launch) -> Isolation {
 
 /// Runs one health check, its output discarded.
 fn spawn_check(check: &HealthCheck, iso: &Isolation) -> io::Result<Child> {
-    let Some((program, args)) = check.argv.split_first() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty check"));
-    };
-    let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into());
-    let mut command = Command::new(resolve(program, &path)?);
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", &path)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = base_command(&check.argv, "the health check has no command")?;
+    command.stdout(Stdio::null()).stderr(Stdio::null());
     spawn_isolated(&mut command, iso)
 }
 
@@ -394,35 +383,42 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
     match (status.code(), status.signal()) {
         (Some(code), _) => Exit::Code(code),
         (None, Some(signal)) => Exit::Signal(signal),
-        (None, None) => Exit::Code(-1),
+        (None, None) => UNKNOWN_EXIT,
     }
 }
+
+/// How a process ended when its status cannot be read.
+const UNKNOWN_EXIT: Exit = Exit::Code(-1);
 
 /// The standard search path tasks get when the daemon has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn spawn(launch: &Launch) -> io::Result<Child> {
-    let Some((program, args)) = launch.argv.split_first() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the service has no command",
-        ));
+/// `argv` as a command with the minimal environment every task process
+/// gets (the daemon's `PATH`, `/` as working directory, no stdin).
+fn base_command(argv: &[String], empty: &str) -> io::Result<Command> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, empty));
     };
     let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into());
-    let program = resolve(program, &path)?;
-    if let Some(parent) = launch.log.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let log = open_log(&launch.log)?;
-    let mut command = Command::new(&program);
+    let mut command = Command::new(resolve(program, &path)?);
     command
         .args(args)
         .env_clear()
         .env("PATH", &path)
+        .current_dir("/")
+        .stdin(Stdio::null());
+    Ok(command)
+}
+
+fn spawn(launch: &Launch) -> io::Result<Child> {
+    let mut command = base_command(&launch.argv, "the service has no command")?;
+    if let Some(parent) = launch.log.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let log = open_log(&launch.log)?;
+    command
         .env("HOME", "/root")
         .env("HOSTNAME", &launch.hostname)
-        .current_dir("/")
-        .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     for kv in &launch.env {

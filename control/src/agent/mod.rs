@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use self::executor::{Event, Executor, Launch};
 use self::plan::{Exit, Local};
 use crate::ids::{NodeId, TaskId};
-use crate::state::{ClusterState, ServiceMode, Task, TaskState, TaskUpdate};
+use crate::state::{ClusterState, ServiceMode, Task, TaskUpdate};
 
 /// Where the agent's tables go: the node's data-plane engine.
 #[async_trait::async_trait]
@@ -100,8 +100,6 @@ impl Agent {
             sent: BTreeMap::new(),
             health: BTreeMap::new(),
             unhealthy: BTreeSet::new(),
-            sent_health: BTreeMap::new(),
-            round_no: 0,
             applied: None,
         };
         let task = tokio::spawn(run.run(state, events, stop_rx));
@@ -122,17 +120,12 @@ struct Run {
     dataplane: Arc<dyn DataPlane>,
     reports: mpsc::UnboundedSender<(TaskId, TaskUpdate)>,
     local: BTreeMap<TaskId, Local>,
-    /// The last state reported per task, and when.
-    sent: BTreeMap<TaskId, (TaskState, Instant)>,
+    /// The last report sent per task (without its time), and when.
+    sent: BTreeMap<TaskId, (TaskUpdate, Instant)>,
     /// What each running task's health check last said.
     health: BTreeMap<TaskId, executor::Health>,
     /// Tasks being stopped for failing their health check.
     unhealthy: BTreeSet<TaskId>,
-    /// The health last reported per task, with the round (in fives) it
-    /// was sent in, so a report lost on the way is sent again.
-    sent_health: BTreeMap<TaskId, (executor::Health, u64)>,
-    /// Rounds so far.
-    round_no: u64,
     applied: Option<Tables>,
 }
 
@@ -198,7 +191,8 @@ impl Run {
 
     async fn round(&mut self, state: &ClusterState) {
         let me = self.config.node.clone();
-        let decided = plan::plan(state, &me, &self.local);
+        let mut decided = plan::plan(state, &me, &self.local);
+        plan::add_health(&mut decided, state, &self.local, &self.health);
 
         for task in &decided.stop {
             match self.local.get(task) {
@@ -245,35 +239,22 @@ impl Run {
 
         let now = Instant::now();
         let at_ms = crate::clock::now_ms();
-        for (task, mut update) in decided.report {
-            update.at_ms = Some(at_ms);
-            let Some(to) = update.state else { continue };
+        for (task, update) in decided.report {
+            // The same report is sent again only once the last one had
+            // time to arrive and still shows nothing in the state.
             if let Some((sent, at)) = self.sent.get(&task)
-                && *sent >= to
+                && *sent == update
                 && now.duration_since(*at) < REPORT_RETRY
             {
                 continue;
             }
-            self.sent.insert(task.clone(), (to, now));
-            let _ = self.reports.send((task, update));
+            self.sent.insert(task.clone(), (update.clone(), now));
+            let stamped = TaskUpdate {
+                at_ms: Some(at_ms),
+                ..update
+            };
+            let _ = self.reports.send((task, stamped));
         }
-
-        // Health verdicts the state does not show yet.
-        for (task, health) in &self.health {
-            if state.task(task).is_some_and(|t| t.health != Some(*health))
-                && self.sent_health.get(task) != Some(&(*health, self.round_no / 5))
-            {
-                self.sent_health
-                    .insert(task.clone(), (*health, self.round_no / 5));
-                let update = TaskUpdate {
-                    health: Some(*health),
-                    at_ms: Some(at_ms),
-                    ..TaskUpdate::default()
-                };
-                let _ = self.reports.send((task.clone(), update));
-            }
-        }
-        self.round_no += 1;
 
         if !decided.forget.is_empty() {
             // Their endpoints left the tables applied above.
@@ -282,7 +263,6 @@ impl Run {
                 self.local.remove(task);
                 self.sent.remove(task);
                 self.health.remove(task);
-                self.sent_health.remove(task);
             }
         }
         self.sent.retain(|t, _| state.task(t).is_some());

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::ids::{NodeId, TaskId};
-use crate::state::{ClusterState, DesiredState, Task, TaskState, TaskUpdate};
+use crate::state::{ClusterState, DesiredState, Task, TaskHealth, TaskState, TaskUpdate};
 
 /// What this node's executor knows of one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,36 @@ pub fn plan(state: &ClusterState, me: &NodeId, local: &BTreeMap<TaskId, Local>) 
         }
     }
     plan
+}
+
+/// Adds to `plan` the health verdicts of this node's running tasks that
+/// the state does not show yet, in the same report as any state change of
+/// the task (one report per task and round).
+pub fn add_health(
+    plan: &mut Plan,
+    state: &ClusterState,
+    local: &BTreeMap<TaskId, Local>,
+    health: &BTreeMap<TaskId, TaskHealth>,
+) {
+    for (id, verdict) in health {
+        let running = matches!(local.get(id), Some(Local::Running | Local::Stopping));
+        let Some(task) = state.task(id).filter(|t| !t.state.is_terminal()) else {
+            continue;
+        };
+        if !running || task.health == Some(*verdict) {
+            continue;
+        }
+        match plan.report.iter_mut().find(|(t, _)| t == id) {
+            Some((_, update)) => update.health = Some(*verdict),
+            None => plan.report.push((
+                id.clone(),
+                TaskUpdate {
+                    health: Some(*verdict),
+                    ..TaskUpdate::default()
+                },
+            )),
+        }
+    }
 }
 
 fn decide(plan: &mut Plan, task: &Task, local: Option<&Local>) {
@@ -296,5 +326,35 @@ mod tests {
         let p = plan(&s, &me(), &local(Local::Exited(Exit::Code(0))));
         assert!(p.report.is_empty(), "{p:?}");
         assert_eq!(p.forget, [tid("t")]);
+    }
+
+    #[test]
+    fn health_verdicts_the_state_lacks_ride_with_the_task_report() {
+        let s = with_task("n1", DesiredState::Running, TaskState::Assigned);
+        let health = [(tid("t"), TaskHealth::Healthy)].into();
+        let mut p = plan(&s, &me(), &local(Local::Running));
+        add_health(&mut p, &s, &local(Local::Running), &health);
+        assert_eq!(p.report.len(), 1);
+        assert_eq!(p.report[0].1.state, Some(TaskState::Running));
+        assert_eq!(p.report[0].1.health, Some(TaskHealth::Healthy));
+        // Known already, or not running here: nothing to say.
+        let mut known = s.clone();
+        crate::testkit::apply(
+            &mut known,
+            Command::UpdateTask {
+                id: tid("t"),
+                update: TaskUpdate {
+                    state: Some(TaskState::Running),
+                    health: Some(TaskHealth::Healthy),
+                    ..TaskUpdate::default()
+                },
+            },
+        );
+        let mut p = plan(&known, &me(), &local(Local::Running));
+        add_health(&mut p, &known, &local(Local::Running), &health);
+        assert!(p.report.is_empty(), "{p:?}");
+        let mut p = Plan::default();
+        add_health(&mut p, &s, &local(Local::Prepared), &health);
+        assert!(p.report.is_empty());
     }
 }

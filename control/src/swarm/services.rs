@@ -248,7 +248,7 @@ pub struct ServiceChange {
 
 impl ServiceChange {
     /// The spec `spec` becomes.
-    fn apply(&self, state: &ClusterState, spec: &ServiceSpec) -> Result<ServiceSpec, String> {
+    fn apply(&self, spec: &ServiceSpec) -> Result<ServiceSpec, String> {
         let mut spec = spec.clone();
         if let Some(r) = self.replicas {
             if spec.mode == ServiceMode::Global {
@@ -306,7 +306,6 @@ impl ServiceChange {
             spec.max_replicas = m;
         }
         self.policies.apply(&mut spec)?;
-        let _ = state;
         Ok(spec)
     }
 }
@@ -684,7 +683,7 @@ impl Member {
         let state = self.read().await?;
         let service = find(&state, key)?;
         let spec = change
-            .apply(&state, &service.spec)
+            .apply(&service.spec)
             .map_err(|e| SwarmError::Refused(format!("{}: {e}", service.spec.name)))?;
         self.write(Command::UpdateService {
             id: service.id.clone(),

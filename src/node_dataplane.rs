@@ -1,4 +1,5 @@
-//! The data plane of a swarm node, as the agent feeds it: the engine and
+//! The data plane of a node, as the agent feeds it (the engines themselves
+//! live in `dataplane/src/engine`): the engine and
 //! the task resolver start with the first tables (the node's underlay
 //! address is known only once it is in a swarm), follow every change, and
 //! are removed when the node leaves or stops.
