@@ -32,6 +32,7 @@ pub mod orchestrator;
 pub mod pki;
 pub mod role;
 pub mod scheduler;
+pub mod stack;
 pub mod state;
 pub mod swarm;
 #[cfg(test)]
