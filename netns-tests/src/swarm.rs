@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::DAEMON_START_TIMEOUT;
-use crate::lab::{Host, Lab};
+use crate::ip::netns_list;
+use crate::lab::{Host, Lab, task_netns};
 use crate::net::{unix_http_get, wait_until};
 
 use crate::paths::try_shoal_bin;
@@ -314,4 +315,40 @@ pub fn logs(swarm: &Swarm) -> String {
         }
     }
     out
+}
+
+/// The pids of every task the lab's daemons started (from their logs).
+pub fn task_pids(lab: &Lab) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir(lab.dir()).into_iter().flatten().flatten() {
+        let log = std::fs::read_to_string(entry.path().join("daemon.log")).unwrap_or_default();
+        for line in log.lines() {
+            if let Some((_, rest)) = line.split_once(" started: pid ")
+                && let Some(pid) = rest.split_whitespace().next().and_then(|p| p.parse().ok())
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Whether `pid` is a `shoal whoami` task that still runs (not a zombie).
+pub fn is_running(pid: u32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let whoami = String::from_utf8_lossy(&cmdline).contains("whoami");
+    whoami
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+}
+
+/// The namespaces of the lab's tasks that still exist.
+pub fn task_namespaces_left(lab: &Lab) -> Vec<String> {
+    let existing = netns_list();
+    task_netns(lab.dir())
+        .into_iter()
+        .filter(|n| existing.contains(n))
+        .collect()
 }

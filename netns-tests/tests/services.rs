@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use shoal_netns_tests::swarm::{Swarm, T, formed, logs, running_tasks};
-use shoal_netns_tests::{
-    Host, Lab, SwarmNode, http_get, netns_list, task_netns, wait_until, whoami_spray,
+use shoal_netns_tests::swarm::{
+    Swarm, T, formed, is_running, logs, running_tasks, task_namespaces_left, task_pids,
 };
+use shoal_netns_tests::{Host, Lab, SwarmNode, http_get, wait_until, whoami_spray};
 
 /// `service ps NAME --format json`.
 fn service_ps(node: &SwarmNode, service: &str) -> Result<Vec<Value>> {
@@ -51,41 +51,6 @@ fn wait_mesh(
         }
     }
     Ok(())
-}
-
-/// The pids of every task the lab's daemons started (from their logs).
-fn task_pids(lab: &Lab) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir(lab.dir()).into_iter().flatten().flatten() {
-        let log = std::fs::read_to_string(entry.path().join("daemon.log")).unwrap_or_default();
-        for line in log.lines() {
-            if let Some((_, rest)) = line.split_once(" started: pid ")
-                && let Some(pid) = rest.split_whitespace().next().and_then(|p| p.parse().ok())
-            {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Whether `pid` is a whoami task that still runs (not a zombie).
-fn is_running(pid: u32) -> bool {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let whoami = String::from_utf8_lossy(&cmdline).contains("whoami");
-    whoami
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-            .unwrap_or(false)
-}
-
-fn task_namespaces_left(lab: &Lab) -> Vec<String> {
-    let existing = netns_list();
-    task_netns(lab.dir())
-        .into_iter()
-        .filter(|n| existing.contains(n))
-        .collect()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shoal_control::swarm::{
     InitOptions, JoinOptions, LeaveOptions, LogsRequest, NetworkOptions, NodeChange, ServiceChange,
-    ServiceOptions, Swarm, SwarmError, TokenOptions,
+    ServiceOptions, StackDeploy, Swarm, SwarmError, TokenOptions,
 };
 
 /// The routes, over a running [`Swarm`].
@@ -34,6 +34,10 @@ pub fn routes(swarm: Swarm) -> Router {
         .route("/services/{key}/rollback", post(rollback_service))
         .route("/networks", get(networks).post(create_network))
         .route("/networks/{key}", get(network).delete(remove_network))
+        .route("/stacks", get(stacks).post(deploy_stack))
+        .route("/stacks/{name}", delete(remove_stack))
+        .route("/stacks/{name}/services", get(stack_services))
+        .route("/stacks/{name}/tasks", get(stack_tasks))
         .route("/info", get(info))
         .with_state(swarm)
 }
@@ -196,6 +200,32 @@ async fn service_logs(
     Json(request): Json<LogsRequest>,
 ) -> Answer<impl Serialize> {
     answer(s.service_logs(&key, request).await)
+}
+
+async fn deploy_stack(
+    State(s): State<Swarm>,
+    Json(d): Json<StackDeploy>,
+) -> Answer<impl Serialize> {
+    answer(s.deploy_stack(d).await)
+}
+
+async fn stacks(State(s): State<Swarm>) -> Answer<impl Serialize> {
+    answer(s.stacks().await)
+}
+
+async fn stack_services(
+    State(s): State<Swarm>,
+    Path(name): Path<String>,
+) -> Answer<impl Serialize> {
+    answer(s.stack_services(&name).await)
+}
+
+async fn stack_tasks(State(s): State<Swarm>, Path(name): Path<String>) -> Answer<impl Serialize> {
+    answer(s.stack_tasks(&name).await)
+}
+
+async fn remove_stack(State(s): State<Swarm>, Path(name): Path<String>) -> Answer<impl Serialize> {
+    answer(s.remove_stack(&name).await)
 }
 
 async fn info(State(s): State<Swarm>) -> Json<impl Serialize> {

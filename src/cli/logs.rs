@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use shoal_control::TaskId;
 use shoal_control::swarm::{LogsRequest, TaskLog};
 
@@ -26,7 +26,11 @@ pub fn run(
         None | Some("all") => None,
         Some(n) => match n.parse::<usize>() {
             Ok(n) => Some(n),
-            Err(_) => bail!("--tail `{n}` is not a number of lines or `all`"),
+            Err(_) => {
+                return Err(super::usage(format!(
+                    "--tail `{n}` is not a number of lines or `all`"
+                )));
+            }
         },
     };
     let path = format!("/services/{service}/logs");

@@ -7,8 +7,10 @@ mod network;
 mod node;
 mod sandbox;
 mod service;
+mod stack;
 mod swarm;
 mod table;
+mod version;
 mod whoami;
 
 use std::process::ExitCode;
@@ -48,12 +50,44 @@ enum Command {
     Network(network::Args),
     /// Manage services and their tasks (on a manager).
     Service(service::Args),
+    /// Deploy and manage stacks of services from compose files (on a manager).
+    Stack(stack::Args),
     /// This node's place in the swarm.
     Info(info::Args),
     /// Tiny HTTP (or UDP echo) server for demos and tests.
     Whoami(whoami::Args),
     /// A whole cluster in network namespaces on this machine.
     Sandbox(sandbox::Args),
+    /// Show the version of this program and of the daemon.
+    Version(version::Args),
+    /// Print a shell completion script: `source <(shoal completion bash)`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Exit status when the command line is wrong (clap's, and ours for what
+/// clap cannot check); 1 is any other failure.
+const USAGE_EXIT: u8 = 2;
+
+/// A mistake in the command line found after parsing: exits with 2 like
+/// clap's own usage errors.
+#[derive(Debug)]
+pub(crate) struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A [`Usage`] error.
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(message.into()))
 }
 
 pub fn main() -> ExitCode {
@@ -62,7 +96,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                ExitCode::from(2)
+                ExitCode::from(USAGE_EXIT)
             } else {
                 ExitCode::SUCCESS
             };
@@ -77,10 +111,22 @@ pub fn main() -> ExitCode {
         Command::Service(args) => daemon().and_then(|d| service::run(&d, args)),
         Command::Info(args) => daemon().and_then(|d| info::run(&d, args)),
         Command::Whoami(args) => whoami::run(args),
+        Command::Stack(args) => daemon().and_then(|d| stack::run(&d, args)),
         Command::Sandbox(args) => sandbox::run(args),
+        Command::Version(args) => version::run(cli.host.as_deref(), args),
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "shoal", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Usage>().is_some() => {
+            eprintln!("shoal: {e:#}");
+            eprintln!("Run 'shoal --help' for usage.");
+            ExitCode::from(USAGE_EXIT)
+        }
         Err(e) => {
             eprintln!("shoal: {e:#}");
             ExitCode::FAILURE
@@ -99,7 +145,7 @@ fn path_part<'a>(key: &'a str, what: &str) -> anyhow::Result<&'a str> {
     {
         Ok(key)
     } else {
-        anyhow::bail!("`{key}` is not a {what}")
+        Err(usage(format!("`{key}` is not a {what}")))
     }
 }
 

@@ -29,6 +29,9 @@ enum Command {
         /// Driver option (`encrypted`).
         #[arg(short, long = "opt", value_name = "OPTION")]
         opt: Vec<String>,
+        /// Network label KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::service::parse_label)]
+        labels: Vec<(String, String)>,
         name: String,
     },
     /// List networks.
@@ -55,6 +58,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             subnet,
             attachable,
             opt,
+            labels,
             name,
         } => {
             let n: NetworkView = daemon.post(
@@ -65,6 +69,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     subnet,
                     attachable,
                     options: opt,
+                    labels: labels.into_iter().collect(),
                 },
             )?;
             println!("{}", n.id);

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use shoal_control::Role;
 use shoal_control::state::{Availability, NodeStatus};
 use shoal_control::swarm::{ManagerStatus, NodeChange, NodeView};
@@ -112,7 +112,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             let mut labels_add = BTreeMap::new();
             for l in label_add {
                 let Some((k, v)) = l.split_once('=') else {
-                    bail!("--label-add {l}: give KEY=VALUE");
+                    return Err(super::usage(format!("--label-add {l}: give KEY=VALUE")));
                 };
                 labels_add.insert(k.to_owned(), v.to_owned());
             }

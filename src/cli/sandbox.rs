@@ -41,7 +41,10 @@ enum Command {
     /// Stop every process and delete every namespace of the sandbox.
     Down,
     /// Show the nodes, their daemons and the swarm's services.
-    Status,
+    Status {
+        #[arg(long, value_enum, default_value_t)]
+        format: super::table::Format,
+    },
 }
 
 const STATE_DIR: &str = "/run/shoal-sandbox";
@@ -77,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Up { nodes, managers } => up(nodes, managers),
         Command::Down => down(),
-        Command::Status => status(),
+        Command::Status { format } => status(format),
     }
 }
 
@@ -99,7 +102,9 @@ fn leftover_netns() -> Vec<String> {
 
 fn up(nodes: u8, managers: u8) -> Result<()> {
     if managers > nodes {
-        bail!("--managers {managers} is more than --nodes {nodes}");
+        return Err(super::usage(format!(
+            "--managers {managers} is more than --nodes {nodes}"
+        )));
     }
     if state_dir().join(STATE_FILE).exists() || !leftover_netns().is_empty() {
         bail!("a sandbox is already up; `shoal sandbox down` first");
@@ -339,8 +344,30 @@ fn down() -> Result<()> {
     Ok(())
 }
 
-fn status() -> Result<()> {
-    let Some(state) = load()? else {
+fn status(format: super::table::Format) -> Result<()> {
+    let state = load()?;
+    if format == super::table::Format::Json {
+        #[derive(Serialize)]
+        struct NodeStatus<'a> {
+            #[serde(flatten)]
+            node: &'a Node,
+            running: bool,
+        }
+        let nodes: Vec<NodeStatus> = state
+            .iter()
+            .flat_map(|s| &s.nodes)
+            .map(|node| NodeStatus {
+                node,
+                running: node.daemon.is_alive(),
+            })
+            .collect();
+        return super::table::json(&serde_json::json!({
+            "up": state.is_some(),
+            "nodes": nodes,
+            "leftover_netns": if state.is_none() { leftover_netns() } else { Vec::new() },
+        }));
+    }
+    let Some(state) = state else {
         let leftovers = leftover_netns();
         if leftovers.is_empty() {
             println!("no sandbox is up; `shoal sandbox up` creates one");
@@ -373,7 +400,10 @@ fn status() -> Result<()> {
         let daemon =
             crate::client::Daemon::from_host(Some(&format!("unix://{}", first.socket.display())))?;
         println!();
-        if let Err(e) = super::service::list(&daemon) {
+        let services = daemon.get("/services");
+        if let Err(e) = services
+            .and_then(|s: Vec<_>| super::service::print_services(&s, super::table::Format::Table))
+        {
             println!("services: {e:#}");
         }
     }

@@ -109,6 +109,9 @@ struct CreateArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Service label KEY=VALUE (repeatable).
+    #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
     #[command(flatten)]
     policies: PolicyArgs,
     /// Exit at once instead of showing progress until converged.
@@ -152,7 +155,7 @@ struct UpdateArgs {
     detach: bool,
     service: String,
     /// A new command and its arguments (after `--`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, last = true)]
+    #[arg(allow_hyphen_values = true, last = true)]
     command: Vec<String>,
 }
 
@@ -255,6 +258,15 @@ impl PolicyArgs {
 }
 
 /// Replicas as docker takes them, with a clear word for negative ones.
+/// `KEY=VALUE`, or `KEY` for an empty value, as docker takes labels.
+pub(super) fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+    if k.is_empty() {
+        return Err(format!("`{s}` is not KEY=VALUE"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
 fn parse_replicas(s: &str) -> Result<u64, String> {
     if s.trim_start().starts_with('-') {
         return Err(format!("replicas must be 0 or more, not {s}"));
@@ -290,6 +302,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     env: a.env,
                     command: a.command,
                     policies: a.policies.into_policies(),
+                    labels: a.labels.into_iter().collect(),
                 },
             )?;
             println!("{}", view.id);
@@ -297,10 +310,9 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 progress(daemon, view.id.as_str())?;
             }
         }
-        Command::Ls { format } => match format {
-            Format::Json => table::json(&daemon.get::<Vec<ServiceView>>("/services")?)?,
-            Format::Table => list(daemon)?,
-        },
+        Command::Ls { format } => {
+            print_services(&daemon.get::<Vec<ServiceView>>("/services")?, format)?
+        }
         Command::Ps { format, services } => {
             let mut tasks = Vec::new();
             for key in &services {
@@ -320,9 +332,12 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             let mut parsed = Vec::new();
             for s in &scales {
                 let Some((name, n)) = s.split_once('=') else {
-                    bail!("invalid scale `{s}`: want SERVICE=REPLICAS, e.g. web=5");
+                    return Err(super::usage(format!(
+                        "invalid scale `{s}`: want SERVICE=REPLICAS, e.g. web=5"
+                    )));
                 };
-                let replicas = parse_replicas(n).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                let replicas =
+                    parse_replicas(n).map_err(|e| super::usage(format!("{name}: {e}")))?;
                 parsed.push((path_part(name)?.to_owned(), replicas));
             }
             for (name, replicas) in &parsed {
@@ -388,9 +403,11 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `service ls` as a table.
-pub(super) fn list(daemon: &Daemon) -> Result<()> {
-    let list: Vec<ServiceView> = daemon.get("/services")?;
+/// `service ls` and `stack services`.
+pub(super) fn print_services(list: &[ServiceView], format: Format) -> Result<()> {
+    if format == Format::Json {
+        return table::json(&list);
+    }
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {

@@ -147,5 +147,7 @@ fn parse_remote(s: &str) -> Result<SocketAddr> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, DEFAULT_PORT));
     }
-    anyhow::bail!("`{s}` is not a manager address; give IP:PORT, e.g. 198.18.0.1:2377")
+    Err(super::usage(format!(
+        "`{s}` is not a manager address; give IP:PORT, e.g. 198.18.0.1:2377"
+    )))
 }

@@ -145,6 +145,7 @@ pub fn tables_for(
                     EndpointMode::Dnsrr => tables::EndpointMode::Dnsrr,
                 },
                 all_ports: true,
+                aliases: service.spec.aliases.clone(),
             }
         })
         .collect();

@@ -172,6 +172,7 @@ pub(super) fn network<'n>(
             subnet,
             attachable,
             options,
+            labels: Default::default(),
         },
         ..declared
     }

@@ -76,7 +76,27 @@ impl ClusterState {
                 Some(_) => Ok(Outcome::Applied),
                 None => Err(StateError::SecretNotFound(name)),
             },
+            Command::Batch(cmds) => self.apply_batch(cmds),
         }
+    }
+
+    /// Applies every command of a batch to a copy and keeps the copy only
+    /// if all of them applied.
+    fn apply_batch(&mut self, cmds: Vec<Command>) -> Result<Outcome, StateError> {
+        if cmds.iter().any(|c| matches!(c, Command::Batch(_))) {
+            return Err(StateError::NestedBatch);
+        }
+        let mut next = self.clone();
+        let mut outcomes = Vec::with_capacity(cmds.len());
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            let outcome = next.apply(cmd).map_err(|e| StateError::InBatch {
+                index: i,
+                source: Box::new(e),
+            })?;
+            outcomes.push(outcome);
+        }
+        *self = next;
+        Ok(Outcome::Batch(outcomes))
     }
 
     /// All nodes, by id.

@@ -132,6 +132,9 @@ pub enum Command {
         /// Its name.
         name: String,
     },
+    /// Several commands applied in order, all or none (`stack deploy`);
+    /// a batch may not hold a batch.
+    Batch(Vec<Command>),
 }
 
 /// Changes to a node; `None` and empty fields leave things as they are.
@@ -171,6 +174,9 @@ pub struct NetworkSpec {
     pub ingress: bool,
     /// Whether its traffic is encrypted.
     pub encrypted: bool,
+    /// Its labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Changes to a task; `None` leaves a field as it is, except that a new
@@ -229,6 +235,8 @@ pub enum Outcome {
         /// Its ports, with published ports filled in.
         ports: Vec<PortConfig>,
     },
+    /// Each command of a batch, in order.
+    Batch(Vec<Outcome>),
     /// A task was created with these addresses.
     TaskCreated {
         /// Its address on each network.

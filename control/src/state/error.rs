@@ -254,4 +254,15 @@ pub enum StateError {
     /// No such secret.
     #[error("secret `{0}` not found")]
     SecretNotFound(String),
+    /// A batch holds a batch.
+    #[error("a batch of commands may not hold another batch")]
+    NestedBatch,
+    /// A command of a batch was refused, so the batch was.
+    #[error("{source}")]
+    InBatch {
+        /// Which command, from 0.
+        index: usize,
+        /// Why.
+        source: Box<StateError>,
+    },
 }

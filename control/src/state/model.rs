@@ -86,6 +86,9 @@ pub struct Network {
     pub ingress: bool,
     /// Whether VXLAN traffic is encrypted.
     pub encrypted: bool,
+    /// Its labels, e.g. the stack it belongs to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// How many tasks a service wants.
@@ -197,6 +200,13 @@ pub struct ServiceSpec {
     /// Its tasks' health check, if any.
     #[serde(default)]
     pub healthcheck: Option<HealthCheck>,
+    /// Its labels, e.g. the stack it belongs to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Other names it answers to in DNS on its networks (a stack's
+    /// services find each other by their short names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl ServiceSpec {

@@ -64,6 +64,7 @@ impl ClusterState {
                 attachable: spec.attachable,
                 ingress: spec.ingress,
                 encrypted: spec.encrypted,
+                labels: spec.labels,
             },
         );
         self.ipam.insert(spec.id, ipam);

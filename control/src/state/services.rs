@@ -93,6 +93,9 @@ impl ClusterState {
         existing: Option<&Service>,
     ) -> Result<Plan, StateError> {
         names::check_service(&spec.name)?;
+        for alias in &spec.aliases {
+            names::check_service(alias)?;
+        }
         if let Some(other) = self.service_by_name(&spec.name)
             && other.id != id
         {

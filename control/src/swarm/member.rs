@@ -416,6 +416,7 @@ impl Member {
             leader: live.leader,
             raft,
             dataplane: self.config.dataplane.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
         }
     }
 

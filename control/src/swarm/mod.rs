@@ -28,6 +28,7 @@ pub mod reconcile;
 pub mod rpc;
 mod service;
 mod services;
+mod stacks;
 mod tasks;
 mod transport;
 pub mod view;
@@ -50,6 +51,7 @@ pub use ops::{
 pub use services::{
     Policies, ServiceChange, ServiceOptions, ServiceView, TaskView, UpdateOptions, parse_publish,
 };
+pub use stacks::{STACK_LABEL, StackDeploy, StackReport, StackView};
 pub use view::{Info, ManagerStatus, NodeView};
 
 use self::files::SwarmDir;
@@ -306,6 +308,31 @@ impl Swarm {
         self.member().await?.remove_service(key).await
     }
 
+    /// `shoal stack deploy`.
+    pub async fn deploy_stack(&self, d: StackDeploy) -> Result<StackReport, SwarmError> {
+        self.member().await?.deploy_stack(d).await
+    }
+
+    /// `shoal stack ls`.
+    pub async fn stacks(&self) -> Result<Vec<StackView>, SwarmError> {
+        self.member().await?.stacks().await
+    }
+
+    /// `shoal stack services`.
+    pub async fn stack_services(&self, stack: &str) -> Result<Vec<ServiceView>, SwarmError> {
+        self.member().await?.stack_services(stack).await
+    }
+
+    /// `shoal stack ps`.
+    pub async fn stack_tasks(&self, stack: &str) -> Result<Vec<TaskView>, SwarmError> {
+        self.member().await?.stack_tasks(stack).await
+    }
+
+    /// `shoal stack rm`.
+    pub async fn remove_stack(&self, stack: &str) -> Result<StackReport, SwarmError> {
+        self.member().await?.remove_stack(stack).await
+    }
+
     /// `shoal service logs`.
     pub async fn service_logs(
         &self,
@@ -331,6 +358,7 @@ impl Swarm {
                 leader: None,
                 raft: None,
                 dataplane: self.inner.config.dataplane.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
             },
         }
     }

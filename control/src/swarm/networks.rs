@@ -1,6 +1,7 @@
 //! `shoal network create | ls | inspect | rm` on a manager: overlay
 //! networks in the replicated state, found by id, id prefix or name.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -26,6 +27,8 @@ pub struct NetworkOptions {
     pub attachable: bool,
     /// Driver options (`--opt encrypted`).
     pub options: Vec<String>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A network as listed.
@@ -49,6 +52,9 @@ pub struct NetworkView {
     pub attachable: bool,
     /// Whether it is the routing-mesh network.
     pub ingress: bool,
+    /// Its labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl NetworkView {
@@ -63,6 +69,7 @@ impl NetworkView {
             vni: n.vni,
             attachable: n.attachable,
             ingress: n.ingress,
+            labels: n.labels.clone(),
         }
     }
 }
@@ -77,6 +84,44 @@ pub(super) fn ingress_spec() -> Result<NetworkSpec, SwarmError> {
         attachable: false,
         ingress: true,
         encrypted: false,
+        labels: BTreeMap::new(),
+    })
+}
+
+/// Checks `network create` options and makes the spec, with a new id.
+pub(super) fn spec_of(o: NetworkOptions) -> Result<NetworkSpec, SwarmError> {
+    if let Some(d) = o.driver.as_deref().filter(|d| *d != "overlay") {
+        return Err(SwarmError::Refused(format!(
+            "network driver `{d}` is not available; shoal makes `overlay` networks"
+        )));
+    }
+    let mut encrypted = false;
+    for opt in &o.options {
+        match opt.as_str() {
+            "encrypted" | "encrypted=true" => encrypted = true,
+            other => {
+                return Err(SwarmError::Refused(format!(
+                    "network option `{other}` is unknown; the only option is `encrypted`"
+                )));
+            }
+        }
+    }
+    if encrypted {
+        return Err(SwarmError::Refused(
+            "encrypted overlay networks are not available yet: shoal refuses them rather \
+             than sending traffic in the clear; create the network without --opt encrypted"
+                .into(),
+        ));
+    }
+    Ok(NetworkSpec {
+        id: NetworkId::generate()?,
+        name: o.name,
+        subnet: o.subnet,
+        vni: None,
+        attachable: o.attachable,
+        ingress: false,
+        encrypted,
+        labels: o.labels,
     })
 }
 
@@ -98,40 +143,9 @@ impl Member {
         &self,
         o: NetworkOptions,
     ) -> Result<NetworkView, SwarmError> {
-        if let Some(d) = o.driver.as_deref().filter(|d| *d != "overlay") {
-            return Err(SwarmError::Refused(format!(
-                "network driver `{d}` is not available; shoal makes `overlay` networks"
-            )));
-        }
-        let mut encrypted = false;
-        for opt in &o.options {
-            match opt.as_str() {
-                "encrypted" | "encrypted=true" => encrypted = true,
-                other => {
-                    return Err(SwarmError::Refused(format!(
-                        "network option `{other}` is unknown; the only option is `encrypted`"
-                    )));
-                }
-            }
-        }
-        if encrypted {
-            return Err(SwarmError::Refused(
-                "encrypted overlay networks are not available yet: shoal refuses them rather \
-                 than sending traffic in the clear; create the network without --opt encrypted"
-                    .into(),
-            ));
-        }
-        let id = NetworkId::generate()?;
-        self.write(Command::CreateNetwork(NetworkSpec {
-            id: id.clone(),
-            name: o.name,
-            subnet: o.subnet,
-            vni: None,
-            attachable: o.attachable,
-            ingress: false,
-            encrypted,
-        }))
-        .await?;
+        let spec = spec_of(o)?;
+        let id = spec.id.clone();
+        self.write(Command::CreateNetwork(spec)).await?;
         let state = self.read().await?;
         let n = state
             .network(&id)

@@ -51,6 +51,8 @@ pub struct ServiceOptions {
     pub command: Vec<String>,
     /// Restart, update and rollback settings.
     pub policies: Policies,
+    /// `--label K=V`.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// `--restart-*`, `--update-*` and `--rollback-*` options; `None` leaves
@@ -371,7 +373,7 @@ pub struct TaskView {
 }
 
 impl TaskView {
-    fn of(state: &ClusterState, t: &Task) -> TaskView {
+    pub(super) fn of(state: &ClusterState, t: &Task) -> TaskView {
         TaskView {
             id: t.id.clone(),
             name: short_name(state, t),
@@ -399,7 +401,7 @@ impl TaskView {
 }
 
 impl ServiceView {
-    fn of(state: &ClusterState, s: &Service) -> ServiceView {
+    pub(super) fn of(state: &ClusterState, s: &Service) -> ServiceView {
         let tasks = || state.tasks().values().filter(|t| t.service == s.id);
         let running = tasks()
             .filter(|t| t.desired == DesiredState::Running && t.state == TaskState::Running)
@@ -514,7 +516,7 @@ pub(super) fn find<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Service
 }
 
 /// Checks options against the state and makes the spec.
-fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, SwarmError> {
+pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, SwarmError> {
     let refuse = |m: String| SwarmError::Refused(m);
     if o.command.is_empty() {
         return Err(refuse(
@@ -577,6 +579,7 @@ fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, Swarm
         endpoint_mode,
         constraints: o.constraints,
         max_replicas: o.max_replicas,
+        labels: o.labels,
         ..ServiceSpec::default()
     };
     o.policies.apply(&mut spec).map_err(refuse)?;
@@ -728,7 +731,7 @@ impl Member {
 }
 
 /// Live tasks first, then by name and newest state.
-fn sort_tasks(tasks: &mut [TaskView]) {
+pub(super) fn sort_tasks(tasks: &mut [TaskView]) {
     tasks.sort_by(|a, b| {
         (a.desired, &a.name, a.slot)
             .cmp(&(b.desired, &b.name, b.slot))

@@ -166,6 +166,9 @@ pub struct Info {
     pub raft: Option<RaftInfo>,
     /// The data-plane engine in use, and why.
     pub dataplane: String,
+    /// The daemon's version.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// Raft figures for `shoal info`.

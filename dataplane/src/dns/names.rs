@@ -8,14 +8,15 @@
 //! - `NAME`: the service's VIP on a network the asker shares (endpoint mode
 //!   vip), or every active backend on shared networks (dnsrr);
 //! - `tasks.NAME`: every active backend on shared networks;
-//! - `NAME.NETWORK`, `tasks.NAME.NETWORK`: the same, on that network only.
+//! - `NAME.NETWORK`, `tasks.NAME.NETWORK`: the same, on that network only;
+//! - a service's aliases (a stack's short names) like its name.
 //!
 //! A service is visible on the networks it has a VIP on, or (dnsrr, or no
 //! VIP) the networks its backends are on. Names are case-insensitive, with
 //! or without the trailing dot. A name no visible service owns is not ours:
 //! the caller forwards it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use hickory_proto::rr::RecordType;
@@ -51,7 +52,6 @@ pub struct Names {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ServiceNames {
-    mode: EndpointMode,
     /// One entry per network the service is visible on, in tables order.
     on: Vec<OnNetwork>,
 }
@@ -60,6 +60,8 @@ struct ServiceNames {
 struct OnNetwork {
     /// Lower-cased network name.
     network: String,
+    /// How `NAME` answers here.
+    mode: EndpointMode,
     vip: Option<Ipv4Addr>,
     /// Active backends on this network.
     tasks: Vec<Ipv4Addr>,
@@ -90,6 +92,28 @@ impl Names {
                 names.services.insert(s.name.to_ascii_lowercase(), service);
             }
         }
+        // Aliases: on each network, a service's own name wins, then the
+        // first service in the tables with the alias there.
+        let own: HashSet<String> = names.services.keys().cloned().collect();
+        for s in tables.services.iter().filter(|s| !s.aliases.is_empty()) {
+            let service = service_names(tables, s);
+            for alias in &s.aliases {
+                let alias = alias.to_ascii_lowercase();
+                if own.contains(&alias) {
+                    continue;
+                }
+                let entry = names
+                    .services
+                    .entry(alias)
+                    .or_insert_with(|| ServiceNames { on: Vec::new() });
+                for on in &service.on {
+                    if !entry.on.iter().any(|o| o.network == on.network) {
+                        entry.on.push(on.clone());
+                    }
+                }
+            }
+        }
+        names.services.retain(|_, s| !s.on.is_empty());
         names
     }
 
@@ -142,8 +166,7 @@ impl Names {
         };
         if let Some(service) = self.services.get(base) {
             let mut on = service.on.iter().filter(shared).peekable();
-            on.peek()?;
-            return Some(match service.mode {
+            return Some(match on.peek()?.mode {
                 EndpointMode::Vip => on.find_map(|o| o.vip).into_iter().collect(),
                 EndpointMode::Dnsrr => union(on),
             });
@@ -187,15 +210,13 @@ fn service_names(tables: &Tables, s: &crate::tables::Service) -> ServiceNames {
         if visible {
             on.push(OnNetwork {
                 network: net.name.to_ascii_lowercase(),
+                mode: s.endpoint_mode,
                 vip: if by_vip { vip } else { None },
                 tasks,
             });
         }
     }
-    ServiceNames {
-        mode: s.endpoint_mode,
-        on,
-    }
+    ServiceNames { on }
 }
 
 /// Whether backend address `ip` is on network `net`, and if so whether its

@@ -364,6 +364,7 @@ endpoints:
             backends: vec![],
             endpoint_mode: crate::tables::EndpointMode::Vip,
             all_ports,
+            aliases: Vec::new(),
         };
         for all_ports in [false, true] {
             t.services = vec![svc(all_ports)];

@@ -101,6 +101,12 @@ pub struct Service {
     /// only say what is published. Default: only the ports listed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all_ports: bool,
+    /// Other names it answers to in DNS, as `name` does (a stack's
+    /// services find each other by their short names). A service's own
+    /// name wins over another's alias; of two services with one alias,
+    /// the first in the tables wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

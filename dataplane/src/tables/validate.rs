@@ -283,6 +283,14 @@ impl Tables {
             } else {
                 names.insert(&s.name, i);
             }
+            for (k, alias) in s.aliases.iter().enumerate() {
+                if alias.trim().is_empty() || alias.contains(char::is_whitespace) {
+                    problems.push(Problem::new(
+                        at(&format!("aliases[{k}]")),
+                        format!("`{alias}` is not a DNS name"),
+                    ));
+                }
+            }
             for (net_name, &vip) in &s.vips {
                 let path = at(&format!("vips.{net_name}"));
                 let Some(n) = self.network(net_name) else {

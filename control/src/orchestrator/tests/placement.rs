@@ -96,6 +96,7 @@ fn a_network_out_of_addresses_refuses_creations_until_addresses_are_free() {
             attachable: false,
             ingress: false,
             encrypted: false,
+            labels: Default::default(),
         }),
     );
     let mut wide = spec("web", replicated(6), &[]);

@@ -36,6 +36,7 @@ pub(super) fn network(id: &str, name: &str, subnet: Option<&str>) -> NetworkSpec
         attachable: false,
         ingress: false,
         encrypted: false,
+        labels: Default::default(),
     }
 }
 

@@ -169,3 +169,29 @@ fn removal_refuses_networks_in_use() {
     );
     assert!(s.ipam(&net_id("backend")).is_none());
 }
+
+#[test]
+fn a_batch_applies_entirely_or_not_at_all() {
+    let mut s = ClusterState::new();
+    let outcome = ok(
+        &mut s,
+        Command::Batch(vec![
+            Command::CreateNetwork(network("n1", "a", None)),
+            Command::CreateNetwork(network("n2", "b", None)),
+        ]),
+    );
+    assert!(matches!(outcome, Outcome::Batch(ref o) if o.len() == 2));
+    assert!(s.network_by_name("b").is_some());
+    // The second command fails (name taken): the first is not kept either.
+    let err = refused(
+        &mut s,
+        Command::Batch(vec![
+            Command::CreateNetwork(network("n3", "c", None)),
+            Command::CreateNetwork(network("n4", "a", None)),
+        ]),
+    );
+    assert!(err.contains("`a`"), "{err}");
+    assert!(s.network_by_name("c").is_none());
+    let err = refused(&mut s, Command::Batch(vec![Command::Batch(vec![])]));
+    assert!(err.contains("another batch"), "{err}");
+}

@@ -156,7 +156,7 @@ fn refuses_bad_services() {
         &mut s,
         Command::CreateService {
             id: svc_id("s2"),
-            spec: spec("Bad_Name", &[]),
+            spec: spec("Bad.Name", &[]),
         },
     );
     let mut zero = spec("api", &[]);

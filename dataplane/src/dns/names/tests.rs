@@ -162,6 +162,31 @@ fn tables_changes_show_at_once() {
     assert_eq!(a(&n, "t1", "web"), Answer::NotOurs);
 }
 
+#[test]
+fn aliases_answer_like_the_name_and_lose_to_real_names() {
+    let mut tables = Tables::from_yaml_str(TABLES).expect("test tables");
+    tables.services[0].aliases = vec!["front".into(), "db".into()];
+    tables.services[2].aliases = vec!["Front".into()];
+    let n = Names::from_tables(&tables);
+    assert_eq!(a(&n, "t1", "front"), recs(&["10.10.0.100"]));
+    // t1 is on red (web's `front`) and blue (api's): tasks of both.
+    assert_eq!(
+        a(&n, "t1", "tasks.front"),
+        recs(&["10.10.0.2", "10.10.0.3", "10.20.0.3"])
+    );
+    assert_eq!(
+        a(&n, "t1", "tasks.front.red"),
+        recs(&["10.10.0.2", "10.10.0.3"])
+    );
+    assert_eq!(a(&n, "t1", "front.red"), recs(&["10.10.0.100"]));
+    // `db` is a service's own name: the alias does not take it over.
+    assert_eq!(a(&n, "t1", "db"), recs(&["10.10.0.3", "10.10.0.4"]));
+    // On blue, where web is not, `front` is api's.
+    assert_eq!(a(&n, "t2", "front"), recs(&["10.20.0.100"]));
+    // Each network has its own owner of an alias.
+    assert_eq!(a(&n, "t1", "front.blue"), recs(&["10.20.0.100"]));
+}
+
 proptest::proptest! {
     /// Names come from the network: any string, any type, never a panic,
     /// and never an answer for a name no service could own.

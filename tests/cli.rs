@@ -1,0 +1,102 @@
+//! The command line as scripts use it: exit codes (0 ok, 1 error, 2
+//! usage), completions, `version`, and JSON listings, against no daemon
+//! or a socket that is not a daemon's.
+
+use std::process::{Command, Output};
+
+fn shoal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        // No daemon: a socket path that does not exist.
+        .env("SHOAL_HOST", "unix:///nonexistent/shoal-cli-test.sock")
+        .output()
+        .expect("runs shoal")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn usage_mistakes_exit_2() {
+    for args in [
+        &["no-such-command"][..],
+        &["service", "create"],
+        &["service", "ls", "--format", "yaml"],
+        &["service", "scale", "web"],
+        &["service", "scale", "web=-1"],
+        &["service", "ps", "bad/name"],
+        &["stack", "deploy", "app"],
+        &["stack", "ps", "a b"],
+        &["swarm", "join", "--token", "x", "not-an-address"],
+        &["completion", "tcsh"],
+    ] {
+        let o = shoal(args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).is_empty(), "{args:?} says why");
+    }
+}
+
+#[test]
+fn failures_exit_1_with_a_message() {
+    for args in [
+        &["service", "ls"][..],
+        &["node", "ls", "--format", "json"],
+        &["stack", "deploy", "-c", "/nonexistent/compose.yml", "app"],
+    ] {
+        let o = shoal(args);
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("shoal: "),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for args in [&["--help"][..], &["--version"], &["service", "--help"]] {
+        let o = shoal(args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+    // Without a daemon `version` still shows the client and says why the
+    // server is missing.
+    let o = shoal(&["version"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    assert!(out.contains("not reachable"), "{out}");
+    let o = shoal(&["version", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["client"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["server"].is_null());
+}
+
+#[test]
+fn completions_cover_the_commands() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef shoal"),
+        ("fish", "complete -c shoal"),
+    ] {
+        let o = shoal(&["completion", shell]);
+        assert_eq!(code(&o), 0, "{shell}: {}", stderr(&o));
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        for word in ["service", "stack", "deploy", "compose-file", "replicas"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    // bash accepts the script.
+    let o = shoal(&["completion", "bash"]);
+    let check = Command::new("bash")
+        .args(["-n", "-c", &String::from_utf8_lossy(&o.stdout)])
+        .output()
+        .expect("bash runs");
+    assert!(check.status.success(), "{}", stderr(&check));
+}
