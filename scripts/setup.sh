@@ -12,7 +12,10 @@ need_root() {
 need_root
 
 # Debian packages: network tools the tests drive, and the peers the benchmarks compare against.
-pkgs=(iproute2 iputils-ping iperf3 curl nftables haproxy wrk ethtool tcpdump procps psmisc dnsutils)
+# chromium: the visualizer's browser test; llvm-22-dev and bpftool: the eBPF
+# engine's linker and the checks that its programs attach and go.
+pkgs=(iproute2 iputils-ping iperf3 curl nftables haproxy wrk ethtool tcpdump procps psmisc dnsutils
+  chromium llvm-22-dev libpolly-22-dev bpftool)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -32,4 +35,16 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 if rustup toolchain list 2>/dev/null | grep -q '^nightly' && ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "setup.sh: installing cargo-fuzz"
   cargo +nightly install cargo-fuzz --locked
+fi
+
+# The eBPF programs build with the nightly toolchain, its rust-src and
+# bpf-linker (against Debian's LLVM 22).
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  rustup component list --installed --toolchain nightly 2>/dev/null | grep -q '^rust-src' ||
+    rustup component add rust-src --toolchain nightly
+  if ! command -v bpf-linker >/dev/null 2>&1; then
+    echo "setup.sh: installing bpf-linker"
+    LLVM_PREFIX=/usr/lib/llvm-22 cargo +nightly install bpf-linker --locked \
+      --no-default-features --features llvm-22
+  fi
 fi
