@@ -294,7 +294,7 @@ impl Collector for ServiceSeries {
         if !self.conntrack.is_empty() {
             let mut family = encoder.encode_descriptor(
                 "conntrack_entries",
-                "Flows in each connection-tracking table (vip: clients to service VIPs; vip_reply: their replies; mesh: clients of published ports on this entry node; mesh_return: routing-mesh flows served here, by entry node)",
+                "Flows in each connection-tracking table (vip: clients to service VIPs; vip_reply: their replies; mesh: clients of published ports on this entry node; mesh_return: routing-mesh flows served here, by entry node).",
                 None,
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
@@ -309,7 +309,7 @@ impl Collector for ServiceSeries {
         let counter = prometheus_client::metrics::MetricType::Counter;
         let mut family = encoder.encode_descriptor(
             "service_connections",
-            "Connections the load balancer opened to a backend (new flows, and flows moved off a backend that left), counted on the node they entered by",
+            "Connections the load balancer opened to a backend (new flows, and flows moved off a backend that left), counted on the node they entered by.",
             None,
             counter,
         )?;
@@ -318,7 +318,7 @@ impl Collector for ServiceSeries {
         }
         let mut family = encoder.encode_descriptor(
             "service_tracked_connections",
-            "Connections to a backend that this node's conntrack tracks now",
+            "Connections to a backend that this node's conntrack tracks now.",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
@@ -328,12 +328,12 @@ impl Collector for ServiceSeries {
         for (name, help, pick) in [
             (
                 "service_packets",
-                "Packets of a backend's connections, by direction (original: client to backend; reply)",
+                "Packets of a backend's connections, by direction (original: client to backend; reply).",
                 (|t: &Totals, d: usize| t.packets[d]) as fn(&Totals, usize) -> u64,
             ),
             (
                 "service_bytes",
-                "IP bytes of a backend's connections, by direction (original: client to backend; reply)",
+                "IP bytes of a backend's connections, by direction (original: client to backend; reply).",
                 |t: &Totals, d: usize| t.bytes[d],
             ),
         ] {
