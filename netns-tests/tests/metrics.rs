@@ -370,3 +370,67 @@ fn every_node_serves_metrics_that_move_with_traffic() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn embed_mode_serves_metrics_over_tcp_and_a_bad_address_stops_the_start() -> Result<()> {
+    let mut lab = Lab::new("metrics-embed")?;
+    let node = lab.add_host("n1")?;
+    let client = lab.add_host("client")?;
+    let web1 = lab.add_netns("web1")?;
+    let at = node.underlay;
+    let yaml = format!(
+        "node: {{ name: n1, underlay: {at} }}
+networks: [ {{ name: red, vni: 4097, subnet: 10.10.0.0/24 }} ]
+endpoints: [ {{ network: red, ip: 10.10.0.2, node: {at}, netns: {web1} }} ]
+services:
+  - {{ name: web, vips: {{ red: 10.10.0.100 }}, ports: [ {{ target: 80, published: {MESH_PORT} }} ], backends: [ {{ ip: 10.10.0.2 }} ] }}
+"
+    );
+
+    // An address this host does not have: refused before anything is set up.
+    let err = lab
+        .start_daemon(&node, &yaml, &["--metrics-addr", "203.0.113.7:9323"])
+        .expect_err("a daemon with a foreign metrics address started");
+    let err = format!("{err:#}");
+    assert!(err.contains("--metrics-addr"), "{err}");
+    let links = lab.run_ok(&web1, &["ip", "-o", "link", "show"])?;
+    assert_eq!(links.lines().count(), 1, "only lo in web1: {links}");
+
+    let metrics_addr = format!("0.0.0.0:{METRICS_PORT}");
+    let _daemon = lab.start_daemon(&node, &yaml, &["--metrics-addr", &metrics_addr])?;
+    let bin = shoal_netns_tests::shoal_bin();
+    let bin = bin.to_str().context("utf-8 path")?;
+    lab.spawn(&web1, &[bin, "whoami", "--port", "80", "--name", "web1"])?;
+    let mesh = SocketAddrV4::new(at, MESH_PORT);
+    wait_until(&format!("{mesh} to answer"), T, || {
+        requests(&lab, &client, mesh, 1).ok()
+    })?;
+
+    let scrape_addr = SocketAddrV4::new(at, METRICS_PORT);
+    let before = scrape(&lab, &client.netns, scrape_addr)?;
+    assert_eq!(
+        before.get("shoal_dataplane_engine_info", &[("engine", "userspace")]),
+        Some(1.0)
+    );
+    assert!(
+        !before
+            .names()
+            .any(|n| n.starts_with("shoal_raft") || n.starts_with("shoal_swarm")),
+        "embed mode has no swarm"
+    );
+    requests(&lab, &client, mesh, N)?;
+    let after = scrape(&lab, &client.netns, scrape_addr)?;
+    let series = [
+        ("service", "web"),
+        ("network", "red"),
+        ("vip", "10.10.0.100"),
+        ("protocol", "tcp"),
+        ("port", "80"),
+        ("backend", "10.10.0.2"),
+    ];
+    let conns = "shoal_dataplane_service_connections_total";
+    let opened =
+        after.get(conns, &series).unwrap_or(0.0) - before.get(conns, &series).unwrap_or(0.0);
+    assert!(opened >= N as f64, "{opened} connections for {N} requests");
+    Ok(())
+}
