@@ -6,12 +6,13 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError};
 
 use anyhow::Context;
 use shoal_control::agent::DataPlane;
 use shoal_dataplane::dns;
 use shoal_dataplane::engine::Dataplane;
-use shoal_dataplane::engine::userspace::{Options, UserspaceEngine};
+use shoal_dataplane::engine::userspace::{Options, Shared, UserspaceEngine};
 use shoal_dataplane::sys;
 use shoal_dataplane::tables::Tables;
 use tokio::sync::Mutex;
@@ -21,6 +22,8 @@ pub struct NodeDataplane {
     vxlan_port: u16,
     state_dir: PathBuf,
     running: Mutex<Option<Running>>,
+    /// The running engine's counters, for `/metrics`.
+    counters: std::sync::Mutex<Option<Arc<Shared>>>,
 }
 
 struct Running {
@@ -42,7 +45,25 @@ impl NodeDataplane {
             vxlan_port,
             state_dir: state_dir.to_path_buf(),
             running: Mutex::new(None),
+            counters: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Appends the running engine's families to `out` (nothing before the
+    /// engine starts).
+    pub fn encode_metrics(&self, out: &mut String) {
+        let shared = self
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(shared) = shared {
+            shared.encode_metrics(out);
+        }
+    }
+
+    fn set_counters(&self, shared: Option<Arc<Shared>>) {
+        *self.counters.lock().unwrap_or_else(PoisonError::into_inner) = shared;
     }
 }
 
@@ -88,6 +109,7 @@ impl DataPlane for NodeDataplane {
             .is_some_and(|r| tables.is_none_or(|t| t.node.underlay != r.underlay));
         if stale && let Some(r) = running.take() {
             tracing::info!("data plane: stopping");
+            self.set_counters(None);
             r.stop();
         }
         let Some(tables) = tables else {
@@ -100,6 +122,7 @@ impl DataPlane for NodeDataplane {
                 .context("starting the data plane")
                 .map_err(|e| format!("{e:#}"))?;
             let resolver = start_resolver(&self.state_dir).map_err(|e| format!("{e:#}"))?;
+            self.set_counters(Some(engine.shared()));
             *running = Some(Running {
                 underlay,
                 engine,

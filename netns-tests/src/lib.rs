@@ -12,6 +12,7 @@ mod ip;
 mod kernel;
 mod lab;
 pub mod net;
+pub mod openmetrics;
 mod paths;
 mod proc;
 pub mod swarm;

@@ -1,8 +1,10 @@
 //! The local admin API on `<state-dir>/shoal.sock` (mode 0600): HTTP over a
 //! unix socket, what the CLI and scrapers talk to. `GET /metrics` gives the
-//! counters in the Prometheus text format, `GET /tables` the tables in force;
-//! [`swarm`] has the swarm and node operations.
+//! node's families in the OpenMetrics text format ([`metrics`]), `GET
+//! /tables` the tables in force; [`swarm`] has the swarm and node
+//! operations.
 
+pub mod metrics;
 pub mod swarm;
 
 use std::os::unix::fs::PermissionsExt;
@@ -21,7 +23,7 @@ type Render = Box<dyn Fn() -> String + Send + Sync>;
 
 /// What the admin API shows.
 pub struct Sources {
-    pub metrics: Render,
+    pub metrics: metrics::Exposition,
     pub tables: Render,
 }
 
@@ -40,31 +42,14 @@ pub async fn serve(path: &Path, app: Router) -> anyhow::Result<JoinHandle<()>> {
 
 /// `/metrics` and `/tables`.
 pub fn data_plane_routes(sources: Sources) -> Router {
-    let sources = Arc::new(sources);
-    Router::new()
-        .route(
-            "/metrics",
-            get({
-                let s = sources.clone();
-                move || async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        (s.metrics)(),
-                    )
-                        .into_response()
-                }
-            }),
-        )
-        .route(
-            "/tables",
-            get({
-                let s = sources.clone();
-                move || async move {
-                    ([(header::CONTENT_TYPE, "application/json")], (s.tables)()).into_response()
-                }
-            }),
-        )
+    let tables = Arc::new(sources.tables);
+    metrics::route(sources.metrics).route(
+        "/tables",
+        get(move || {
+            let tables = tables.clone();
+            async move {
+                ([(header::CONTENT_TYPE, "application/json")], (tables)()).into_response()
+            }
+        }),
+    )
 }

@@ -53,6 +53,10 @@ pub struct Args {
     /// How soon a dead node is declared down, e.g. 2s or 500ms.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = super::parse_duration)]
     failure_detection: Duration,
+    /// Also serve `GET /metrics` (OpenMetrics text) over plain HTTP on this
+    /// address, for Prometheus, e.g. 0.0.0.0:9323.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,6 +115,10 @@ fn load(path: &Path) -> anyhow::Result<Tables> {
 }
 
 async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> anyhow::Result<()> {
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(admin::metrics::bind(addr).await?),
+        None => None,
+    };
     let mut engine = start_engine(tables.node.underlay, args.vxlan_port, &tables.node.name)
         .await
         .with_context(|| format!("{}: node.underlay", path.display()))?;
@@ -122,13 +130,19 @@ async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> a
     }
 
     let shared = engine.shared();
+    let exposition = admin::metrics::Exposition::new(move || {
+        let mut out = String::new();
+        shared.encode_metrics(&mut out);
+        std::future::ready(out)
+    });
+    let metrics_server = metrics_listener.map(|l| admin::metrics::serve(l, exposition.clone()));
     let applied = Arc::new(std::sync::Mutex::new(tables));
     let server = admin::serve(
         &state.socket(),
         admin::data_plane_routes({
             let applied = applied.clone();
             admin::Sources {
-                metrics: Box::new(move || shared.counters.render()),
+                metrics: exposition,
                 tables: Box::new(move || {
                     let tables = applied.lock().map(|t| t.clone()).ok();
                     serde_json::to_string_pretty(&tables).unwrap_or_default()
@@ -173,6 +187,9 @@ async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> a
     }
     tracing::info!("stopping: removing task interfaces and resolvers");
     server.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     engine.shutdown();
     resolver.shutdown();
     Ok(())
@@ -230,6 +247,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
             .trim()
             .to_owned(),
     };
+    let dataplane_of_node = Arc::new(NodeDataplane::new(args.vxlan_port, &args.state_dir));
     let config = SwarmConfig {
         state_dir: args.state_dir.clone(),
         hostname,
@@ -238,10 +256,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         gossip_addr: args.gossip_addr,
         detection: args.failure_detection,
         dataplane: dataplane.to_owned(),
-        tables: TablesSink(Arc::new(NodeDataplane::new(
-            args.vxlan_port,
-            &args.state_dir,
-        ))),
+        tables: TablesSink(dataplane_of_node.clone()),
     };
     let state = StateDir::claim(&args.state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -250,8 +265,15 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
+        let metrics_listener = match args.metrics_addr {
+            Some(addr) => Some(admin::metrics::bind(addr).await?),
+            None => None,
+        };
         let swarm = Swarm::start(config).await?;
-        let server = admin::serve(&state.socket(), admin::swarm::routes(swarm.clone())).await?;
+        let exposition = swarm_exposition(swarm.clone(), dataplane_of_node);
+        let metrics_server = metrics_listener.map(|l| admin::metrics::serve(l, exposition.clone()));
+        let routes = admin::swarm::routes(swarm.clone()).merge(admin::metrics::route(exposition));
+        let server = admin::serve(&state.socket(), routes).await?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
@@ -260,11 +282,28 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("stopping");
         server.abort();
+        if let Some(m) = metrics_server {
+            m.abort();
+        }
         swarm.shutdown().await;
         anyhow::Ok(())
     });
     state.release();
     result
+}
+
+/// A swarm node's `/metrics`: the control plane's families, then those of
+/// its data plane once it runs.
+fn swarm_exposition(swarm: Swarm, dataplane: Arc<NodeDataplane>) -> admin::metrics::Exposition {
+    admin::metrics::Exposition::new(move || {
+        let (swarm, dataplane) = (swarm.clone(), dataplane.clone());
+        async move {
+            let mut out = String::new();
+            swarm.metrics().await.encode(&mut out);
+            dataplane.encode_metrics(&mut out);
+            out
+        }
+    })
 }
 
 /// The machine's address when it has exactly one non-loopback IPv4 one.

@@ -22,6 +22,7 @@ mod leader;
 mod lifecycle;
 mod logs;
 mod member;
+mod metrics;
 mod networks;
 mod ops;
 pub mod reconcile;
@@ -43,6 +44,7 @@ use tokio::sync::{Mutex, RwLock};
 pub use error::SwarmError;
 pub use gossip::LiveSet;
 pub use logs::{LogsRequest, TaskLog};
+pub use metrics::SwarmMetrics;
 pub use networks::{NetworkOptions, NetworkView};
 pub use ops::{
     InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange, TokenOptions,

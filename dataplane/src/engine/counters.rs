@@ -1,5 +1,5 @@
 //! Data-plane counters, shared by the engine's threads and rendered in the
-//! Prometheus text format for `/metrics`.
+//! OpenMetrics text format for `/metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -105,11 +105,10 @@ impl Counters {
         self.drops[reason.index()].get()
     }
 
-    /// All counters in the Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+    /// Appends all counters in the OpenMetrics text format, without the
+    /// closing `# EOF`, so that other families can follow.
+    pub fn encode(&self, out: &mut String) {
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        let _ = prometheus_client::encoding::text::encode_registry(out, &self.registry);
     }
 }

@@ -3,6 +3,8 @@
 //! the eBPF fast path. Both implement [`Dataplane`].
 
 pub mod counters;
+pub mod service_stats;
+pub mod stats;
 pub mod userspace;
 
 use std::fmt;

@@ -160,6 +160,15 @@ impl Conntrack {
             .is_some_and(|&i| !self.nodes[i as usize].entry.expired(now))
     }
 
+    /// Every flow not expired at `now`, in no order, none refreshed (for
+    /// metrics: connections per backend).
+    pub fn iter(&self, now: u64) -> impl Iterator<Item = (&FlowKey, &Entry)> {
+        self.index
+            .iter()
+            .map(|(key, &i)| (key, &self.nodes[i as usize].entry))
+            .filter(move |(_, e)| !e.expired(now))
+    }
+
     /// Like [`Conntrack::lookup`], and advances the flow's state by a packet
     /// with `flags` (ignored for UDP) going in direction `dir`.
     pub fn observe(

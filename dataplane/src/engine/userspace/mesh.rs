@@ -23,13 +23,15 @@ use std::time::Instant;
 
 use tun_rs::SyncDevice;
 
-use super::{Shared, port};
+use super::{Shared, Snapshot, port};
+use crate::engine::stats::Volume;
 use crate::lb::conntrack::{Conntrack, ConntrackError, Direction, FlowKey};
 use crate::lb::{self, Selection};
 use crate::overlay::gso;
 use crate::overlay::nat::{self, Side};
 use crate::overlay::vtep::{self, DropReason, FromPort};
 use crate::sys::{self, mesh::MESH_ADDR};
+use crate::tables::Protocol;
 use crate::wire::{virtio_net, vxlan};
 
 const ETH: usize = 14;
@@ -105,9 +107,16 @@ impl Mesh {
     }
 
     /// Gives a reply that reached its entry node the published address back
-    /// as its source; false when no mesh flow knows it. `partial` says the
-    /// frame's checksum is a partial sum (an offloaded frame).
-    pub fn translate_reply(&self, frame: &mut [u8], partial: bool, shared: &Shared) -> bool {
+    /// as its source, and counts it for its service and backend; false when
+    /// no mesh flow knows it. `hdr` is the frame's offload header
+    /// ([`virtio_net::Repr::NONE`] for a frame off the wire).
+    pub fn translate_reply(
+        &self,
+        frame: &mut [u8],
+        hdr: &virtio_net::Repr,
+        snapshot: &Snapshot,
+        shared: &Shared,
+    ) -> bool {
         let Some((reply, flags)) = nat::flow_of(frame) else {
             return false;
         };
@@ -129,6 +138,15 @@ impl Mesh {
             t.forward.observe(&client, Direction::Reply, flags, now);
             published
         };
+        if let Some(cell) = snapshot
+            .fdb
+            .published(reply.proto, published)
+            .and_then(|p| snapshot.services.vip(p.segment, p.vip))
+            .and_then(|v| v.cell(reply.proto, reply.src.port(), *reply.src.ip()))
+        {
+            cell.traffic(Direction::Reply, Volume::of_offloaded(hdr, frame));
+        }
+        let partial = hdr.flags & virtio_net::F_NEEDS_CSUM != 0;
         nat::rewrite(frame, reply.proto, Side::Src, MESH_ADDR, partial);
         nat::rewrite_port(frame, reply.proto, Side::Src, published, partial);
         true
@@ -161,6 +179,22 @@ impl Mesh {
             }
             Err(_) => shared.counters.drop(DropReason::IoError),
         }
+    }
+
+    /// For a scrape: every live client flow on this entry node (protocol,
+    /// published port, backend), and the entries of the entry and return
+    /// tables. Copied out, so the lock is held only for the copy.
+    pub fn tracked(&self) -> (Vec<(Protocol, u16, Ipv4Addr)>, [usize; 2]) {
+        let now = self.now();
+        let Ok(t) = self.tables.lock() else {
+            return (Vec::new(), [0; 2]);
+        };
+        let flows = t
+            .forward
+            .iter(now)
+            .map(|(k, e)| (k.proto, k.dst.port(), e.backend))
+            .collect();
+        (flows, [t.forward.len(), t.returns.len()])
     }
 
     fn expire(&self) {
@@ -304,7 +338,7 @@ fn enter(
         return;
     };
     let now = mesh.now();
-    let backend = {
+    let (backend, opened) = {
         let Ok(mut t) = mesh.tables.lock() else {
             return;
         };
@@ -327,12 +361,22 @@ fn enter(
             t.published_of.remove(&old);
         }
         t.published_of.insert(translated, key.dst.port());
-        backend
+        (backend, !matches!(selection, Selection::Kept(_)))
     };
     let Some(station) = segment.station(backend) else {
         shared.counters.drop(DropReason::UnknownDestination);
         return;
     };
+    if let Some(cell) = snapshot
+        .services
+        .vip(published.segment, published.vip)
+        .and_then(|v| v.cell(key.proto, published.target, backend))
+    {
+        if opened {
+            cell.connection();
+        }
+        cell.traffic(Direction::Original, Volume::of_offloaded(&hdr, frame));
+    }
     nat::rewrite(frame, key.proto, Side::Dst, backend, partial);
     nat::rewrite_port(frame, key.proto, Side::Dst, published.target, partial);
     nat::set_ethernet(frame, segment.gateway_mac.0, station.mac.0);

@@ -21,13 +21,14 @@ use quinn_udp::RecvMeta;
 use self::port::{Port, PortSpec};
 use self::underlay::Underlay;
 use super::counters::Counters;
+use super::service_stats::{ServiceSeries, ServiceStats, Tracked};
 use super::{ApplyReport, Dataplane, EngineError};
 use crate::overlay::fdb::{Fdb, PortId, Segment, SegmentId};
 use crate::overlay::gro::Gro;
 use crate::overlay::vtep::{self, DropReason, FromUnderlay};
 use crate::sys;
 use crate::tables::Tables;
-use crate::wire::vxlan;
+use crate::wire::{virtio_net, vxlan};
 
 /// Options of the userspace engine.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct Options {
 pub struct Snapshot {
     fdb: Fdb,
     ports: Vec<Option<(Arc<Port>, SegmentId)>>,
+    /// The traffic counters of every service VIP, port and backend.
+    services: ServiceStats,
 }
 
 impl Snapshot {
@@ -52,9 +55,10 @@ impl Snapshot {
         self.ports.get(id)?.as_ref().map(|(p, _)| p.as_ref())
     }
 
-    fn segment_of(&self, id: PortId) -> Option<&Segment> {
+    /// The segment of port `id`, with its id.
+    fn segment_of(&self, id: PortId) -> Option<(SegmentId, &Segment)> {
         let (_, seg) = self.ports.get(id)?.as_ref()?;
-        Some(self.fdb.segment(*seg))
+        Some((*seg, self.fdb.segment(*seg)))
     }
 }
 
@@ -73,6 +77,34 @@ impl Shared {
     /// Whether two flow hashes leave through the same socket (source port).
     fn same_socket(&self, a: u32, b: u32) -> bool {
         self.underlay.socket_of(a) == self.underlay.socket_of(b)
+    }
+
+    /// Appends every data-plane family in the OpenMetrics text format,
+    /// without the closing `# EOF`: the engine's counters, the service
+    /// counters with the connections conntrack tracks per backend, and the
+    /// size of each conntrack table.
+    pub fn encode_metrics(&self, out: &mut String) {
+        self.counters.encode(out);
+        let snapshot = self.snapshot.load();
+        let stats = &snapshot.services;
+        let mut tracked = Tracked::new(stats);
+        let (flows, [vip, vip_reply]) = self.flows.tracked();
+        for (proto, dst, backend) in flows {
+            tracked.add(stats.cell_index_by_vip(proto, dst, backend));
+        }
+        let mut tables = vec![("vip", vip), ("vip_reply", vip_reply)];
+        if let Some(mesh) = &self.mesh {
+            let (flows, [entry, returns]) = mesh.tracked();
+            for (proto, published, backend) in flows {
+                let at = snapshot
+                    .fdb
+                    .published(proto, published)
+                    .and_then(|p| stats.cell_index(p.segment, p.vip, proto, p.target, backend));
+                tracked.add(at);
+            }
+            tables.extend([("mesh", entry), ("mesh_return", returns)]);
+        }
+        ServiceSeries::new(stats, &tracked, tables).encode(out);
     }
 
     fn transmit(&self, node: Ipv4Addr, flow: u32, contents: &[u8], stride: usize) {
@@ -316,7 +348,7 @@ impl Dataplane for UserspaceEngine {
             );
         }
         report.ports_kept = self.installed.len() - report.ports_added.len();
-        self.store(fdb);
+        self.store(tables, fdb);
         if self.mesh_ports.as_ref() != Some(&publishes) {
             sys::mesh::install_rules(self.options.underlay, &publishes)
                 .map_err(EngineError::Mesh)?;
@@ -377,13 +409,15 @@ impl UserspaceEngine {
             .iter()
             .map(|((net, ip), inst)| ((net.as_str(), *ip), inst.id))
             .collect();
-        self.store(Fdb::build(tables, self.options.underlay_mtu, |net, ip| {
+        let fdb = Fdb::build(tables, self.options.underlay_mtu, |net, ip| {
             ids.get(&(net, ip)).copied()
-        }));
+        });
+        self.store(tables, fdb);
     }
 
-    /// Swaps in the snapshot of `fdb` and the installed ports.
-    fn store(&self, fdb: Fdb) {
+    /// Swaps in the snapshot of `fdb` (built from `tables`), the installed
+    /// ports, and the service counters (those still listed carry over).
+    fn store(&self, tables: &Tables, fdb: Fdb) {
         let mut ports = Vec::new();
         for ((net, _), inst) in &self.installed {
             let Some((seg, _)) = fdb.segment_by_name(net) else {
@@ -394,9 +428,12 @@ impl UserspaceEngine {
             }
             ports[inst.id] = Some((inst.port.clone(), seg));
         }
-        self.shared
-            .snapshot
-            .store(Arc::new(Snapshot { fdb, ports }));
+        let services = ServiceStats::build(tables, &fdb, &self.shared.snapshot.load().services);
+        self.shared.snapshot.store(Arc::new(Snapshot {
+            fdb,
+            ports,
+            services,
+        }));
     }
 }
 
@@ -488,19 +525,22 @@ fn on_datagram(
     match vtep::from_underlay(&snapshot.fdb, datagram, reply) {
         FromUnderlay::Local(id) => {
             let frame = &mut datagram[vxlan::HEADER_LEN..];
-            if let (Some(mesh), Some(segment), std::net::IpAddr::V4(entry)) =
-                (&shared.mesh, snapshot.segment_of(id), meta.addr.ip())
+            let segment = snapshot.segment_of(id);
+            if let (Some(mesh), Some((_, segment)), std::net::IpAddr::V4(entry)) =
+                (&shared.mesh, segment, meta.addr.ip())
                 && !segment.subnet.contains(&mesh_source(frame))
             {
                 mesh.note_entry(frame, entry);
             }
-            service::reverse(shared, snapshot, frame, false);
+            if let Some((seg, _)) = segment {
+                service::reverse(shared, snapshot, seg, frame, &virtio_net::Repr::NONE);
+            }
             gro.push(id, frame, to_task);
         }
         FromUnderlay::MeshReply => match &shared.mesh {
             Some(mesh) => {
                 let frame = &mut datagram[vxlan::HEADER_LEN..];
-                if mesh.translate_reply(frame, false, shared) {
+                if mesh.translate_reply(frame, &virtio_net::Repr::NONE, snapshot, shared) {
                     gro.push(MESH_PORT, frame, to_task);
                 }
             }

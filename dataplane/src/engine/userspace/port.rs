@@ -179,15 +179,14 @@ fn on_frame(
         return;
     };
     let snapshot = shared.snapshot.load();
-    let Some(segment) = snapshot.segment_of(id) else {
+    let Some((seg, segment)) = snapshot.segment_of(id) else {
         return;
     };
     let offloaded = gso::is_gso(&hdr);
-    let partial = hdr.flags & virtio_net::F_NEEDS_CSUM != 0;
     let frame = &mut buf[virtio_net::HEADER_LEN..];
     let mut verdict = vtep::from_port(segment, frame, offloaded, scratch);
     if let FromPort::Service(vip) = verdict {
-        verdict = service::balance(shared, segment, vip, frame, partial);
+        verdict = service::balance(shared, &snapshot, seg, vip, frame, &hdr);
     }
     if verdict == FromPort::Drop(DropReason::NoRoute)
         && let Some(mesh) = shared.mesh.as_ref()
@@ -198,7 +197,7 @@ fn on_frame(
             verdict = FromPort::Remote(entry);
         } else {
             batch.flush(shared);
-            if mesh.translate_reply(frame, partial, shared) {
+            if mesh.translate_reply(frame, &hdr, &snapshot, shared) {
                 mesh.write_tun(buf, shared);
             }
             return;
@@ -242,8 +241,9 @@ fn on_frame(
                 service::reverse(
                     shared,
                     &snapshot,
+                    seg,
                     &mut buf[virtio_net::HEADER_LEN..],
-                    partial,
+                    &hdr,
                 );
                 peer.send(buf, shared);
             }

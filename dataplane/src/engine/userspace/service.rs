@@ -4,16 +4,19 @@
 //! rewritten back to the VIP before they reach the client. Both directions
 //! are translated on the client's node, so any node's backends can serve.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{Shared, Snapshot};
+use crate::engine::stats::Volume;
 use crate::lb::conntrack::{Conntrack, ConntrackError, Direction, FlowKey};
 use crate::lb::{self, Selection};
-use crate::overlay::fdb::Segment;
+use crate::overlay::fdb::SegmentId;
 use crate::overlay::nat::{self, Side};
 use crate::overlay::vtep::{self, DropReason, FromPort};
+use crate::tables::Protocol;
+use crate::wire::virtio_net;
 
 /// Flows tracked per direction; the oldest go first beyond that.
 const FLOWS: usize = 1 << 17;
@@ -56,10 +59,26 @@ impl Flows {
             t.reply.expire(now, EXPIRE_BUDGET);
         }
     }
+
+    /// For a scrape: every live client flow (protocol, VIP address, backend),
+    /// and the entries of both tables. Copied out, so the lock is held only
+    /// for the copy.
+    pub fn tracked(&self) -> (Vec<(Protocol, SocketAddrV4, Ipv4Addr)>, [usize; 2]) {
+        let now = self.now();
+        let Ok(t) = self.tables.lock() else {
+            return (Vec::new(), [0; 2]);
+        };
+        let flows = t
+            .forward
+            .iter(now)
+            .map(|(k, e)| (k.proto, k.dst, e.backend))
+            .collect();
+        (flows, [t.forward.len(), t.reply.len()])
+    }
 }
 
 /// The reply flow of a client flow that `backend` serves.
-fn reply_key(client: &FlowKey, backend: std::net::Ipv4Addr) -> FlowKey {
+fn reply_key(client: &FlowKey, backend: Ipv4Addr) -> FlowKey {
     FlowKey {
         proto: client.proto,
         src: SocketAddrV4::new(backend, client.dst.port()),
@@ -67,16 +86,18 @@ fn reply_key(client: &FlowKey, backend: std::net::Ipv4Addr) -> FlowKey {
     }
 }
 
-/// Picks a backend for a frame a task sent to `vip` on `segment`, rewrites
-/// the frame for it and says where it goes now. `partial` says the frame's
-/// TCP/UDP checksum is a partial sum (an offloaded frame).
+/// Picks a backend for a frame a task sent to `vip` on segment `seg`,
+/// rewrites the frame for it, counts it for the service and backend, and
+/// says where it goes now. `hdr` is the frame's offload header.
 pub fn balance(
     shared: &Shared,
-    segment: &Segment,
-    vip: std::net::Ipv4Addr,
+    snapshot: &Snapshot,
+    seg: SegmentId,
+    vip: Ipv4Addr,
     frame: &mut [u8],
-    partial: bool,
+    hdr: &virtio_net::Repr,
 ) -> FromPort {
+    let segment = snapshot.fdb.segment(seg);
     let (Some(service), Some((key, flags))) = (segment.vip(vip), nat::flow_of(frame)) else {
         return FromPort::Drop(DropReason::NoServicePort);
     };
@@ -110,14 +131,34 @@ pub fn balance(
     let Some(station) = segment.station(backend) else {
         return FromPort::Drop(DropReason::UnknownDestination);
     };
+    if let Some(cell) = snapshot
+        .services
+        .vip(seg, vip)
+        .and_then(|v| v.cell(key.proto, key.dst.port(), backend))
+    {
+        if !matches!(selection, Selection::Kept(_)) {
+            cell.connection();
+        }
+        cell.traffic(Direction::Original, Volume::of_offloaded(hdr, frame));
+    }
+    let partial = hdr.flags & virtio_net::F_NEEDS_CSUM != 0;
     nat::rewrite(frame, key.proto, Side::Dst, backend, partial);
     nat::set_dst_mac(frame, station.mac.0);
     vtep::to_station(segment, backend)
 }
 
-/// Gives a backend's reply frame, about to reach its client on this node,
-/// the VIP as its source again. Frames of no tracked flow pass unchanged.
-pub fn reverse(shared: &Shared, snapshot: &Snapshot, frame: &mut [u8], partial: bool) {
+/// Gives a backend's reply frame, about to reach its client on segment
+/// `seg` of this node, the VIP as its source again, and counts it for the
+/// service and backend. Frames of no tracked flow pass unchanged. `hdr` is
+/// the frame's offload header ([`virtio_net::Repr::NONE`] for a frame off
+/// the wire).
+pub fn reverse(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    seg: SegmentId,
+    frame: &mut [u8],
+    hdr: &virtio_net::Repr,
+) {
     if !snapshot.fdb.has_vips() {
         return;
     }
@@ -143,5 +184,13 @@ pub fn reverse(shared: &Shared, snapshot: &Snapshot, frame: &mut [u8], partial: 
         t.forward.observe(&client, Direction::Reply, flags, now);
         vip
     };
+    if let Some(cell) = snapshot
+        .services
+        .vip(seg, vip)
+        .and_then(|v| v.cell(key.proto, key.src.port(), *key.src.ip()))
+    {
+        cell.traffic(Direction::Reply, Volume::of_offloaded(hdr, frame));
+    }
+    let partial = hdr.flags & virtio_net::F_NEEDS_CSUM != 0;
     nat::rewrite(frame, key.proto, Side::Src, vip, partial);
 }

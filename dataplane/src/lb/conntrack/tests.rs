@@ -269,3 +269,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn iter_lists_live_flows_without_refreshing_them() {
+    let mut ct = Conntrack::new(8).unwrap();
+    ct.insert(tcp(1), B1, SYN, 0);
+    ct.insert(udp(2), B2, TcpFlags::NONE, 0);
+    ct.insert(tcp(3), B2, SYN, 50 * S);
+    let mut live: Vec<(FlowKey, Ipv4Addr)> =
+        ct.iter(20 * S).map(|(k, e)| (*k, e.backend)).collect();
+    live.sort_by_key(|(k, _)| k.src.port());
+    assert_eq!(live, vec![(tcp(1), B1), (udp(2), B2), (tcp(3), B2)]);
+    // UDP unreplied lives 30 s, SYN_SENT 120 s: at 121 s only the last SYN.
+    let live: Vec<FlowKey> = ct.iter(121 * S).map(|(k, _)| *k).collect();
+    assert_eq!(live, vec![tcp(3)]);
+    // Listing refreshed nothing: the first SYN still expires on time.
+    assert!(ct.lookup(&tcp(1), 121 * S).is_none());
+    check_invariants(&ct);
+}
