@@ -27,6 +27,7 @@ type Render = dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + 
 pub struct Exposition(Arc<Render>);
 
 impl Exposition {
+    /// `families` appends nothing after its last family: no `# EOF`.
     pub fn new<F, Fut>(families: F) -> Exposition
     where
         F: Fn() -> Fut + Send + Sync + 'static,

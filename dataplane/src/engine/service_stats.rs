@@ -210,6 +210,7 @@ impl ServiceStats {
 pub struct Tracked(Vec<u64>);
 
 impl Tracked {
+    /// No connections yet, for each cell of `stats`.
     pub fn new(stats: &ServiceStats) -> Tracked {
         Tracked(vec![0; stats.cells])
     }
