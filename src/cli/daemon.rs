@@ -53,6 +53,10 @@ pub struct Args {
     /// How soon a dead node is declared down, e.g. 2s or 500ms.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = super::parse_duration)]
     failure_detection: Duration,
+    /// Serve the visualizer, a live web page of the nodes and their tasks,
+    /// on this address while this node is a manager (swarm mode).
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "tables")]
+    web: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -250,8 +254,13 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
+        let web = match args.web {
+            Some(addr) => Some(crate::web::bind(addr).await?),
+            None => None,
+        };
         let swarm = Swarm::start(config).await?;
         let server = admin::serve(&state.socket(), admin::swarm::routes(swarm.clone())).await?;
+        let web = web.map(|listener| crate::web::serve(listener, swarm.clone()));
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
@@ -260,6 +269,9 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("stopping");
         server.abort();
+        if let Some(web) = web {
+            web.abort();
+        }
         swarm.shutdown().await;
         anyhow::Ok(())
     });
