@@ -234,3 +234,27 @@ fn no_store(response: &mut Response) {
         header::HeaderValue::from_static("no-store"),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::INDEX;
+
+    #[test]
+    fn the_page_never_turns_cluster_data_into_markup_nor_fetches_elsewhere() {
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+        ] {
+            assert!(!INDEX.contains(sink), "the page uses {sink}");
+        }
+        for external in ["http:", "https:", "src=", "href=", "@import", "url("] {
+            assert!(!INDEX.contains(external), "the page loads {external}");
+        }
+        assert!(INDEX.contains("new EventSource('events')"));
+        assert!(INDEX.contains("fetch('api/cluster'"));
+    }
+}

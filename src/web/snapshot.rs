@@ -3,6 +3,8 @@
 //! that hold or take a place on a node. Plain serde values, compared whole
 //! so that the feed sends a snapshot only when it changed.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use shoal_control::state::{
     Availability, ClusterState, DesiredState, NodeStatus, ServiceMode, Task, TaskHealth, TaskState,
@@ -17,7 +19,7 @@ pub struct Snapshot {
     pub nodes: Vec<NodeColumn>,
     /// Every service, by name.
     pub services: Vec<ServiceSummary>,
-    /// The tasks shown (see [`shown`]), by service name, then slot, then
+    /// The tasks drawn (see [`drawn`]), by service name, then slot, then
     /// node.
     pub tasks: Vec<TaskCard>,
 }
@@ -141,10 +143,8 @@ impl Snapshot {
                 .and_then(|id| state.node(id))
                 .map(|n| n.hostname.clone())
         };
-        let mut tasks: Vec<(Option<String>, TaskCard)> = state
-            .tasks()
-            .values()
-            .filter(|t| shown(t))
+        let mut tasks: Vec<(Option<String>, TaskCard)> = drawn(state)
+            .into_iter()
             .filter_map(|t| {
                 let service = state.service(&t.service)?;
                 let health = service.spec.healthcheck.as_ref().map(|_| match t.health {
@@ -177,20 +177,68 @@ impl Snapshot {
     }
 }
 
-/// Whether a task gets a card: while it holds or takes a place (not yet
-/// stopped, also while it is being stopped), and when it failed or was
-/// refused while still meant to run, so the column shows why its slot
-/// struggles. Its history (stopped, completed, lost with a node) is
-/// `service ps`'s, not the picture's.
-pub fn shown(task: &Task) -> bool {
-    !task.state.is_terminal()
-        || (task.desired == DesiredState::Running
-            && matches!(task.state, TaskState::Failed | TaskState::Rejected))
+/// The tasks that get a card: those that hold or take a place (not yet
+/// stopped, also while being stopped), and for a place that is still
+/// wanted but has none of those, its newest task if that failed or was
+/// refused, so the picture shows why the place is empty (while a restart
+/// waits out its delay, or for good without one). The rest (stopped,
+/// completed, lost with a node, older failures) is `service ps`'s history.
+pub fn drawn(state: &ClusterState) -> Vec<&Task> {
+    let mut places: BTreeMap<(&ServiceId, Place<'_>), Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks().values() {
+        let place = match (t.slot, &t.node) {
+            (Some(slot), _) => Place::Slot(slot),
+            (None, Some(node)) => Place::Node(node),
+            (None, None) => Place::Task(&t.id),
+        };
+        places.entry((&t.service, place)).or_default().push(t);
+    }
+    let mut drawn = Vec::new();
+    for ((service, place), tasks) in places {
+        let holding: Vec<&Task> = tasks
+            .iter()
+            .copied()
+            .filter(|t| !t.state.is_terminal())
+            .collect();
+        if !holding.is_empty() {
+            drawn.extend(holding);
+            continue;
+        }
+        let wanted = state
+            .service(service)
+            .is_some_and(|s| match (s.spec.mode, place) {
+                (ServiceMode::Replicated { replicas }, Place::Slot(slot)) => slot <= replicas,
+                (ServiceMode::Global, Place::Node(node)) => state
+                    .node(node)
+                    .is_some_and(|n| n.availability != Availability::Drain),
+                _ => false,
+            });
+        let newest = tasks
+            .into_iter()
+            .max_by_key(|t| (t.status_ms, t.created_ms, &t.id));
+        if let Some(t) =
+            newest.filter(|t| wanted && matches!(t.state, TaskState::Failed | TaskState::Rejected))
+        {
+            drawn.push(t);
+        }
+    }
+    drawn
+}
+
+/// Where a task belongs: its slot, its node (global), or, unplaced and
+/// without either, itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Place<'a> {
+    Slot(u64),
+    Node(&'a NodeId),
+    Task(&'a TaskId),
 }
 
 #[cfg(test)]
 mod tests {
-    use shoal_control::state::{Command, HealthCheck, Node, ServiceMode, ServiceSpec, TaskUpdate};
+    use shoal_control::state::{
+        Command, HealthCheck, Node, NodeUpdate, ServiceMode, ServiceSpec, TaskUpdate,
+    };
     use shoal_control::swarm::view::Liveness;
 
     use super::*;
@@ -366,63 +414,105 @@ mod tests {
         assert_eq!(json["tasks"][0]["health"], "starting");
     }
 
-    #[test]
-    fn history_is_not_drawn_but_failures_meant_to_run_are() {
-        let (mut s, live) = cluster();
-        // web1 is being stopped: still on its node.
+    fn stop(state: &mut ClusterState, id: &str, to: TaskState, at_ms: u64) {
         set(
-            &mut s,
-            "web1",
+            state,
+            id,
+            TaskUpdate {
+                state: Some(to),
+                error: (to == TaskState::Failed).then(|| format!("{id}: exit status 3")),
+                at_ms: Some(at_ms),
+                ..TaskUpdate::default()
+            },
+        );
+    }
+
+    fn retire(state: &mut ClusterState, id: &str) {
+        set(
+            state,
+            id,
             TaskUpdate {
                 desired: Some(DesiredState::Shutdown),
                 ..TaskUpdate::default()
             },
         );
+    }
+
+    #[test]
+    fn history_is_not_drawn_but_the_failure_of_an_empty_place_is() {
+        let (mut s, live) = cluster();
+        // web1 is being stopped: it still holds its node.
+        retire(&mut s, "web1");
         assert_eq!(
             ids(&snapshot(&s, &live)),
             ["agent1", "web1", "web2", "web3"]
         );
-        // ... and once stopped it is history.
-        set(
-            &mut s,
-            "web1",
-            TaskUpdate {
-                state: Some(TaskState::Shutdown),
-                ..TaskUpdate::default()
-            },
-        );
-        // web2 failed while meant to run: shown, with its error.
-        set(
-            &mut s,
-            "web2",
-            TaskUpdate {
-                state: Some(TaskState::Failed),
-                error: Some("exit status 3".into()),
-                ..TaskUpdate::default()
-            },
-        );
+        // Once stopped it is history.
+        stop(&mut s, "web1", TaskState::Shutdown, 10);
+        assert_eq!(ids(&snapshot(&s, &live)), ["agent1", "web2", "web3"]);
+
+        // web2 fails; retired by the orchestrator, it stays drawn while
+        // its slot waits for a replacement, with its error.
+        stop(&mut s, "web2", TaskState::Failed, 20);
+        retire(&mut s, "web2");
         let snap = snapshot(&s, &live);
         assert_eq!(ids(&snap), ["agent1", "web2", "web3"]);
-        assert_eq!(snap.tasks[1].error.as_deref(), Some("exit status 3"));
-        // Once the orchestrator retires it, it goes too; so does a
-        // completed task.
-        set(
+        assert_eq!(snap.tasks[1].error.as_deref(), Some("web2: exit status 3"));
+        // The replacement takes its place on the picture ...
+        task(&mut s, "web2b", "websvc", Some(2), "w1id");
+        assert_eq!(ids(&snapshot(&s, &live)), ["agent1", "web2b", "web3"]);
+        // ... and when it fails too, only the newest failure is drawn.
+        stop(&mut s, "web2b", TaskState::Failed, 30);
+        assert_eq!(ids(&snapshot(&s, &live)), ["agent1", "web2b", "web3"]);
+
+        // A completed task is history, and so is a failure on a drained
+        // node, where its global service no longer wants a task.
+        stop(&mut s, "agent1", TaskState::Complete, 40);
+        assert_eq!(ids(&snapshot(&s, &live)), ["web2b", "web3"]);
+        task(&mut s, "agent2", "agentsvc", None, "m1id");
+        stop(&mut s, "agent2", TaskState::Failed, 50);
+        assert_eq!(ids(&snapshot(&s, &live)), ["agent2", "web2b", "web3"]);
+        apply(
             &mut s,
-            "web2",
-            TaskUpdate {
-                desired: Some(DesiredState::Shutdown),
-                ..TaskUpdate::default()
+            Command::UpdateNode {
+                id: NodeId::new("m1id").unwrap(),
+                update: NodeUpdate {
+                    availability: Some(Availability::Drain),
+                    ..NodeUpdate::default()
+                },
             },
         );
-        set(
+        assert_eq!(ids(&snapshot(&s, &live)), ["web2b", "web3"]);
+    }
+
+    #[test]
+    fn a_failed_slot_beyond_the_replicas_is_not_drawn() {
+        let (mut s, live) = cluster();
+        stop(&mut s, "web2", TaskState::Failed, 20);
+        assert!(ids(&snapshot(&s, &live)).contains(&"web2"));
+        let spec = s
+            .service(&ServiceId::new("websvc").unwrap())
+            .unwrap()
+            .spec
+            .clone();
+        let version = s
+            .service(&ServiceId::new("websvc").unwrap())
+            .unwrap()
+            .version;
+        apply(
             &mut s,
-            "agent1",
-            TaskUpdate {
-                state: Some(TaskState::Complete),
-                ..TaskUpdate::default()
+            Command::UpdateService {
+                id: ServiceId::new("websvc").unwrap(),
+                version,
+                spec: ServiceSpec {
+                    mode: ServiceMode::Replicated { replicas: 1 },
+                    ..spec
+                },
+                rollback: false,
+                at_ms: 30,
             },
         );
-        assert_eq!(ids(&snapshot(&s, &live)), ["web3"]);
+        assert_eq!(ids(&snapshot(&s, &live)), ["agent1", "web1", "web3"]);
     }
 
     #[test]
