@@ -11,8 +11,9 @@ need_root() {
 }
 need_root
 
-# Debian packages: network tools the tests drive, and the peers the benchmarks compare against.
-pkgs=(iproute2 iputils-ping iperf3 curl nftables haproxy wrk ethtool tcpdump procps psmisc dnsutils)
+# Debian packages: network tools the tests drive, the peers the benchmarks compare against,
+# and Chromium for the visualizer's headless browser test.
+pkgs=(iproute2 iputils-ping iperf3 curl nftables haproxy wrk ethtool tcpdump procps psmisc dnsutils chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

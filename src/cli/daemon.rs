@@ -2,7 +2,8 @@
 //!
 //! Without `--tables` it is a swarm node: it waits for `shoal swarm init`
 //! or `join` (or resumes the swarm it was in), serves the cluster API and
-//! gossip, and answers `shoal node` and `shoal info` on the admin socket.
+//! gossip, and answers `shoal node` and `shoal info` on the admin socket;
+//! with `--web` it also serves the visualizer while it is a manager.
 //! With `--tables FILE` it runs in embed mode: another orchestrator owns
 //! the tasks and writes the tables file; shoal applies it, reapplies it on
 //! change or SIGHUP, and serves its counters on the admin socket.
