@@ -111,7 +111,7 @@ fn wait_cards(browser: &mut Browser, m: &SwarmNode, service: &str, n: usize) -> 
 fn the_page_shows_every_node_and_task_and_follows_a_scale_up_live() -> Result<()> {
     let mut lab = Lab::new("visualizer")?;
     let web = format!("0.0.0.0:{WEB_PORT}");
-    let swarm = form(&mut lab, 1, 2, &["--web", &web])?;
+    let mut swarm = form(&mut lab, 1, 2, &["--web", &web])?;
     wait_converged(&swarm, &[0], 3)?;
     let client = lab.add_host("client")?;
     let m = swarm.manager(0);
@@ -238,6 +238,20 @@ fn the_page_shows_every_node_and_task_and_follows_a_scale_up_live() -> Result<()
         "a near-empty screenshot: {} bytes",
         png.len()
     );
+
+    // The manager restarts: the page loses its stream, reconnects by itself
+    // and catches up (the manager's tasks died with it and are replaced),
+    // still in the same document.
+    assert_eq!(browser.evaluate("document.body.dataset.connections")?, "1");
+    swarm.nodes[0].proc.terminate()?;
+    let m = lab.restart_swarm_node(&swarm.nodes[0])?;
+    wait_until("the page to reconnect", T, || {
+        let connections = browser.evaluate("document.body.dataset.connections");
+        connections.map(|c| c != "1").unwrap_or(false).then_some(())
+    })?;
+    let page = wait_cards(&mut browser, &m, "web", 5).with_context(|| logs(&swarm))?;
+    assert_eq!(page["marker"], 42, "the page was reloaded: {page:#}");
+    assert_eq!(page["connection"], "live", "{page:#}");
     assert_eq!(
         browser.page_errors(),
         &[] as &[String],
