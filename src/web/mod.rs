@@ -4,7 +4,7 @@
 //! - `GET /`: the page, one self-contained file (`index.html`, embedded);
 //! - `GET /api/cluster`: the [`snapshot::Snapshot`] as JSON;
 //! - `GET /events`: server-sent events, a `cluster` event with the
-//!   snapshot on connect and whenever it changes (an [`feed::Feed`] polls
+//!   snapshot on connect and whenever it changes (a [`feed::Feed`] polls
 //!   the swarm while pages watch), `unavailable` with a message while the
 //!   state cannot be read.
 //!
