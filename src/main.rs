@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod logging;
 mod node_dataplane;
+mod web;
 
 fn main() -> std::process::ExitCode {
     cli::main()

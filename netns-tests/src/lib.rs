@@ -7,6 +7,7 @@
 //! clients in [`net`] run in the caller's namespace: wrap them in
 //! [`Lab::in_netns`]. Needs root.
 
+pub mod cdp;
 mod daemon;
 mod ip;
 mod kernel;

@@ -2,7 +2,8 @@
 //!
 //! Without `--tables` it is a swarm node: it waits for `shoal swarm init`
 //! or `join` (or resumes the swarm it was in), serves the cluster API and
-//! gossip, and answers `shoal node` and `shoal info` on the admin socket.
+//! gossip, and answers `shoal node` and `shoal info` on the admin socket;
+//! with `--web` it also serves the visualizer while it is a manager.
 //! With `--tables FILE` it runs in embed mode: another orchestrator owns
 //! the tasks and writes the tables file; shoal applies it, reapplies it on
 //! change or SIGHUP, and serves its counters on the admin socket.
@@ -57,6 +58,10 @@ pub struct Args {
     /// address, for Prometheus, e.g. 0.0.0.0:9323.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_addr: Option<SocketAddr>,
+    /// Serve the visualizer, a live web page of the nodes and their tasks,
+    /// on this address while this node is a manager (swarm mode).
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "tables")]
+    web: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -269,11 +274,16 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
             Some(addr) => Some(admin::metrics::bind(addr).await?),
             None => None,
         };
+        let web = match args.web {
+            Some(addr) => Some(crate::web::bind(addr).await?),
+            None => None,
+        };
         let swarm = Swarm::start(config).await?;
         let exposition = swarm_exposition(swarm.clone(), dataplane_of_node);
         let metrics_server = metrics_listener.map(|l| admin::metrics::serve(l, exposition.clone()));
         let routes = admin::swarm::routes(swarm.clone()).merge(admin::metrics::route(exposition));
         let server = admin::serve(&state.socket(), routes).await?;
+        let web = web.map(|listener| crate::web::serve(listener, swarm.clone()));
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
@@ -284,6 +294,9 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         server.abort();
         if let Some(m) = metrics_server {
             m.abort();
+        }
+        if let Some(web) = web {
+            web.abort();
         }
         swarm.shutdown().await;
         anyhow::Ok(())

@@ -344,6 +344,16 @@ impl Swarm {
         self.member().await?.service_logs(key, request).await
     }
 
+    /// Every node as `node ls` lists it and the whole cluster state, from
+    /// one linearizable read: what the visualizer draws.
+    pub async fn cluster(
+        &self,
+    ) -> Result<(Vec<NodeView>, Arc<crate::state::ClusterState>), SwarmError> {
+        let member = self.member().await?;
+        let state = member.read().await?;
+        Ok((NodeView::all(&state, &member.liveness().await), state))
+    }
+
     /// `shoal info`.
     pub async fn info(&self) -> Info {
         match self.member().await {
