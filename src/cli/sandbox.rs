@@ -55,6 +55,9 @@ const MAX_NODES: u8 = 64;
 /// The demo service and its published port.
 const SERVICE: &str = "web";
 const PUBLISHED: u16 = 8080;
+/// Where every node serves `/metrics` and managers the visualizer.
+const METRICS_PORT: u16 = 9323;
+const WEB_PORT: u16 = 8088;
 /// How long the demo retries a request while the mesh comes up.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -147,8 +150,15 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
     let mut started: Vec<(SwarmNode, bool)> = Vec::new();
     for k in 1..=count {
         let host = lab.add_host(&node_name(k))?;
+        let metrics = format!("0.0.0.0:{METRICS_PORT}");
+        let web = format!("0.0.0.0:{WEB_PORT}");
         let node = lab
-            .start_swarm_node_with(&host, &[], bin, true)
+            .start_swarm_node_with(
+                &host,
+                &["--metrics-addr", &metrics, "--web", &web],
+                bin,
+                true,
+            )
             .with_context(|| format!("starting the daemon of node {}", host.name))?;
         started.push((node, k <= managers));
     }
@@ -285,7 +295,9 @@ fn print_access(nodes: &[Node]) {
     if let Some(first) = nodes.first() {
         println!(
             "  export SHOAL_HOST=unix://{sock}    # then: shoal service ls | ps {SERVICE} | scale {SERVICE}=5 | logs {SERVICE}\n  \
-             ip netns exec {PREFIX}-client curl http://{ul}:{PUBLISHED}/    # the routing mesh, from outside",
+             ip netns exec {PREFIX}-client curl http://{ul}:{PUBLISHED}/    # the routing mesh, from outside\n  \
+             ip netns exec {PREFIX}-client curl http://{ul}:{METRICS_PORT}/metrics    # every node's metrics\n  \
+             ip netns exec {PREFIX}-client curl http://{ul}:{WEB_PORT}/api/cluster    # the visualizer's data (its page: http://{ul}:{WEB_PORT}/ from the client namespace)",
             sock = first.socket.display(),
             ul = first.underlay,
         );
