@@ -319,8 +319,14 @@ pub fn logs(swarm: &Swarm) -> String {
 
 /// The pids of every task the lab's daemons started (from their logs).
 pub fn task_pids(lab: &Lab) -> Vec<u32> {
+    task_pids_in(lab.dir())
+}
+
+/// The pids of every task started by the daemons whose `daemon.log` is in
+/// a folder of `dir` (a lab's, or the sandbox's).
+pub fn task_pids_in(dir: &std::path::Path) -> Vec<u32> {
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir(lab.dir()).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let log = std::fs::read_to_string(entry.path().join("daemon.log")).unwrap_or_default();
         for line in log.lines() {
             if let Some((_, rest)) = line.split_once(" started: pid ")

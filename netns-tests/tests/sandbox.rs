@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use shoal_netns_tests::swarm::task_pids_in;
 use shoal_netns_tests::{netns_list, shoal_bin};
 
 fn shoal(args: &[&str]) -> (bool, String) {
@@ -21,22 +22,7 @@ fn shoal(args: &[&str]) -> (bool, String) {
 /// The pids of the tasks the sandbox's daemons started (from their logs,
 /// read while the sandbox is up).
 fn task_pids() -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/run/shoal-sandbox")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let log = std::fs::read_to_string(entry.path().join("daemon.log")).unwrap_or_default();
-        for line in log.lines() {
-            if let Some((_, rest)) = line.split_once(" started: pid ")
-                && let Some(pid) = rest.split_whitespace().next().and_then(|p| p.parse().ok())
-            {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
+    task_pids_in(std::path::Path::new("/run/shoal-sandbox"))
 }
 
 /// The sandbox's daemons and tasks that still run (not zombies).
