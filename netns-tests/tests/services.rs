@@ -495,6 +495,15 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
         after.is_disjoint(&before),
         "every task replaced: {before:?} -> {after:?}"
     );
+    // `--force` replaces them again though nothing else changes.
+    let out = m.shoal_ok(&["service", "update", "--force", "web"])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let forced: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
+    assert!(
+        forced.len() == 3 && forced.is_disjoint(&after),
+        "--force replaced every task: {after:?} -> {forced:?}"
+    );
+    let after = forced;
 
     // A failing command: the update pauses after the first task and says why.
     let out = m.shoal(&["service", "update", "web", "--", "bash", "-c", "exit 3"])?;

@@ -150,6 +150,10 @@ struct UpdateArgs {
     max_replicas: Option<u64>,
     #[command(flatten)]
     policies: PolicyArgs,
+    /// Replace the tasks even if nothing changed (e.g. to spread them
+    /// over nodes that joined since).
+    #[arg(long)]
+    force: bool,
     /// Exit at once instead of showing progress until converged.
     #[arg(short, long)]
     detach: bool,
@@ -367,6 +371,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,
                 max_replicas: a.max_replicas,
+                force: a.force,
                 policies: a.policies.into_policies(),
             };
             let () = daemon.post(&format!("/services/{name}/update"), &change)?;

@@ -207,6 +207,10 @@ pub struct ServiceSpec {
     /// services find each other by their short names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Bumped by `service update --force`: replaces the tasks even when
+    /// nothing else changed (Docker's `ForceUpdate`).
+    #[serde(default)]
+    pub force_update: u64,
 }
 
 impl ServiceSpec {
@@ -223,6 +227,7 @@ impl ServiceSpec {
             || self.constraints != other.constraints
             || self.restart != other.restart
             || self.healthcheck != other.healthcheck
+            || self.force_update != other.force_update
     }
 }
 

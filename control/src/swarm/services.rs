@@ -244,6 +244,8 @@ pub struct ServiceChange {
     pub publish_rm: Vec<String>,
     /// New per-node limit.
     pub max_replicas: Option<u64>,
+    /// Replace the tasks even if nothing else changes.
+    pub force: bool,
     /// Restart, update and rollback settings.
     pub policies: Policies,
 }
@@ -306,6 +308,9 @@ impl ServiceChange {
         }
         if let Some(m) = self.max_replicas {
             spec.max_replicas = m;
+        }
+        if self.force {
+            spec.force_update = spec.force_update.wrapping_add(1);
         }
         self.policies.apply(&mut spec)?;
         Ok(spec)

@@ -94,7 +94,7 @@ fn an_update_that_changes_tasks_starts_a_rolling_update_and_keeps_the_previous_s
     assert_eq!(s.task(&task_id("t1")).unwrap().spec_version, 2);
 
     // Each of these replaces tasks too.
-    let changes: [fn(&mut ServiceSpec); 6] = [
+    let changes: [fn(&mut ServiceSpec); 7] = [
         |s| s.command.push("-v".into()),
         |s| s.networks.clear(),
         |s| {
@@ -106,6 +106,8 @@ fn an_update_that_changes_tasks_starts_a_rolling_update_and_keeps_the_previous_s
         |s| s.endpoint_mode = EndpointMode::Dnsrr,
         |s| s.constraints.push("node.role==worker".into()),
         |s| s.restart.condition = RestartCondition::None,
+        // `service update --force`: nothing else changes.
+        |s| s.force_update += 1,
     ];
     for change in changes {
         let mut spec = web(&s).spec.clone();
