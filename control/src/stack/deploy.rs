@@ -17,8 +17,9 @@ const DEPLOY: Keys = Keys {
         "update_config",
         "rollback_config",
         "restart_policy",
+        "labels",
     ],
-    ignored: &["labels"],
+    ignored: &[],
     refused: &[("resources", RESOURCES)],
 };
 
@@ -74,6 +75,9 @@ pub(super) fn deploy<'n>(
         } else {
             options.replicas = check.uint(v, &p, u64::MAX);
         }
+    }
+    if let Some(v) = fields.given("labels") {
+        options.labels = super::service::labels(check, v, &join(path, "labels"));
     }
     let mut dnsrr = None;
     if let Some(v) = fields.given("endpoint_mode") {

@@ -18,14 +18,15 @@
 //!   `placement.constraints`, `placement.max_replicas_per_node`,
 //!   `update_config`, `rollback_config`, `restart_policy`), `environment`,
 //!   `healthcheck`, `networks`, `ports`; per network `external`, `name`,
-//!   `driver`, `attachable`, `ipam`, `driver_opts`. `image` is read only
+//!   `driver`, `attachable`, `ipam`, `driver_opts`; `deploy.labels` and a
+//!   network's `labels` label the service and the network. `image` is read only
 //!   to refuse it: shoal runs a service's command on the host, in the
 //!   task's own namespaces, and has no image-capable executor yet.
 //! - ignored, with a warning in [`StackPlan::warnings`]: what `docker stack
 //!   deploy` ignores too (`build`, `restart`, `depends_on`,
 //!   `container_name`, `links`, `privileged`, ...), and what only annotates
-//!   (`labels`, `deploy.labels`, network `labels`, network `aliases`, and
-//!   a non-zero `max_failure_ratio`).
+//!   (a service's container `labels`, network `aliases`, and a non-zero
+//!   `max_failure_ratio`).
 //! - refused, with an error that says so: everything else Swarm would
 //!   apply and shoal cannot (`volumes`, `secrets`, `configs`, `user`,
 //!   `working_dir`, `hostname`, `logging`, `stop_grace_period`,

@@ -19,8 +19,9 @@ const NETWORK: Keys = Keys {
         "attachable",
         "ipam",
         "driver_opts",
+        "labels",
     ],
-    ignored: &["labels"],
+    ignored: &[],
     refused: &[(
         "internal",
         "shoal has no internal networks; every overlay network can reach the outside through \
@@ -47,7 +48,7 @@ const IPAM_CONFIG: Keys = Keys {
 };
 
 /// Keys an external network cannot have: the stack does not create it.
-const NOT_FOR_EXTERNAL: [&str; 4] = ["driver", "attachable", "ipam", "driver_opts"];
+const NOT_FOR_EXTERNAL: [&str; 5] = ["driver", "attachable", "ipam", "driver_opts", "labels"];
 
 /// A declared network.
 pub(super) struct Declared<'n> {
@@ -155,6 +156,10 @@ pub(super) fn network<'n>(
         .given("driver_opts")
         .map(|v| driver_opts(check, v, &join(&path, "driver_opts")))
         .unwrap_or_default();
+    let labels = fields
+        .given("labels")
+        .map(|v| super::service::labels(check, v, &join(&path, "labels")))
+        .unwrap_or_default();
     let full = name.unwrap_or_else(|| format!("{stack}_{short}"));
     if words::check_network_name(short).is_ok()
         && let Err(why) = words::check_network_name(&full)
@@ -172,7 +177,7 @@ pub(super) fn network<'n>(
             subnet,
             attachable,
             options,
-            labels: Default::default(),
+            labels,
         },
         ..declared
     }

@@ -4,6 +4,8 @@
 //! their own modules. The networks it names are returned as written; the
 //! document resolves them.
 
+use std::collections::BTreeMap;
+
 use super::check::{Check, Fields, Keys, index, join};
 use super::deploy::deploy;
 use super::health::healthcheck;
@@ -263,6 +265,21 @@ fn command_words(check: &mut Check, node: &Node, path: &str) -> Option<Vec<Strin
 
 /// `environment:` as a list of `K=V` or a map; `K=V` strings out.
 fn environment(check: &mut Check, node: &Node, path: &str) -> Vec<String> {
+    key_values(check, node, path, false)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+/// `labels:` (of `deploy:` or a network) as a list of `K=V` or `K`, or a
+/// map.
+pub(super) fn labels(check: &mut Check, node: &Node, path: &str) -> BTreeMap<String, String> {
+    key_values(check, node, path, true).into_iter().collect()
+}
+
+/// A list of `K=V` (and `K` alone when `bare` is allowed, for an empty
+/// value) or a map of scalars; each key once.
+fn key_values(check: &mut Check, node: &Node, path: &str, bare: bool) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     match &node.value {
         Value::Seq(items) => {
@@ -271,7 +288,8 @@ fn environment(check: &mut Check, node: &Node, path: &str) -> Vec<String> {
                 let Some(kv) = check.string(item, &p) else {
                     continue;
                 };
-                let Some((k, v)) = kv.split_once('=') else {
+                let split = kv.split_once('=').or(bare.then_some((kv.as_str(), "")));
+                let Some((k, v)) = split else {
                     let message = format!(
                         "`{}` has no value: docker would take it from the client's environment, \
                          which shoal does not see; write `{}=VALUE`",
@@ -310,7 +328,7 @@ fn environment(check: &mut Check, node: &Node, path: &str) -> Vec<String> {
             }
         }
     }
-    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    env
 }
 
 /// `networks:` as a list of names or a map of name to options.

@@ -731,26 +731,32 @@ networks:
   n: { labels: { a: b } }
 "#);
     let w = &plan.warnings;
-    assert_eq!(w.len(), 5, "{w:#?}");
+    assert_eq!(w.len(), 3, "{w:#?}");
     assert_eq!(
         w[0],
         "compose.yml:4:5: services.a: ignoring unsupported options: build, restart, depends_on, \
          labels"
     );
-    assert!(
-        w[1].starts_with(
-            "compose.yml:9:7: services.a.deploy: ignoring unsupported options: labels"
-        )
-    );
-    assert!(w[2].contains("max_failure_ratio"), "{w:#?}");
+    assert!(w[1].contains("max_failure_ratio"), "{w:#?}");
     assert!(
         w.iter()
             .any(|w| w.contains("services.b.networks.n: ignoring unsupported options: aliases"))
     );
-    assert!(
-        w.iter()
-            .any(|w| w.contains("networks.n: ignoring unsupported options: labels"))
-    );
+    // `deploy.labels` and network labels are the service's and network's.
+    let a = &plan
+        .services
+        .iter()
+        .find(|s| s.short == "a")
+        .expect("a")
+        .options;
+    assert_eq!(a.labels.get("x").map(String::as_str), Some("y"));
+    let n = &plan
+        .networks
+        .iter()
+        .find(|n| n.short == "n")
+        .expect("n")
+        .options;
+    assert_eq!(n.labels.get("a").map(String::as_str), Some("b"));
 
     for (key, says) in [
         ("volumes: [\"./data:/data\"]", "no volumes"),
@@ -1126,4 +1132,27 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn labels_as_list_or_map_and_not_on_external_networks() {
+    let plan = ok(r#"services:
+  a:
+    command: x
+    deploy: { labels: ["tier=front", "canary"] }
+networks:
+  n: { labels: { a: b } }
+"#);
+    let a = &plan.services[0].options;
+    assert_eq!(a.labels.get("tier").map(String::as_str), Some("front"));
+    assert_eq!(a.labels.get("canary").map(String::as_str), Some(""));
+    let e = error(
+        r#"services:
+  a: { command: x, networks: [n] }
+networks:
+  n: { external: true, labels: { a: b } }
+"#,
+    );
+    assert_eq!((e.line, e.path.as_str()), (4, "networks.n.labels"), "{e}");
+    assert!(e.message.contains("an external network"), "{e}");
 }
