@@ -22,6 +22,8 @@ fn main() {
         println!(
             "cargo::warning=the ebpf engine is unavailable in this build: {why}; run scripts/setup.sh to install the eBPF toolchain"
         );
+        // The engine repeats the reason when asked why it cannot run.
+        println!("cargo::rustc-env=SHOAL_EBPF_LEFT_OUT={why}");
         return;
     }
     let package = aya_build::Package {

@@ -30,8 +30,10 @@ pub enum Unavailable {
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unavailable::NotBuilt => f.write_str(
-                "this build has no eBPF programs (the nightly toolchain, rust-src or bpf-linker was missing when it was built); run scripts/setup.sh and rebuild",
+            Unavailable::NotBuilt => write!(
+                f,
+                "this build has no eBPF programs ({}); run scripts/setup.sh and rebuild",
+                option_env!("SHOAL_EBPF_LEFT_OUT").unwrap_or("built without them")
             ),
             Unavailable::Kernel(why) => write!(f, "the kernel cannot run the eBPF engine: {why}"),
             Unavailable::Privileges(why) => write!(f, "not privileged enough for eBPF: {why}"),
