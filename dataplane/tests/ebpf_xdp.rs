@@ -19,6 +19,7 @@ mod xdp {
     use std::net::Ipv4Addr;
     use std::process::Command;
 
+    use aya::programs::XdpMode;
     use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
     use shoal_dataplane::engine::ebpf::UnderlayMaps;
     use shoal_dataplane::engine::ebpf::loader::Underlay;
@@ -328,20 +329,64 @@ endpoints:
         assert_eq!(underlay.installed(), &off);
     }
 
-    /// A network namespace removed on drop, even when the test fails.
-    struct Namespace(&'static str);
+    /// A network namespace removed on drop, even when the test fails, with
+    /// IPv6 off so that no link sends anything of its own.
+    struct Namespace {
+        name: &'static str,
+        path: std::path::PathBuf,
+    }
 
-    impl Drop for Namespace {
-        fn drop(&mut self) {
-            let _ = netns::remove(self.0);
+    impl Namespace {
+        fn new(name: &'static str) -> Namespace {
+            let _ = netns::remove(name);
+            let path = netns::create(name).expect("creating the namespace");
+            let ns = Namespace { name, path };
+            for knob in ["all", "default"] {
+                let key = format!("net.ipv6.conf.{knob}.disable_ipv6=1");
+                command("ip", &["netns", "exec", name, "sysctl", "-qw", &key]);
+            }
+            ns
+        }
+
+        /// A veth pair `a`/`b`, both up, and their interface indexes.
+        fn veth(&self, a: &str, b: &str) -> (u32, u32) {
+            let n = self.name;
+            command(
+                "ip",
+                &["-n", n, "link", "add", a, "type", "veth", "peer", "name", b],
+            );
+            command("ip", &["-n", n, "link", "set", a, "up"]);
+            command("ip", &["-n", n, "link", "set", b, "up"]);
+            (self.ifindex(a), self.ifindex(b))
+        }
+
+        fn ifindex(&self, link: &str) -> u32 {
+            command("ip", &["-n", self.name, "-o", "link", "show", link])
+                .split(':')
+                .next()
+                .and_then(|i| i.trim().parse().ok())
+                .expect("an interface index")
+        }
+
+        fn link(&self, link: &str) -> String {
+            command("ip", &["-n", self.name, "-d", "link", "show", link])
         }
     }
 
-    fn ip(args: &[&str]) -> String {
-        let out = Command::new("ip").args(args).output().expect("running ip");
+    impl Drop for Namespace {
+        fn drop(&mut self) {
+            let _ = netns::remove(self.name);
+        }
+    }
+
+    fn command(program: &str, args: &[&str]) -> String {
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
         assert!(
             out.status.success(),
-            "ip {args:?}: {}",
+            "{program} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -349,27 +394,15 @@ endpoints:
 
     #[test]
     fn attaches_natively_to_a_veth_and_is_gone_after_drop() {
-        let name = "shoal-ebpf-attach";
-        let _ = netns::remove(name);
-        let path = netns::create(name).expect("creating the namespace");
-        let _ns = Namespace(name);
-        ip(&[
-            "-n", name, "link", "add", "xa", "type", "veth", "peer", "name", "xb",
-        ]);
-        ip(&["-n", name, "link", "set", "xa", "up"]);
-        ip(&["-n", name, "link", "set", "xb", "up"]);
-        let ifindex: u32 = ip(&["-n", name, "-o", "link", "show", "xa"])
-            .split(':')
-            .next()
-            .and_then(|i| i.trim().parse().ok())
-            .expect("ifindex of xa");
-
+        let ns = Namespace::new("shoal-ebpf-attach");
+        let (xa, _) = ns.veth("xa", "xb");
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (attached_tx, attached) = std::sync::mpsc::channel();
+        let path = ns.path.clone();
         let holder = std::thread::spawn(move || {
             netns::run_in(&path, move || {
                 let mut underlay = loaded();
-                let result = underlay.attach(ifindex, aya::programs::XdpMode::Driver);
+                let result = underlay.attach(xa, XdpMode::Driver);
                 attached_tx.send(result.map_err(|e| e.to_string())).unwrap();
                 // Hold the program until the test has looked (or gone).
                 let _ = released.recv();
@@ -377,7 +410,7 @@ endpoints:
             })
         });
         let result = attached.recv().unwrap();
-        let link = ip(&["-n", name, "-d", "link", "show", "xa"]);
+        let link = ns.link("xa");
         drop(release);
         holder.join().unwrap().unwrap();
         result.expect("attaching in native mode");
@@ -386,10 +419,57 @@ endpoints:
             !link.contains("xdpgeneric"),
             "attached in generic mode: {link}"
         );
-        let link = ip(&["-n", name, "-d", "link", "show", "xa"]);
+        let link = ns.link("xa");
         assert!(
             !link.contains("prog/xdp"),
             "XDP program left behind: {link}"
         );
+    }
+
+    /// The redirect really leaves through the interface the fdb names: the
+    /// decapsulated frame, run live, comes out of xa's peer and not ya's
+    /// (each peer runs a pass-everything copy of the program that counts).
+    #[test]
+    fn redirects_to_the_interface_the_fdb_names() {
+        let ns = Namespace::new("shoal-ebpf-redirect");
+        let (xa, xb) = ns.veth("xa", "xb");
+        let (_, yb) = ns.veth("ya", "yb");
+        let inner = inner_frame([10, 0, 1, 2]);
+        let frame = vxlan(VNI, &inner);
+        let counted = netns::run_in(&ns.path, move || {
+            let tables = Tables::from_yaml_str(TABLES).unwrap();
+            let maps = UnderlayMaps::from_tables(&tables, VXLAN_PORT, |_, ip| {
+                (ip == Ipv4Addr::new(10, 0, 1, 2)).then_some(xa)
+            });
+            let mut sender = loaded();
+            sender.install(&maps).unwrap();
+            // Empty maps: the receivers pass everything and count it.
+            let mut at_xb = Underlay::load().unwrap();
+            at_xb.attach(xb, XdpMode::Driver).unwrap();
+            let mut at_yb = Underlay::load().unwrap();
+            at_yb.attach(yb, XdpMode::Driver).unwrap();
+            sender.run_live(&frame).expect("a live run");
+            // The peer's NAPI poll may run after the test run returns.
+            for _ in 0..1000 {
+                if at_xb.counters().unwrap().packets > 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            (
+                sender.counters().unwrap(),
+                at_xb.counters().unwrap(),
+                at_yb.counters().unwrap(),
+            )
+        })
+        .unwrap();
+        let (sender, at_xb, at_yb) = counted;
+        assert_eq!((sender.packets, sender.redirected), (1, 1));
+        assert_eq!(
+            (at_xb.packets, at_xb.bytes, at_xb.passed),
+            (1, inner.len() as u64, 1),
+            "the inner frame arrives on xb, alone"
+        );
+        assert_eq!(at_yb.packets, 0, "nothing arrives on yb");
     }
 }

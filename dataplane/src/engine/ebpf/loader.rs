@@ -3,7 +3,7 @@
 //! Dropping an [`Underlay`] detaches the program and frees its maps.
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
-use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, Pod};
 use shoal_ebpf_common::{Counters, map, program};
 
@@ -126,15 +126,7 @@ impl Underlay {
     /// action and the frame as the program left it. The maps and counters
     /// are the live ones.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), LoadError> {
-        let program: &Xdp = self
-            .ebpf
-            .program(program::XDP_UNDERLAY)
-            .ok_or_else(|| LoadError::Missing(format!("program {}", program::XDP_UNDERLAY)))?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                name: program::XDP_UNDERLAY,
-                source,
-            })?;
+        let program = self.xdp()?;
         // Room for a frame that grows; the program only shrinks frames today.
         let mut out = vec![0; frame.len() + 256];
         let result = program
@@ -149,6 +141,34 @@ impl Underlay {
             })?;
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out))
+    }
+    /// Runs the program once on `frame` as if it had just arrived, and
+    /// carries its verdict out (BPF_F_TEST_XDP_LIVE_FRAMES): a redirected
+    /// frame really leaves through its interface, in the calling thread's
+    /// network namespace.
+    pub fn run_live(&self, frame: &[u8]) -> Result<(), LoadError> {
+        self.xdp()?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                attrs: TestRunAttrs::new().xdp_live_frames(1),
+                ..TestRunOptions::new()
+            })
+            .map_err(|source| LoadError::Program {
+                name: program::XDP_UNDERLAY,
+                source,
+            })?;
+        Ok(())
+    }
+
+    fn xdp(&self) -> Result<&Xdp, LoadError> {
+        self.ebpf
+            .program(program::XDP_UNDERLAY)
+            .ok_or_else(|| LoadError::Missing(format!("program {}", program::XDP_UNDERLAY)))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name: program::XDP_UNDERLAY,
+                source,
+            })
     }
 }
 
