@@ -24,6 +24,10 @@ fn main() {
         );
         // The engine repeats the reason when asked why it cannot run.
         println!("cargo::rustc-env=SHOAL_EBPF_LEFT_OUT={why}");
+        // Look again once scripts/setup.sh has installed something.
+        for dir in toolchain_dirs() {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
         return;
     }
     let package = aya_build::Package {
@@ -74,4 +78,24 @@ fn toolchain(programs: &Path) -> Result<(), String> {
         return Err("bpf-linker is not on PATH".into());
     }
     Ok(())
+}
+
+/// Where installing the toolchain changes something: cargo's bin directory
+/// (bpf-linker) and rustup's toolchains (the nightly, rust-src).
+fn toolchain_dirs() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".rustup")));
+    [
+        cargo_home.map(|c| c.join("bin")),
+        rustup_home.map(|r| r.join("toolchains")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|d| d.is_dir())
+    .collect()
 }
