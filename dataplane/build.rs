@@ -6,9 +6,25 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Set in the child that runs aya-build: the path of `ebpf/programs`.
+const CHILD: &str = "SHOAL_EBPF_BUILD_CHILD";
+
 fn main() {
+    if let Some(programs) = std::env::var_os(CHILD) {
+        let package = aya_build::Package {
+            name: "shoal-ebpf",
+            root_dir: programs.to_str().expect("workspace path is UTF-8"),
+            ..Default::default()
+        };
+        if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Nightly) {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     println!("cargo::rustc-check-cfg=cfg(shoal_ebpf)");
     println!("cargo::rerun-if-env-changed=SHOAL_EBPF");
+    println!("cargo::rerun-if-env-changed=AYA_BUILD_SKIP");
     println!("cargo::rerun-if-env-changed=PATH");
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest.parent().expect("dataplane sits in the workspace");
@@ -30,15 +46,28 @@ fn main() {
         }
         return;
     }
-    let package = aya_build::Package {
-        name: "shoal-ebpf",
-        root_dir: programs.to_str().expect("workspace path is UTF-8"),
-        ..Default::default()
-    };
+    // aya-build relays every line of the nested cargo as a cargo warning,
+    // which cargo then repeats on every build; it runs in a child whose
+    // output is kept to the rerun directives unless the build fails.
+    let child = Command::new(std::env::current_exe().expect("the build script's path"))
+        .env(CHILD, programs.as_os_str())
+        .env("CARGO_TERM_QUIET", "true")
+        .output()
+        .expect("running the build script again for the eBPF build");
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    for line in stdout.lines() {
+        let rerun = line.starts_with("cargo:rerun-if") || line.starts_with("cargo::rerun-if");
+        if rerun || !child.status.success() {
+            println!("{line}");
+        }
+    }
     // The toolchain is here, so a program that does not build is an error,
     // not a reason to quietly leave the engine out.
-    if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Nightly) {
-        panic!("building the eBPF programs in ebpf/programs failed: {e:#}");
+    if !child.status.success() {
+        panic!(
+            "building the eBPF programs in ebpf/programs failed (warnings above): {}",
+            String::from_utf8_lossy(&child.stderr).trim()
+        );
     }
     println!("cargo::rustc-cfg=shoal_ebpf");
 }
@@ -47,6 +76,9 @@ fn main() {
 fn toolchain(programs: &Path) -> Result<(), String> {
     if std::env::var_os("SHOAL_EBPF").is_some_and(|v| v == "0") {
         return Err("SHOAL_EBPF=0 turns it off".into());
+    }
+    if std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        return Err("AYA_BUILD_SKIP is set".into());
     }
     // cargo-fuzz builds the dataplane with its own flags and target dir;
     // the fuzz targets never load programs.
