@@ -54,6 +54,8 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
         return Verdict::Pass;
     }
     // From here on the datagram is ours, as it is the userspace engine's.
+    // Outer checksums go unchecked: the inner frame carries its own, which
+    // the task's stack checks, as a VTEP does.
     let vxlan_at = udp_at + UDP_LEN;
     let Some(vxlan) = hdr::at::<Vxlan>(ctx, vxlan_at) else {
         return Verdict::Drop(DropReason::MalformedVxlan);
