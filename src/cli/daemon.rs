@@ -95,10 +95,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn engine_choice(choice: EngineChoice) -> anyhow::Result<&'static str> {
     match choice {
         EngineChoice::Ebpf => {
-            bail!("the eBPF engine is not part of this build; use --dataplane userspace (or auto)")
+            let so_far = if shoal_dataplane::engine::ebpf::built_in() {
+                "this build has its underlay XDP program (ARP for owned addresses, VXLAN \
+                 decapsulation to local tasks, counters) but not yet the task-side programs \
+                 (encapsulation, VIP NAT) or the routing mesh"
+                    .to_owned()
+            } else {
+                shoal_dataplane::engine::ebpf::Unavailable::NotBuilt.to_string()
+            };
+            bail!(
+                "the eBPF engine cannot run nodes yet: {so_far}; use --dataplane userspace (or auto)"
+            )
         }
         EngineChoice::Auto => {
-            tracing::info!("dataplane: userspace (auto; this build has no eBPF engine)")
+            tracing::info!("dataplane: userspace (auto; the eBPF engine cannot run nodes yet)")
         }
         EngineChoice::Userspace => tracing::info!("dataplane: userspace (requested)"),
     }

@@ -3,6 +3,7 @@
 //! the eBPF fast path. Both implement [`Dataplane`].
 
 pub mod counters;
+pub mod ebpf;
 pub mod service_stats;
 pub mod stats;
 pub mod userspace;

@@ -1,0 +1,296 @@
+//! The map ABI between shoal's eBPF programs and the user-space loader:
+//! every map key and value, `#[repr(C)]`, defined once and used by both
+//! sides. Padding is spelled out so no byte of a key or value is undefined
+//! (the kernel hashes and copies whole keys and values). Addresses are kept
+//! as `[u8; 4]` in network order, so neither side converts them.
+//!
+//! With the `user` feature every type is an `aya::Pod`.
+#![no_std]
+
+/// Map names, as the programs declare them and the loader looks them up.
+pub mod map {
+    /// [`crate::Config`] at index 0 of an array.
+    pub const CONFIG: &str = "SHOAL_CONFIG";
+    /// [`crate::Ipv4Key`] -> [`crate::OwnedAddr`]: addresses whose ARP
+    /// requests the underlay program answers.
+    pub const OWNED: &str = "SHOAL_OWNED";
+    /// VNI -> [`crate::Segment`]: the overlay networks this node serves.
+    pub const SEGMENTS: &str = "SHOAL_SEGMENTS";
+    /// [`crate::FdbKey`] -> [`crate::FdbEntry`]: where each overlay address
+    /// lives.
+    pub const FDB: &str = "SHOAL_FDB";
+    /// [`crate::Counters`] at index 0 of a per-CPU array.
+    pub const COUNTERS: &str = "SHOAL_COUNTERS";
+}
+
+/// Program names in the object.
+pub mod program {
+    /// XDP on the node's underlay interface.
+    pub const XDP_UNDERLAY: &str = "shoal_xdp_underlay";
+}
+
+/// Capacity of the maps keyed by address.
+pub const MAX_ENTRIES: u32 = 65_536;
+/// Capacity of the segment map.
+pub const MAX_SEGMENTS: u32 = 4_096;
+
+/// Node-wide settings of the underlay program.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The node's underlay address: VXLAN is decapsulated only when sent to it.
+    pub underlay: [u8; 4],
+    /// UDP port of VXLAN, host byte order. 0 turns decapsulation off.
+    pub vxlan_port: u16,
+    pub _pad: [u8; 2],
+}
+
+/// An IPv4 address as a map key.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ipv4Key {
+    pub addr: [u8; 4],
+}
+
+/// An address shoal answers ARP requests for, with the MAC it answers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnedAddr {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// One overlay network: a VXLAN segment, keyed by VNI (`u32`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// Network address of the subnet.
+    pub subnet: [u8; 4],
+    /// Prefix length, 0..=32.
+    pub prefix_len: u8,
+    pub _pad: [u8; 3],
+}
+
+impl Segment {
+    /// Whether `addr` is inside the segment's subnet.
+    pub fn contains(&self, addr: [u8; 4]) -> bool {
+        let len = u32::from(self.prefix_len.min(32));
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        u32::from_be_bytes(addr) & mask == u32::from_be_bytes(self.subnet) & mask
+    }
+}
+
+/// Key of the forwarding database: an overlay address on one segment, as
+/// the userspace VTEP keys its stations.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FdbKey {
+    /// VNI, host byte order.
+    pub vni: u32,
+    pub ip: [u8; 4],
+}
+
+/// Where an overlay address lives.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// Underlay address of the node holding the address.
+    pub node: [u8; 4],
+    /// The task interface on this node, or 0 when the address lives on
+    /// another node.
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+impl FdbEntry {
+    /// Whether the address lives on this node.
+    pub fn is_local(&self) -> bool {
+        self.ifindex != 0
+    }
+}
+
+/// Why a program dropped a packet. Numbered as the userspace engine's
+/// `overlay::vtep::DropReason`, so both engines count under one label.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    MalformedVxlan = 0,
+    UnknownVni = 1,
+    MalformedFrame = 2,
+    UnknownDestination = 3,
+    NotLocal = 4,
+    NoRoute = 5,
+    UnsupportedProtocol = 6,
+    TooBig = 7,
+    BadOffload = 8,
+    IoError = 9,
+    NoServicePort = 10,
+    NoBackend = 11,
+}
+
+/// Number of [`DropReason`]s: the length of [`Counters::drops`].
+pub const DROP_REASONS: usize = 12;
+
+impl DropReason {
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; DROP_REASONS] = [
+        DropReason::MalformedVxlan,
+        DropReason::UnknownVni,
+        DropReason::MalformedFrame,
+        DropReason::UnknownDestination,
+        DropReason::NotLocal,
+        DropReason::NoRoute,
+        DropReason::UnsupportedProtocol,
+        DropReason::TooBig,
+        DropReason::BadOffload,
+        DropReason::IoError,
+        DropReason::NoServicePort,
+        DropReason::NoBackend,
+    ];
+
+    /// The reason's label in metrics, as the userspace engine's.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::MalformedVxlan => "malformed_vxlan",
+            DropReason::UnknownVni => "unknown_vni",
+            DropReason::MalformedFrame => "malformed_frame",
+            DropReason::UnknownDestination => "unknown_destination",
+            DropReason::NotLocal => "not_local",
+            DropReason::NoRoute => "no_route",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::TooBig => "too_big",
+            DropReason::BadOffload => "bad_offload",
+            DropReason::IoError => "io_error",
+            DropReason::NoServicePort => "no_service_port",
+            DropReason::NoBackend => "no_backend",
+        }
+    }
+
+    /// Index into [`Counters::drops`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One CPU's counters of a program. Each CPU writes only its own copy, so
+/// plain adds suffice; user space sums the copies.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets seen.
+    pub packets: u64,
+    /// Bytes seen (frame length on entry).
+    pub bytes: u64,
+    /// Packets handed to the kernel's stack (XDP_PASS).
+    pub passed: u64,
+    /// Packets answered in place (XDP_TX).
+    pub answered: u64,
+    /// Packets redirected to a task interface.
+    pub redirected: u64,
+    /// Dropped packets by [`DropReason::index`].
+    pub drops: [u64; DROP_REASONS],
+}
+
+impl Counters {
+    /// The sum of `self` and `other`, field by field.
+    pub fn add(&self, other: &Counters) -> Counters {
+        let mut drops = [0; DROP_REASONS];
+        for (i, d) in drops.iter_mut().enumerate() {
+            *d = self.drops[i].wrapping_add(other.drops[i]);
+        }
+        Counters {
+            packets: self.packets.wrapping_add(other.packets),
+            bytes: self.bytes.wrapping_add(other.bytes),
+            passed: self.passed.wrapping_add(other.passed),
+            answered: self.answered.wrapping_add(other.answered),
+            redirected: self.redirected.wrapping_add(other.redirected),
+            drops,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+mod pod {
+    use super::{Config, Counters, FdbEntry, FdbKey, Ipv4Key, OwnedAddr, Segment};
+
+    // SAFETY: repr(C), fields are byte arrays and a u16 laid out without gaps
+    // (4 + 2 + 2 bytes); every bit pattern is valid.
+    unsafe impl aya::Pod for Config {}
+    // SAFETY: repr(C) over one byte array; every bit pattern is valid.
+    unsafe impl aya::Pod for Ipv4Key {}
+    // SAFETY: repr(C), 6 + 2 bytes of byte arrays; every bit pattern is valid.
+    unsafe impl aya::Pod for OwnedAddr {}
+    // SAFETY: repr(C), 4 + 1 + 3 bytes of integers, no implicit padding;
+    // every bit pattern is valid.
+    unsafe impl aya::Pod for Segment {}
+    // SAFETY: repr(C), a u32 then 4 bytes, no implicit padding; every bit
+    // pattern is valid.
+    unsafe impl aya::Pod for FdbKey {}
+    // SAFETY: repr(C), 4 + 4 + 6 + 2 bytes with the u32 4-aligned, no
+    // implicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for FdbEntry {}
+    // SAFETY: repr(C), only u64 fields and a u64 array, no implicit padding;
+    // every bit pattern is valid.
+    unsafe impl aya::Pod for Counters {}
+}
+
+/// Sizes checked at compile time: a change here is an ABI change for both
+/// sides, and implicit padding would leave bytes undefined.
+const _: () = {
+    assert!(core::mem::size_of::<Config>() == 8);
+    assert!(core::mem::size_of::<Ipv4Key>() == 4);
+    assert!(core::mem::size_of::<OwnedAddr>() == 8);
+    assert!(core::mem::size_of::<Segment>() == 8);
+    assert!(core::mem::size_of::<FdbKey>() == 8);
+    assert!(core::mem::size_of::<FdbEntry>() == 16);
+    assert!(core::mem::size_of::<Counters>() == 8 * (5 + DROP_REASONS));
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_contains_by_prefix() {
+        let s = Segment {
+            subnet: [10, 0, 1, 0],
+            prefix_len: 24,
+            _pad: [0; 3],
+        };
+        assert!(s.contains([10, 0, 1, 200]));
+        assert!(!s.contains([10, 0, 2, 1]));
+        let all = Segment { prefix_len: 0, ..s };
+        assert!(all.contains([192, 168, 0, 1]));
+        let host = Segment {
+            prefix_len: 32,
+            subnet: [10, 0, 1, 7],
+            _pad: [0; 3],
+        };
+        assert!(host.contains([10, 0, 1, 7]));
+        assert!(!host.contains([10, 0, 1, 8]));
+    }
+
+    #[test]
+    fn drop_reasons_are_indexed_in_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+
+    #[test]
+    fn counters_add_field_by_field() {
+        let mut a = Counters {
+            packets: 1,
+            bytes: 60,
+            ..Counters::default()
+        };
+        a.drops[DropReason::UnknownVni.index()] = 2;
+        let b = a.add(&a);
+        assert_eq!(b.packets, 2);
+        assert_eq!(b.bytes, 120);
+        assert_eq!(b.drops[1], 4);
+        assert_eq!(b.drops[0], 0);
+    }
+}
