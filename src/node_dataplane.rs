@@ -11,24 +11,41 @@ use std::sync::{Arc, PoisonError};
 use anyhow::Context;
 use shoal_control::agent::DataPlane;
 use shoal_dataplane::dns;
-use shoal_dataplane::engine::Dataplane;
-use shoal_dataplane::engine::userspace::{Options, Shared, UserspaceEngine};
+use shoal_dataplane::engine::userspace::{Options, UserspaceEngine};
+use shoal_dataplane::engine::{Dataplane, Metrics};
 use shoal_dataplane::sys;
 use shoal_dataplane::tables::Tables;
 use tokio::sync::Mutex;
 
+/// Which data-plane engine a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Userspace,
+    Ebpf,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Userspace => "userspace",
+            Engine::Ebpf => "ebpf",
+        }
+    }
+}
+
 /// The engine and resolver of a node, started on demand.
 pub struct NodeDataplane {
+    engine: Engine,
     vxlan_port: u16,
     state_dir: PathBuf,
     running: Mutex<Option<Running>>,
     /// The running engine's counters, for `/metrics`.
-    counters: std::sync::Mutex<Option<Arc<Shared>>>,
+    counters: std::sync::Mutex<Option<Arc<dyn Metrics>>>,
 }
 
 struct Running {
     underlay: Ipv4Addr,
-    engine: UserspaceEngine,
+    engine: Box<dyn Dataplane>,
     resolver: dns::Resolver,
 }
 
@@ -40,8 +57,9 @@ impl Running {
 }
 
 impl NodeDataplane {
-    pub fn new(vxlan_port: u16, state_dir: &Path) -> NodeDataplane {
+    pub fn new(engine: Engine, vxlan_port: u16, state_dir: &Path) -> NodeDataplane {
         NodeDataplane {
+            engine,
             vxlan_port,
             state_dir: state_dir.to_path_buf(),
             running: Mutex::new(None),
@@ -62,28 +80,40 @@ impl NodeDataplane {
         }
     }
 
-    fn set_counters(&self, shared: Option<Arc<Shared>>) {
+    fn set_counters(&self, shared: Option<Arc<dyn Metrics>>) {
         *self.counters.lock().unwrap_or_else(PoisonError::into_inner) = shared;
     }
 }
 
-/// Starts the userspace engine on the device holding `underlay`.
+/// Starts `engine` on the device holding `underlay`.
 pub async fn start_engine(
+    engine: Engine,
     underlay: Ipv4Addr,
     vxlan_port: u16,
     node: &str,
-) -> anyhow::Result<UserspaceEngine> {
+) -> anyhow::Result<Box<dyn Dataplane>> {
     let link = sys::link::find_underlay(underlay).await?;
     tracing::info!(
         "node {node} on underlay {underlay} ({}, MTU {})",
         link.name,
         link.mtu
     );
-    Ok(UserspaceEngine::start(Options {
-        underlay,
-        underlay_mtu: link.mtu,
-        vxlan_port,
-    })?)
+    match engine {
+        Engine::Userspace => Ok(Box::new(UserspaceEngine::start(Options {
+            underlay,
+            underlay_mtu: link.mtu,
+            vxlan_port,
+        })?)),
+        Engine::Ebpf => Ok(shoal_dataplane::engine::ebpf::start(
+            shoal_dataplane::engine::ebpf::Options {
+                underlay,
+                underlay_ifname: link.name,
+                underlay_ifindex: link.index,
+                underlay_mtu: link.mtu,
+                vxlan_port,
+            },
+        )?),
+    }
 }
 
 /// The embedded DNS resolver, forwarding to the resolvers of the daemon's
@@ -117,12 +147,12 @@ impl DataPlane for NodeDataplane {
         };
         if running.is_none() {
             let underlay = tables.node.underlay;
-            let engine = start_engine(underlay, self.vxlan_port, &tables.node.name)
+            let engine = start_engine(self.engine, underlay, self.vxlan_port, &tables.node.name)
                 .await
                 .context("starting the data plane")
                 .map_err(|e| format!("{e:#}"))?;
             let resolver = start_resolver(&self.state_dir).map_err(|e| format!("{e:#}"))?;
-            self.set_counters(Some(engine.shared()));
+            self.set_counters(Some(engine.metrics()));
             *running = Some(Running {
                 underlay,
                 engine,

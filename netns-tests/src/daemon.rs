@@ -50,7 +50,8 @@ impl DaemonConfig {
         self.state_dir.join("shoal.sock")
     }
 
-    /// The command line, given the binary.
+    /// The command line, given the binary: `--dataplane userspace` unless
+    /// the extra arguments name an engine.
     pub fn argv(&self, bin: &Path) -> Vec<String> {
         let mut argv: Vec<String> = vec![
             bin.display().to_string(),
@@ -59,9 +60,10 @@ impl DaemonConfig {
             self.tables.display().to_string(),
             "--state-dir".into(),
             self.state_dir.display().to_string(),
-            "--dataplane".into(),
-            "userspace".into(),
         ];
+        if !self.extra_args.iter().any(|a| a == "--dataplane") {
+            argv.extend(["--dataplane".into(), "userspace".into()]);
+        }
         argv.extend(self.extra_args.iter().cloned());
         argv
     }
@@ -93,7 +95,7 @@ impl Daemon {
 
 impl Lab {
     /// Starts `shoal daemon --tables <lab>/<host>/tables.yaml --state-dir
-    /// <lab>/<host>/state --dataplane userspace <extra_args>` inside the
+    /// <lab>/<host>/state [--dataplane userspace] <extra_args>` inside the
     /// host's namespace and waits until its socket exists.
     pub fn start_daemon(
         &mut self,

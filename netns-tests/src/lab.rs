@@ -150,6 +150,17 @@ impl Lab {
         ip(&[
             "-n", &sw, "link", "set", &port, "mtu", "1500", "master", BRIDGE, "up",
         ])?;
+        // The switch hands frames on as a wire does: with their checksums
+        // complete and cut to the MTU. A veth would otherwise pass "checksum
+        // later" super-frames that no NIC ever delivers, which programs that
+        // forward raw frames (XDP) cannot finish.
+        self.run_ok(&sw, &["ethtool", "-K", &port, "tx", "off"])
+            .with_context(|| format!("turning checksum offload off on {port}"))?;
+        // And it takes frames a host's XDP program sends back out (an ARP
+        // answer) as a wire does: a veth accepts an XDP redirect only into
+        // a peer with NAPI, which GRO gives it once it is up.
+        self.run_ok(&sw, &["ethtool", "-K", &port, "gro", "on"])
+            .with_context(|| format!("turning GRO on on {port}"))?;
         ip(&["-n", &netns, "link", "set", "eth0", "mtu", "1500", "up"])?;
         ip(&[
             "-n",

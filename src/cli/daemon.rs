@@ -15,13 +15,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shoal_control::swarm::{Swarm, SwarmConfig, TablesSink};
-use shoal_dataplane::engine::Dataplane;
 use shoal_dataplane::sys;
 use shoal_dataplane::tables::Tables;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin;
-use crate::node_dataplane::{NodeDataplane, start_engine, start_resolver};
+use crate::node_dataplane::{Engine, NodeDataplane, start_engine, start_resolver};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -79,40 +78,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let Some(tables_path) = args.tables.clone() else {
         return swarm_mode(args);
     };
-    engine_choice(args.dataplane)?;
+    let engine = engine_choice(args.dataplane)?;
     let tables = load(&tables_path)?;
     let state = StateDir::claim(&args.state_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(args, tables_path, tables, &state));
+    let result = runtime.block_on(serve(args, engine, tables_path, tables, &state));
     state.release();
     result
 }
 
-/// Which engine runs, said in the log.
-fn engine_choice(choice: EngineChoice) -> anyhow::Result<&'static str> {
+/// Which engine runs, said in the log with the reason.
+fn engine_choice(choice: EngineChoice) -> anyhow::Result<Engine> {
+    use shoal_dataplane::engine::ebpf;
     match choice {
         EngineChoice::Ebpf => {
-            let so_far = if shoal_dataplane::engine::ebpf::built_in() {
-                "this build has its underlay XDP program (ARP for owned addresses, VXLAN \
-                 decapsulation to local tasks, counters) but not yet the task-side programs \
-                 (encapsulation, VIP NAT) or the routing mesh"
-                    .to_owned()
-            } else {
-                shoal_dataplane::engine::ebpf::Unavailable::NotBuilt.to_string()
-            };
-            bail!(
-                "the eBPF engine cannot run nodes yet: {so_far}; use --dataplane userspace (or auto)"
-            )
+            if let Some(why) = ebpf::unavailable() {
+                bail!("--dataplane ebpf: {why}; use --dataplane userspace (or auto)");
+            }
+            tracing::info!(
+                "dataplane: ebpf (requested; overlay networks only: tables with services are refused)"
+            );
+            Ok(Engine::Ebpf)
         }
         EngineChoice::Auto => {
-            tracing::info!("dataplane: userspace (auto; the eBPF engine cannot run nodes yet)")
+            let ebpf = match ebpf::unavailable() {
+                Some(why) => format!("the eBPF engine cannot run here: {why}"),
+                None => {
+                    "the eBPF engine does not carry service VIPs or the routing mesh yet".to_owned()
+                }
+            };
+            tracing::info!("dataplane: userspace (auto; {ebpf})");
+            Ok(Engine::Userspace)
         }
-        EngineChoice::Userspace => tracing::info!("dataplane: userspace (requested)"),
+        EngineChoice::Userspace => {
+            tracing::info!("dataplane: userspace (requested)");
+            Ok(Engine::Userspace)
+        }
     }
-    Ok("userspace")
 }
 
 /// Reads and validates a tables file, including the checks that need this
@@ -129,14 +134,25 @@ fn load(path: &Path) -> anyhow::Result<Tables> {
     Ok(tables)
 }
 
-async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> anyhow::Result<()> {
+async fn serve(
+    args: Args,
+    engine: Engine,
+    path: PathBuf,
+    tables: Tables,
+    state: &StateDir,
+) -> anyhow::Result<()> {
     let metrics_listener = match args.metrics_addr {
         Some(addr) => Some(admin::metrics::bind(addr).await?),
         None => None,
     };
-    let mut engine = start_engine(tables.node.underlay, args.vxlan_port, &tables.node.name)
-        .await
-        .with_context(|| format!("{}: node.underlay", path.display()))?;
+    let mut engine = start_engine(
+        engine,
+        tables.node.underlay,
+        args.vxlan_port,
+        &tables.node.name,
+    )
+    .await
+    .with_context(|| format!("{}: node.underlay", path.display()))?;
     let report = engine.apply(&tables).context("applying the tables")?;
     tracing::info!("tables applied: {report}");
     let mut resolver = start_resolver(&args.state_dir)?;
@@ -144,7 +160,7 @@ async fn serve(args: Args, path: PathBuf, tables: Tables, state: &StateDir) -> a
         tracing::error!("{e}");
     }
 
-    let shared = engine.shared();
+    let shared = engine.metrics();
     let exposition = admin::metrics::Exposition::new(move || {
         let mut out = String::new();
         shared.encode_metrics(&mut out);
@@ -254,7 +270,7 @@ impl StateDir {
 /// A swarm node: resumes the swarm it was in, or waits for `swarm init` or
 /// `swarm join` on the admin socket.
 fn swarm_mode(args: Args) -> anyhow::Result<()> {
-    let dataplane = engine_choice(args.dataplane)?;
+    let engine = engine_choice(args.dataplane)?;
     let hostname = match args.node_name.clone() {
         Some(n) => n,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -262,7 +278,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
             .trim()
             .to_owned(),
     };
-    let dataplane_of_node = Arc::new(NodeDataplane::new(args.vxlan_port, &args.state_dir));
+    let dataplane_of_node = Arc::new(NodeDataplane::new(engine, args.vxlan_port, &args.state_dir));
     let config = SwarmConfig {
         state_dir: args.state_dir.clone(),
         hostname,
@@ -270,7 +286,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         listen_addr: args.listen_addr,
         gossip_addr: args.gossip_addr,
         detection: args.failure_detection,
-        dataplane: dataplane.to_owned(),
+        dataplane: engine.name().to_owned(),
         tables: TablesSink(dataplane_of_node.clone()),
     };
     let state = StateDir::claim(&args.state_dir)?;

@@ -101,6 +101,10 @@ impl Counters {
         self.drops[reason.index()].inc();
     }
 
+    pub fn drops_inc_by(&self, reason: DropReason, n: u64) {
+        self.drops[reason.index()].inc_by(n);
+    }
+
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason.index()].get()
     }

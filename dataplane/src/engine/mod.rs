@@ -1,9 +1,11 @@
 //! Engines install [`Tables`] on a node: the userspace engine (TAP devices
-//! and UDP sockets driven by the sans-IO [`crate::overlay`] core) and, later,
-//! the eBPF fast path. Both implement [`Dataplane`].
+//! and UDP sockets driven by the sans-IO [`crate::overlay`] core) and the
+//! eBPF fast path (programs on the underlay and task interfaces). Both
+//! implement [`Dataplane`].
 
 pub mod counters;
 pub mod ebpf;
+pub mod ports;
 pub mod service_stats;
 pub mod stats;
 pub mod userspace;
@@ -57,6 +59,10 @@ pub enum EngineError {
         proto: crate::tables::Protocol,
         port: u16,
     },
+    #[error("eBPF engine: {0}")]
+    Ebpf(String),
+    #[error("the {engine} engine cannot carry these tables: {what}")]
+    Unsupported { engine: &'static str, what: String },
     #[error(
         "the tables are for node {tables}, but this engine runs on {engine}; restart the daemon to change the node's underlay address"
     )]
@@ -64,6 +70,14 @@ pub enum EngineError {
         tables: std::net::Ipv4Addr,
         engine: std::net::Ipv4Addr,
     },
+}
+
+/// What `/metrics` shows of a running engine; shared with the metrics
+/// endpoint, which outlives borrows of the engine.
+pub trait Metrics: Send + Sync {
+    /// Appends the engine's families in the OpenMetrics text format,
+    /// without the closing `# EOF`.
+    fn encode_metrics(&self, out: &mut String);
 }
 
 /// A data-plane engine.
@@ -77,4 +91,7 @@ pub trait Dataplane: Send {
 
     /// Removes everything the engine created.
     fn shutdown(&mut self);
+
+    /// The engine's counters, for `/metrics`.
+    fn metrics(&self) -> std::sync::Arc<dyn Metrics>;
 }

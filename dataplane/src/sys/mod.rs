@@ -13,3 +13,4 @@ pub mod poll;
 pub mod process;
 pub mod socket;
 pub mod tap;
+pub mod veth;

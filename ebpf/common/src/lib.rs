@@ -19,14 +19,30 @@ pub mod map {
     /// [`crate::FdbKey`] -> [`crate::FdbEntry`]: where each overlay address
     /// lives.
     pub const FDB: &str = "SHOAL_FDB";
-    /// [`crate::Counters`] at index 0 of a per-CPU array.
+    /// Host-side ifindex (`u32`) -> [`crate::Port`]: the task interfaces
+    /// on this node.
+    pub const PORTS: &str = "SHOAL_PORTS";
+    /// [`crate::Counters`] per program ([`crate::counters`]) in a per-CPU
+    /// array.
     pub const COUNTERS: &str = "SHOAL_COUNTERS";
+}
+
+/// Indices of [`map::COUNTERS`]: each program counts in its own slot.
+pub mod counters {
+    /// The XDP program on the underlay.
+    pub const UNDERLAY: u32 = 0;
+    /// The tc program on task interfaces.
+    pub const TASK: u32 = 1;
+    /// Number of slots.
+    pub const SLOTS: u32 = 2;
 }
 
 /// Program names in the object.
 pub mod program {
     /// XDP on the node's underlay interface.
     pub const XDP_UNDERLAY: &str = "shoal_xdp_underlay";
+    /// tc ingress on the node side of each task interface.
+    pub const TC_TASK: &str = "shoal_tc_task";
 }
 
 /// Capacity of the maps keyed by address.
@@ -43,6 +59,8 @@ pub struct Config {
     /// UDP port of VXLAN, host byte order. 0 turns decapsulation off.
     pub vxlan_port: u16,
     pub _pad: [u8; 2],
+    /// The underlay interface: where encapsulated frames leave.
+    pub underlay_ifindex: u32,
 }
 
 /// An IPv4 address as a map key.
@@ -66,6 +84,12 @@ pub struct OwnedAddr {
 pub struct Segment {
     /// Network address of the subnet.
     pub subnet: [u8; 4],
+    /// The gateway address tasks route through (answered by ARP, source of
+    /// ICMP errors).
+    pub gateway: [u8; 4],
+    pub gateway_mac: [u8; 6],
+    /// MTU of the overlay, host byte order.
+    pub mtu: u16,
     /// Prefix length, 0..=32.
     pub prefix_len: u8,
     pub _pad: [u8; 3],
@@ -99,6 +123,18 @@ pub struct FdbEntry {
     /// The task interface on this node, or 0 when the address lives on
     /// another node.
     pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// A task interface on this node, keyed by the ifindex of its node-side end.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Port {
+    /// VNI of the task's network, host byte order.
+    pub vni: u32,
+    /// The task's address.
+    pub ip: [u8; 4],
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
 }
@@ -184,10 +220,18 @@ pub struct Counters {
     pub bytes: u64,
     /// Packets handed to the kernel's stack (XDP_PASS).
     pub passed: u64,
-    /// Packets answered in place (XDP_TX).
+    /// Packets rewritten into an answer and sent back the way they came.
     pub answered: u64,
-    /// Packets redirected to a task interface.
+    /// Packets redirected to another interface (a task's, the underlay).
     pub redirected: u64,
+    /// ARP requests answered from the tables.
+    pub arp_replies: u64,
+    /// ICMP errors originated (fragmentation needed).
+    pub icmp_errors: u64,
+    /// VXLAN datagrams decapsulated (underlay) or encapsulated (task).
+    pub vxlan_packets: u64,
+    /// Bytes of those datagrams' VXLAN payload (the inner frames).
+    pub vxlan_bytes: u64,
     /// Dropped packets by [`DropReason::index`].
     pub drops: [u64; DROP_REASONS],
 }
@@ -195,16 +239,29 @@ pub struct Counters {
 impl Counters {
     /// The sum of `self` and `other`, field by field.
     pub fn add(&self, other: &Counters) -> Counters {
+        self.zip(other, u64::wrapping_add)
+    }
+
+    /// What was counted since `earlier`, field by field.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        self.zip(earlier, u64::wrapping_sub)
+    }
+
+    fn zip(&self, other: &Counters, f: fn(u64, u64) -> u64) -> Counters {
         let mut drops = [0; DROP_REASONS];
         for (i, d) in drops.iter_mut().enumerate() {
-            *d = self.drops[i].wrapping_add(other.drops[i]);
+            *d = f(self.drops[i], other.drops[i]);
         }
         Counters {
-            packets: self.packets.wrapping_add(other.packets),
-            bytes: self.bytes.wrapping_add(other.bytes),
-            passed: self.passed.wrapping_add(other.passed),
-            answered: self.answered.wrapping_add(other.answered),
-            redirected: self.redirected.wrapping_add(other.redirected),
+            packets: f(self.packets, other.packets),
+            bytes: f(self.bytes, other.bytes),
+            passed: f(self.passed, other.passed),
+            answered: f(self.answered, other.answered),
+            redirected: f(self.redirected, other.redirected),
+            arp_replies: f(self.arp_replies, other.arp_replies),
+            icmp_errors: f(self.icmp_errors, other.icmp_errors),
+            vxlan_packets: f(self.vxlan_packets, other.vxlan_packets),
+            vxlan_bytes: f(self.vxlan_bytes, other.vxlan_bytes),
             drops,
         }
     }
@@ -213,18 +270,21 @@ impl Counters {
 #[cfg(feature = "user")]
 #[allow(unsafe_code)]
 mod pod {
-    use super::{Config, Counters, FdbEntry, FdbKey, Ipv4Key, OwnedAddr, Segment};
+    use super::{Config, Counters, FdbEntry, FdbKey, Ipv4Key, OwnedAddr, Port, Segment};
 
-    // SAFETY: repr(C), fields are byte arrays and a u16 laid out without gaps
-    // (4 + 2 + 2 bytes); every bit pattern is valid.
+    // SAFETY: repr(C), byte arrays, a u16 and a 4-aligned u32 laid out
+    // without gaps (4 + 2 + 2 + 4 bytes); every bit pattern is valid.
     unsafe impl aya::Pod for Config {}
     // SAFETY: repr(C) over one byte array; every bit pattern is valid.
     unsafe impl aya::Pod for Ipv4Key {}
     // SAFETY: repr(C), 6 + 2 bytes of byte arrays; every bit pattern is valid.
     unsafe impl aya::Pod for OwnedAddr {}
-    // SAFETY: repr(C), 4 + 1 + 3 bytes of integers, no implicit padding;
-    // every bit pattern is valid.
+    // SAFETY: repr(C), 4 + 4 + 6 bytes, a 2-aligned u16, then 1 + 3 bytes:
+    // no implicit padding; every bit pattern is valid.
     unsafe impl aya::Pod for Segment {}
+    // SAFETY: repr(C), a u32 then 4 + 6 + 2 bytes, no implicit padding;
+    // every bit pattern is valid.
+    unsafe impl aya::Pod for Port {}
     // SAFETY: repr(C), a u32 then 4 bytes, no implicit padding; every bit
     // pattern is valid.
     unsafe impl aya::Pod for FdbKey {}
@@ -239,13 +299,14 @@ mod pod {
 /// Sizes checked at compile time: a change here is an ABI change for both
 /// sides, and implicit padding would leave bytes undefined.
 const _: () = {
-    assert!(core::mem::size_of::<Config>() == 8);
+    assert!(core::mem::size_of::<Config>() == 12);
     assert!(core::mem::size_of::<Ipv4Key>() == 4);
     assert!(core::mem::size_of::<OwnedAddr>() == 8);
-    assert!(core::mem::size_of::<Segment>() == 8);
+    assert!(core::mem::size_of::<Segment>() == 20);
+    assert!(core::mem::size_of::<Port>() == 16);
     assert!(core::mem::size_of::<FdbKey>() == 8);
     assert!(core::mem::size_of::<FdbEntry>() == 16);
-    assert!(core::mem::size_of::<Counters>() == 8 * (5 + DROP_REASONS));
+    assert!(core::mem::size_of::<Counters>() == 8 * (9 + DROP_REASONS));
 };
 
 #[cfg(test)]
@@ -257,7 +318,7 @@ mod tests {
         let s = Segment {
             subnet: [10, 0, 1, 0],
             prefix_len: 24,
-            _pad: [0; 3],
+            ..Segment::default()
         };
         assert!(s.contains([10, 0, 1, 200]));
         assert!(!s.contains([10, 0, 2, 1]));
@@ -266,7 +327,7 @@ mod tests {
         let host = Segment {
             prefix_len: 32,
             subnet: [10, 0, 1, 7],
-            _pad: [0; 3],
+            ..Segment::default()
         };
         assert!(host.contains([10, 0, 1, 7]));
         assert!(!host.contains([10, 0, 1, 8]));

@@ -2,14 +2,15 @@
 //! this node's underlay address is looked up by VNI and inner destination,
 //! the key the userspace forwarding database uses (`overlay/fdb.rs`), and
 //! its inner frame is sent to the task's interface with the outer headers
-//! stripped.
+//! stripped. ARP inside VXLAN (a remote VTEP, such as the kernel's, asking
+//! for an overlay address) is answered from the tables and sent back inside
+//! VXLAN to the asker.
 //!
 //! Verdicts follow the userspace engine (`overlay::vtep::from_underlay`),
 //! which owns the VXLAN port and so never lets the kernel see a datagram:
-//! what it drops is dropped here under the same reason (XDP_DROP, counted),
-//! and what it answers or relays itself (ARP inside the overlay, replies to
-//! routing-mesh clients) passes to the stack, where the userspace engine's
-//! socket still receives it.
+//! what it drops is dropped here under the same reason (XDP_DROP, counted).
+//! Inner frames for addresses outside the segment are routing-mesh replies,
+//! which this engine does not carry yet: they are dropped as `no_route`.
 
 use aya_ebpf::programs::XdpContext;
 use shoal_ebpf_common::{DropReason, FdbKey};
@@ -18,7 +19,7 @@ use crate::hdr::{
     self, ETH_LEN, ETH_P_ARP, ETH_P_IPV4, Eth, IPPROTO_UDP, IPV4_MIN_LEN, Ipv4, UDP_LEN, Udp,
     VXLAN_LEN, Vxlan,
 };
-use crate::{CONFIG, FDB, SEGMENTS, Verdict};
+use crate::{CONFIG, FDB, SEGMENTS, Verdict, arp};
 
 /// Decides what happens to an IPv4 frame from the underlay.
 #[inline(always)]
@@ -29,11 +30,11 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
     if config.vxlan_port == 0 {
         return Verdict::Pass;
     }
-    let Some(ip) = hdr::at::<Ipv4>(ctx, ETH_LEN) else {
+    let Some(ip_ptr) = hdr::at::<Ipv4>(ctx, ETH_LEN) else {
         return Verdict::Pass;
     };
     // SAFETY: `at` checked that the header lies inside the frame.
-    let ip = unsafe { &*ip };
+    let ip = unsafe { &*ip_ptr };
     let ihl = ip.header_len();
     // Fragments go to the kernel, which reassembles them for the socket.
     if ip.version_ihl >> 4 != 4
@@ -45,11 +46,11 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
         return Verdict::Pass;
     }
     let udp_at = ETH_LEN + ihl;
-    let Some(udp) = hdr::at::<Udp>(ctx, udp_at) else {
+    let Some(udp_ptr) = hdr::at::<Udp>(ctx, udp_at) else {
         return Verdict::Pass;
     };
     // SAFETY: `at` checked that the header lies inside the frame.
-    let udp = unsafe { &*udp };
+    let udp = unsafe { &*udp_ptr };
     if u16::from_be_bytes(udp.dst) != config.vxlan_port {
         return Verdict::Pass;
     }
@@ -78,7 +79,25 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
     // SAFETY: `at` checked that the header lies inside the frame.
     let inner_type = unsafe { (*inner).ether_type };
     if inner_type == ETH_P_ARP {
-        return Verdict::Pass;
+        let verdict = arp::on_segment(ctx, inner_at, vni, segment);
+        if let Verdict::Answer = verdict {
+            // Back to the asker: outer addresses swapped, to its VXLAN port.
+            // Swapping the addresses leaves the IPv4 checksum as it was; the
+            // UDP checksum is optional for VXLAN over IPv4 (RFC 7348).
+            // The pointers checked above: fresh ones from the context would
+            // be unchecked to the verifier.
+            let eth = ip_ptr.cast::<u8>().wrapping_sub(ETH_LEN).cast::<Eth>();
+            // SAFETY: `at` checked that the IPv4 and UDP headers lie inside
+            // the frame, and the Ethernet header precedes the IPv4 one; the
+            // frame is the program's for its run.
+            let (eth, ip, udp) = unsafe { (&mut *eth, &mut *ip_ptr, &mut *udp_ptr) };
+            core::mem::swap(&mut eth.src, &mut eth.dst);
+            core::mem::swap(&mut ip.src, &mut ip.dst);
+            udp.src = udp.dst;
+            udp.dst = config.vxlan_port.to_be_bytes();
+            udp.check = [0, 0];
+        }
+        return verdict;
     }
     if inner_type != ETH_P_IPV4 {
         return Verdict::Drop(DropReason::UnsupportedProtocol);
@@ -98,7 +117,7 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
     }
     let dst = inner_ip.dst;
     if !segment.contains(dst) {
-        return Verdict::Pass;
+        return Verdict::Drop(DropReason::NoRoute);
     }
     // SAFETY: as for SEGMENTS above.
     let Some(entry) = (unsafe { FDB.get(FdbKey { vni, ip: dst }) }) else {

@@ -1,16 +1,20 @@
-//! Loads the underlay program into the kernel, keeps its maps in line with
-//! an [`UnderlayMaps`], attaches it to an interface, and reads its counters.
-//! Dropping an [`Underlay`] detaches the program and frees its maps.
+//! Loads the programs into the kernel, keeps their maps in line with a
+//! [`Maps`], attaches them to interfaces, and reads their counters.
+//! Dropping a [`Programs`] detaches every program (their links are
+//! file descriptors) and frees the maps.
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
-use aya::programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode};
+use aya::programs::tc::SchedClassifierLinkId;
+use aya::programs::{
+    ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
+};
 use aya::{Ebpf, EbpfError, Pod};
 use shoal_ebpf_common::{Counters, map, program};
 
-use super::maps::UnderlayMaps;
+use super::maps::Maps;
 
 /// The object built from `ebpf/programs` by the build script.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shoal-xdp-underlay"));
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shoal-programs"));
 
 /// A failure to load, fill or attach the underlay program.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +35,25 @@ pub enum LoadError {
     },
 }
 
-/// The underlay XDP program, loaded and verified.
-pub struct Underlay {
+/// The programs, loaded and verified, with their maps.
+pub struct Programs {
     ebpf: Ebpf,
-    installed: UnderlayMaps,
+    installed: Maps,
 }
 
-impl std::fmt::Debug for Underlay {
+impl std::fmt::Debug for Programs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Underlay")
+        f.debug_struct("Programs")
             .field("installed", &self.installed)
             .finish_non_exhaustive()
     }
 }
 
-impl Underlay {
-    /// Loads the object and the program into the kernel (the verifier runs
-    /// here), with empty maps: until [`Underlay::install`], everything passes.
-    pub fn load() -> Result<Underlay, LoadError> {
+impl Programs {
+    /// Loads the object and its programs into the kernel (the verifier runs
+    /// here), with empty maps: until [`Programs::install`], the underlay
+    /// program passes everything and the task program drops everything.
+    pub fn load() -> Result<Programs, LoadError> {
         let mut ebpf = Ebpf::load(OBJECT)?;
         xdp_mut(&mut ebpf)?
             .load()
@@ -56,9 +61,15 @@ impl Underlay {
                 name: program::XDP_UNDERLAY,
                 source,
             })?;
-        Ok(Underlay {
+        tc_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| LoadError::Program {
+                name: program::TC_TASK,
+                source,
+            })?;
+        Ok(Programs {
             ebpf,
-            installed: UnderlayMaps::default(),
+            installed: Maps::default(),
         })
     }
 
@@ -67,7 +78,7 @@ impl Underlay {
     /// that both the old and the new contents have. After a failure the
     /// maps may hold a mix; the next call rewrites every entry and removes
     /// whatever the kernel holds that `want` does not.
-    pub fn install(&mut self, want: &UnderlayMaps) -> Result<(), LoadError> {
+    pub fn install(&mut self, want: &Maps) -> Result<(), LoadError> {
         let have = std::mem::take(&mut self.installed);
         let ebpf = &mut self.ebpf;
         let mut config: Array<&mut MapData, _> = map_of(ebpf, map::CONFIG)?;
@@ -87,17 +98,47 @@ impl Underlay {
             &want.segments,
         )?;
         sync(&mut map_of(ebpf, map::FDB)?, map::FDB, &have.fdb, &want.fdb)?;
+        sync(
+            &mut map_of(ebpf, map::PORTS)?,
+            map::PORTS,
+            &have.ports,
+            &want.ports,
+        )?;
         self.installed = want.clone();
         Ok(())
     }
 
-    /// What [`Underlay::install`] last installed.
-    pub fn installed(&self) -> &UnderlayMaps {
+    /// What [`Programs::install`] last installed.
+    pub fn installed(&self) -> &Maps {
         &self.installed
     }
 
-    /// Attaches the program to the interface with index `ifindex`. It stays
-    /// attached until the `Underlay` is dropped.
+    /// Attaches the task program to the ingress of interface `ifname`
+    /// (TCX on kernels from 6.6, a clsact filter before). It stays attached
+    /// until [`Programs::detach_task`] or the `Programs` is dropped.
+    pub fn attach_task(&mut self, ifname: &str) -> Result<SchedClassifierLinkId, LoadError> {
+        let err = |source| LoadError::Program {
+            name: program::TC_TASK,
+            source,
+        };
+        // Kernels before 6.6 attach through a clsact qdisc (the interface
+        // is shoal's own, and goes with it); one already there is fine.
+        let _ = aya::programs::tc::qdisc_add_clsact(ifname);
+        tc_mut(&mut self.ebpf)?
+            .attach(ifname, TcAttachType::Ingress)
+            .map_err(err)
+    }
+
+    /// Detaches the task program from an interface. An interface that is
+    /// gone took the attachment with it.
+    pub fn detach_task(&mut self, link: SchedClassifierLinkId) {
+        if let Ok(tc) = tc_mut(&mut self.ebpf) {
+            let _ = tc.detach(link);
+        }
+    }
+
+    /// Attaches the underlay program to the interface with index `ifindex`.
+    /// It stays attached until the `Programs` is dropped.
     pub fn attach(&mut self, ifindex: u32, mode: XdpMode) -> Result<(), LoadError> {
         xdp_mut(&mut self.ebpf)?
             .attach_to_if_index(ifindex, mode)
@@ -108,15 +149,16 @@ impl Underlay {
         Ok(())
     }
 
-    /// The counters of every CPU, summed.
-    pub fn counters(&self) -> Result<Counters, LoadError> {
+    /// The counters in `slot` ([`shoal_ebpf_common::counters`]) of every
+    /// CPU, summed.
+    pub fn counters(&self, slot: u32) -> Result<Counters, LoadError> {
         let raw = self
             .ebpf
             .map(map::COUNTERS)
             .ok_or_else(|| LoadError::Missing(format!("map {}", map::COUNTERS)))?;
         let counters: PerCpuArray<&MapData, Counters> =
             PerCpuArray::try_from(raw).map_err(map_err(map::COUNTERS))?;
-        let per_cpu = counters.get(&0, 0).map_err(map_err(map::COUNTERS))?;
+        let per_cpu = counters.get(&slot, 0).map_err(map_err(map::COUNTERS))?;
         Ok(per_cpu
             .iter()
             .fold(Counters::default(), |sum, c| sum.add(c)))
@@ -142,22 +184,48 @@ impl Underlay {
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out))
     }
-    /// Runs the program once on `frame` as if it had just arrived, and
-    /// carries its verdict out (BPF_F_TEST_XDP_LIVE_FRAMES): a redirected
-    /// frame really leaves through its interface, in the calling thread's
-    /// network namespace.
-    pub fn run_live(&self, frame: &[u8]) -> Result<(), LoadError> {
-        self.xdp()?
+
+    /// Takes the counters map out of the object, for a reader of its own
+    /// (the metrics endpoint); [`Programs::counters`] fails afterwards.
+    pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, Counters>, LoadError> {
+        let raw = self
+            .ebpf
+            .take_map(map::COUNTERS)
+            .ok_or_else(|| LoadError::Missing(format!("map {}", map::COUNTERS)))?;
+        PerCpuArray::try_from(raw).map_err(map_err(map::COUNTERS))
+    }
+
+    /// Runs the task program once on `frame` through BPF_PROG_TEST_RUN as
+    /// if it had arrived on the interface with index `ifindex` (in the
+    /// calling thread's namespace): the tc action and the frame as the
+    /// program left it.
+    pub fn test_run_task(&self, ifindex: u32, frame: &[u8]) -> Result<(i32, Vec<u8>), LoadError> {
+        let program: &SchedClassifier = self
+            .ebpf
+            .program(program::TC_TASK)
+            .ok_or_else(|| LoadError::Missing(format!("program {}", program::TC_TASK)))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                name: program::TC_TASK,
+                source,
+            })?;
+        let mut out = vec![0; frame.len() + 256];
+        // A __sk_buff naming the interface; the rest zero.
+        let mut ctx = vec![0u8; SK_BUFF_LEN];
+        ctx[SK_BUFF_IFINDEX..SK_BUFF_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+        let result = program
             .test_run(TestRunOptions {
                 data_in: Some(frame),
-                attrs: TestRunAttrs::new().xdp_live_frames(1),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
                 ..TestRunOptions::new()
             })
             .map_err(|source| LoadError::Program {
-                name: program::XDP_UNDERLAY,
+                name: program::TC_TASK,
                 source,
             })?;
-        Ok(())
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value as i32, out))
     }
 
     fn xdp(&self) -> Result<&Xdp, LoadError> {
@@ -180,6 +248,20 @@ where
         .map_mut(name)
         .ok_or_else(|| LoadError::Missing(format!("map {name}")))?;
     T::try_from(raw).map_err(map_err(name))
+}
+
+/// Size of `struct __sk_buff`, and the offset of its `ifindex`.
+const SK_BUFF_LEN: usize = 192;
+const SK_BUFF_IFINDEX: usize = 40;
+
+fn tc_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, LoadError> {
+    ebpf.program_mut(program::TC_TASK)
+        .ok_or_else(|| LoadError::Missing(format!("program {}", program::TC_TASK)))?
+        .try_into()
+        .map_err(|source| LoadError::Program {
+            name: program::TC_TASK,
+            source,
+        })
 }
 
 fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {

@@ -1,20 +1,53 @@
-//! The eBPF engine, first slice: the underlay XDP program (ARP for owned
-//! addresses, VXLAN decapsulation to local tasks, per-CPU counters) with
-//! its loader and map contents. It is not a [`super::Dataplane`] yet: the
-//! task-side programs (encapsulation, VIP NAT) and the routing mesh are to
-//! come, so the daemon still runs the userspace engine.
+//! The eBPF engine: the overlay at kernel speed. An XDP program on the
+//! underlay (ARP for owned addresses, VXLAN decapsulation to local tasks,
+//! ARP inside VXLAN) and a tc program on the node end of each task's veth
+//! (ARP, ICMP "fragmentation needed", local delivery, VXLAN encapsulation),
+//! with per-CPU counters. Service VIPs and the routing mesh are not in it
+//! yet: it refuses tables with services.
 //!
 //! [`maps`] computes what the maps hold from [`crate::tables::Tables`]
-//! without touching the kernel; [`loader`] (only in builds with the
-//! programs, `cfg(shoal_ebpf)`) puts it there.
+//! without touching the kernel; [`loader`] and [`engine`] (only in builds
+//! with the programs, `cfg(shoal_ebpf)`) put it there.
 
+#[cfg(shoal_ebpf)]
+pub mod engine;
 #[cfg(shoal_ebpf)]
 pub mod loader;
 pub mod maps;
 
 use std::fmt;
+use std::net::Ipv4Addr;
 
-pub use maps::UnderlayMaps;
+pub use maps::{Maps, Underlay};
+
+use super::{Dataplane, EngineError};
+
+/// Options of the eBPF engine.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This node's underlay address.
+    pub underlay: Ipv4Addr,
+    /// The interface holding it.
+    pub underlay_ifname: String,
+    pub underlay_ifindex: u32,
+    pub underlay_mtu: u16,
+    /// UDP port of VXLAN (4789).
+    pub vxlan_port: u16,
+}
+
+/// Starts the eBPF engine, or says why it cannot run here. Must run in the
+/// node's network namespace.
+pub fn start(options: Options) -> Result<Box<dyn Dataplane>, EngineError> {
+    #[cfg(shoal_ebpf)]
+    {
+        Ok(Box::new(engine::EbpfEngine::start(options)?))
+    }
+    #[cfg(not(shoal_ebpf))]
+    {
+        let _ = options;
+        Err(EngineError::Ebpf(Unavailable::NotBuilt.to_string()))
+    }
+}
 
 /// Why the eBPF engine cannot run here.
 #[derive(Debug, Clone, PartialEq, Eq)]

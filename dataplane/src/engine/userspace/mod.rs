@@ -18,9 +18,10 @@ use std::thread::JoinHandle;
 use arc_swap::ArcSwap;
 use quinn_udp::RecvMeta;
 
-use self::port::{Port, PortSpec};
+use self::port::Port;
 use self::underlay::Underlay;
 use super::counters::Counters;
+use super::ports::{self, EndpointKey, PortSpec, free_ifname};
 use super::service_stats::{ServiceSeries, ServiceStats, Tracked};
 use super::{ApplyReport, Dataplane, EngineError};
 use crate::overlay::fdb::{Fdb, PortId, Segment, SegmentId};
@@ -83,7 +84,7 @@ impl Shared {
     /// without the closing `# EOF`: the engine's counters, the service
     /// counters with the connections conntrack tracks per backend, and the
     /// size of each conntrack table.
-    pub fn encode_metrics(&self, out: &mut String) {
+    fn encode_all(&self, out: &mut String) {
         self.counters.encode(out);
         let snapshot = self.snapshot.load();
         let stats = &snapshot.services;
@@ -121,8 +122,6 @@ impl Shared {
         }
     }
 }
-
-type EndpointKey = (String, Ipv4Addr);
 
 struct Installed {
     id: PortId,
@@ -197,27 +196,6 @@ impl UserspaceEngine {
         self.shared.clone()
     }
 
-    fn desired(&self, tables: &Tables) -> BTreeMap<EndpointKey, PortSpec> {
-        let mut out = BTreeMap::new();
-        for ep in tables.endpoints.iter().filter(|e| tables.is_local(e)) {
-            let (Some(net), Some(netns)) = (tables.network(&ep.network), ep.netns.as_ref()) else {
-                continue;
-            };
-            out.insert(
-                (ep.network.clone(), ep.ip),
-                PortSpec {
-                    netns: netns.clone(),
-                    mac: ep.mac_or_default().0,
-                    mtu: net.mtu_or(self.options.underlay_mtu),
-                    ip: ep.ip,
-                    prefix_len: net.subnet.prefix_len(),
-                    gateway: net.gateway_or_default(),
-                },
-            );
-        }
-        out
-    }
-
     fn stop_port(&self, installed: Installed) {
         installed.stop.store(true, Ordering::Relaxed);
         for worker in installed.workers {
@@ -229,12 +207,10 @@ impl UserspaceEngine {
     }
 }
 
-/// The first `ethN` not used in `netns` by `taken`.
-fn free_ifname(netns: &str, taken: &BTreeSet<(String, String)>) -> String {
-    (0..)
-        .map(|n| format!("eth{n}"))
-        .find(|name| !taken.contains(&(netns.to_string(), name.clone())))
-        .unwrap_or_else(|| "eth0".into())
+impl super::Metrics for Shared {
+    fn encode_metrics(&self, out: &mut String) {
+        self.encode_all(out);
+    }
 }
 
 impl Dataplane for UserspaceEngine {
@@ -249,7 +225,7 @@ impl Dataplane for UserspaceEngine {
                 engine: self.options.underlay,
             });
         }
-        let desired = self.desired(tables);
+        let desired = ports::desired(tables, self.options.underlay_mtu);
         // Every local endpoint's port id is decided first, so the
         // forwarding database (Maglev tables and all) is built once, and
         // its published ports can be checked before anything changes.
@@ -358,6 +334,10 @@ impl Dataplane for UserspaceEngine {
             self.stop_port(inst);
         }
         Ok(report)
+    }
+
+    fn metrics(&self) -> Arc<dyn super::Metrics> {
+        self.shared.clone()
     }
 
     fn shutdown(&mut self) {

@@ -12,23 +12,12 @@ use std::time::Duration;
 use tun_rs::SyncDevice;
 
 use super::{Shared, service};
+use crate::engine::ports::PortSpec;
 use crate::overlay::fdb::PortId;
 use crate::overlay::gso;
 use crate::overlay::vtep::{self, DropReason, FromPort};
 use crate::sys;
 use crate::wire::virtio_net;
-
-/// Everything that defines a task interface; a change to any of it means a
-/// new interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortSpec {
-    pub netns: String,
-    pub mac: [u8; 6],
-    pub mtu: u16,
-    pub ip: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
-}
 
 /// Queues per task interface, each read by a worker thread of its own.
 pub const QUEUES: usize = 2;
