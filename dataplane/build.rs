@@ -1,5 +1,6 @@
 //! Builds the eBPF programs in `ebpf/programs` with aya-build when the
-//! toolchain for them is here (the nightly with rust-src, and bpf-linker),
+//! toolchain for them is here (the pinned nightly with rust-src, and
+//! bpf-linker),
 //! and sets `cfg(shoal_ebpf)` so the engine includes the object. Without
 //! it, the build goes on without the eBPF engine and says why.
 
@@ -9,6 +10,13 @@ use std::process::Command;
 /// Set in the child that runs aya-build: the path of `ebpf/programs`.
 const CHILD: &str = "SHOAL_EBPF_BUILD_CHILD";
 
+/// The nightly the programs build with, pinned: a newer one emits bitcode of
+/// a newer LLVM, which a bpf-linker built for LLVM 22 cannot read.
+/// `scripts/setup.sh` installs exactly `nightly-2026-05-20` under this name.
+const TOOLCHAIN: &str = "shoal-bpf-nightly-2026-05-20";
+/// The LLVM major version bpf-linker is built against (`--features llvm-22`).
+const LLVM_MAJOR: &str = "22";
+
 fn main() {
     if let Some(programs) = std::env::var_os(CHILD) {
         let package = aya_build::Package {
@@ -16,7 +24,7 @@ fn main() {
             root_dir: programs.to_str().expect("workspace path is UTF-8"),
             ..Default::default()
         };
-        if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Nightly) {
+        if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Custom(TOOLCHAIN)) {
             eprintln!("{e:#}");
             std::process::exit(1);
         }
@@ -92,18 +100,32 @@ fn toolchain(programs: &Path) -> Result<(), String> {
         return Err(format!("{} is missing", programs.display()));
     }
     let sysroot = Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .args(["run", TOOLCHAIN, "rustc", "--print", "sysroot"])
         .output()
         .map_err(|e| format!("rustup not found ({e})"))?;
     if !sysroot.status.success() {
-        return Err("the nightly toolchain is not installed".into());
+        return Err(format!("the toolchain {TOOLCHAIN} is not installed"));
+    }
+    let version = Command::new("rustup")
+        .args(["run", TOOLCHAIN, "rustc", "-vV"])
+        .output()
+        .map_err(|e| format!("rustup not found ({e})"))?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    let llvm = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .unwrap_or("unknown");
+    if llvm.split('.').next() != Some(LLVM_MAJOR) {
+        return Err(format!(
+            "{TOOLCHAIN} has LLVM {llvm}, and bpf-linker reads LLVM {LLVM_MAJOR} bitcode"
+        ));
     }
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
     if !sysroot
         .join("lib/rustlib/src/rust/library/core/Cargo.toml")
         .is_file()
     {
-        return Err("the nightly toolchain lacks rust-src".into());
+        return Err(format!("the toolchain {TOOLCHAIN} lacks rust-src"));
     }
     let linker = Command::new("bpf-linker").arg("--version").output();
     if !linker.is_ok_and(|o| o.status.success()) {

@@ -37,14 +37,31 @@ if rustup toolchain list 2>/dev/null | grep -q '^nightly' && ! cargo +nightly fu
   cargo +nightly install cargo-fuzz --locked
 fi
 
-# The eBPF programs build with the nightly toolchain, its rust-src and
-# bpf-linker (against Debian's LLVM 22).
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-  rustup component list --installed --toolchain nightly 2>/dev/null | grep -q '^rust-src' ||
-    rustup component add rust-src --toolchain nightly
-  if ! command -v bpf-linker >/dev/null 2>&1; then
-    echo "setup.sh: installing bpf-linker"
-    LLVM_PREFIX=/usr/lib/llvm-22 cargo +nightly install bpf-linker --locked \
-      --no-default-features --features llvm-22
+# The eBPF programs build with one pinned nightly, under the name
+# dataplane/build.rs uses: its LLVM must be the 22 that bpf-linker reads, so
+# a rustup update of `nightly` cannot break the build. This machine's
+# `nightly` is usually that very build, which is then copied under the name.
+EBPF_NIGHTLY=nightly-2026-05-20
+EBPF_NIGHTLY_COMMIT=e50aa6fba
+EBPF_TOOLCHAIN=shoal-bpf-$EBPF_NIGHTLY
+if ! rustup run "$EBPF_TOOLCHAIN" rustc -V >/dev/null 2>&1; then
+  toolchains="${RUSTUP_HOME:-$HOME/.rustup}/toolchains"
+  if rustup run nightly rustc -V 2>/dev/null | grep -q "$EBPF_NIGHTLY_COMMIT"; then
+    echo "setup.sh: copying the installed nightly as $EBPF_TOOLCHAIN"
+    rm -rf "$toolchains/$EBPF_TOOLCHAIN.tmp"
+    cp -a "$(rustup run nightly rustc --print sysroot)" "$toolchains/$EBPF_TOOLCHAIN.tmp"
+    mv "$toolchains/$EBPF_TOOLCHAIN.tmp" "$toolchains/$EBPF_TOOLCHAIN"
+  else
+    echo "setup.sh: installing $EBPF_NIGHTLY"
+    rustup toolchain install "$EBPF_NIGHTLY" --profile minimal --component rust-src
+    rustup toolchain link "$EBPF_TOOLCHAIN" "$(rustup run "$EBPF_NIGHTLY" rustc --print sysroot)"
   fi
+fi
+if [ ! -d "$(rustup run "$EBPF_TOOLCHAIN" rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
+  rustup component add rust-src --toolchain "$EBPF_NIGHTLY"
+fi
+if ! command -v bpf-linker >/dev/null 2>&1; then
+  echo "setup.sh: installing bpf-linker"
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo "+$EBPF_TOOLCHAIN" install bpf-linker@0.13.0 --locked \
+    --no-default-features --features llvm-22
 fi

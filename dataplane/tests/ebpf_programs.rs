@@ -24,6 +24,8 @@ mod programs {
     use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
     use shoal_dataplane::engine::ebpf::loader::Programs;
     use shoal_dataplane::engine::ebpf::{Maps, Underlay};
+    use shoal_dataplane::overlay::fdb::{Fdb, PortId};
+    use shoal_dataplane::overlay::vtep::{self, FromPort};
     use shoal_dataplane::sys::netns;
     use shoal_dataplane::tables::{MacAddr, Tables};
     use shoal_ebpf_common::{Counters, DropReason, counters};
@@ -433,6 +435,18 @@ endpoints:
         programs.counters(counters::TASK).unwrap()
     }
 
+    /// What the userspace VTEP decides for `frame` from the task behind the
+    /// loopback, with the answer it writes: the reference the task program
+    /// is held to.
+    fn userspace(frame: &[u8]) -> (FromPort, Vec<u8>) {
+        let tables = Tables::from_yaml_str(TABLES).unwrap();
+        let fdb = Fdb::build(&tables, 1500, |_, ip| task_ifindex(ip).map(|i| i as PortId));
+        let (_, segment) = fdb.segment_by_vni(VNI).expect("the segment");
+        let mut out = Vec::new();
+        let verdict = vtep::from_port(segment, frame, false, &mut out);
+        (verdict, out)
+    }
+
     /// A UDP datagram the task sends to `dst` with `payload` bytes.
     fn task_udp(dst: [u8; 4], payload: usize, dont_frag: bool) -> Vec<u8> {
         let dst_mac = MacAddr::from_ipv4(Ipv4Addr::from(dst)).0;
@@ -467,6 +481,17 @@ endpoints:
         frame
     }
 
+    /// A UDP datagram over IPv6, which the overlay does not carry.
+    fn task_ipv6() -> Vec<u8> {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(TASK_MAC, [0x33, 0x33, 0, 0, 0, 1])
+            .ipv6([0xfe; 16], [0xff; 16], 64)
+            .udp(40000, 53)
+            .write(&mut frame, &[1, 2, 3])
+            .unwrap();
+        frame
+    }
+
     #[test]
     fn a_tasks_arp_is_answered_back_into_it() {
         let programs = loaded();
@@ -474,8 +499,12 @@ endpoints:
         let remote_mac = MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 1, 3)).0;
         for (target, mac) in [(GATEWAY, gateway_mac), ([10, 0, 1, 3], remote_mac)] {
             let before = task_counters(&programs);
-            let (action, out) = run_task(&programs, &task_arp(target));
+            let request = task_arp(target);
+            let (action, out) = run_task(&programs, &request);
             assert_eq!(action, TC_ACT_REDIRECT, "ARP for {target:?}");
+            let (verdict, reference) = userspace(&request);
+            assert_eq!(verdict, FromPort::Reply);
+            assert_eq!(out, reference, "the userspace VTEP's answer, byte for byte");
             let mut want = Vec::new();
             want.extend_from_slice(&TASK_MAC);
             want.extend_from_slice(&mac);
@@ -493,6 +522,10 @@ endpoints:
         }
         let before = task_counters(&programs);
         assert_eq!(run_task(&programs, &task_arp([10, 0, 1, 9])).0, TC_ACT_SHOT);
+        assert_eq!(
+            userspace(&task_arp([10, 0, 1, 9])).0,
+            FromPort::Drop(vtep::DropReason::UnknownDestination)
+        );
         let d = delta(&before, &task_counters(&programs));
         assert_eq!(d.drops[DropReason::UnknownDestination.index()], 1);
     }
@@ -541,7 +574,14 @@ endpoints:
             out.len() - 34
         );
         assert_eq!(&udp[6..8], &[0, 0]);
-        assert_eq!(&out[42..50], &vxlan_header(VNI));
+        let mut header = [0u8; 8];
+        vtep::encap_header(VNI, &mut header);
+        assert_eq!(&out[42..50], &header, "the userspace VTEP's VXLAN header");
+        assert_eq!(
+            userspace(&frame).0,
+            FromPort::Remote(Ipv4Addr::from(PEER)),
+            "userspace sends it to the same node"
+        );
         assert_eq!(
             &out[INNER..],
             &frame[..],
@@ -565,6 +605,12 @@ endpoints:
         let before = task_counters(&programs);
         let (action, out) = run_task(&programs, &big);
         assert_eq!(action, TC_ACT_REDIRECT, "back into the task");
+        let (verdict, reference) = userspace(&big);
+        assert_eq!(verdict, FromPort::Reply);
+        assert_eq!(
+            out, reference,
+            "the userspace VTEP's ICMP error, byte for byte"
+        );
         assert_eq!(out.len(), 14 + 20 + 8 + 28);
         assert_eq!(&out[0..6], &TASK_MAC);
         assert_eq!(&out[6..12], &[0x02, 0x53, 0x48, 0, 0x10, 0x01]);
@@ -583,8 +629,13 @@ endpoints:
         assert_eq!((d.answered, d.icmp_errors), (1, 1));
         // Without don't-fragment the packet is dropped as too big.
         let before = task_counters(&programs);
-        let (action, _) = run_task(&programs, &task_udp([10, 0, 1, 3], mtu - 27, false));
+        let no_df = task_udp([10, 0, 1, 3], mtu - 27, false);
+        let (action, _) = run_task(&programs, &no_df);
         assert_eq!(action, TC_ACT_SHOT);
+        assert_eq!(
+            userspace(&no_df).0,
+            FromPort::Drop(vtep::DropReason::TooBig)
+        );
         let d = delta(&before, &task_counters(&programs));
         assert_eq!(d.drops[DropReason::TooBig.index()], 1);
     }
@@ -598,12 +649,17 @@ endpoints:
                 task_udp([10, 0, 1, 9], 10, false),
                 DropReason::UnknownDestination,
             ),
+            (task_ipv6(), DropReason::UnsupportedProtocol),
         ];
         for (frame, reason) in cases {
             let before = task_counters(&programs);
             assert_eq!(run_task(&programs, &frame).0, TC_ACT_SHOT, "{reason:?}");
             let d = delta(&before, &task_counters(&programs));
             assert_eq!(d.drops[reason.index()], 1, "{reason:?}");
+            match userspace(&frame).0 {
+                FromPort::Drop(r) => assert_eq!(r.name(), reason.name(), "userspace agrees"),
+                other => panic!("userspace does not drop it: {other:?}"),
+            }
         }
         // Every truncation: the kernel refuses to build some of them into
         // an sk_buff at all; those it builds are dropped.
