@@ -595,6 +595,114 @@ fn a_crashed_daemon_leaves_nothing_and_restarts_cleanly(engine: &str) {
     );
 }
 
+/// The eBPF engine's programs are in the kernel while its daemon runs: XDP
+/// on the host's underlay interface, the task program on the node end of
+/// each task interface, both listed by `bpftool prog show` under their
+/// names. After SIGTERM none of it is attached and no task interface is
+/// left, on either side.
+#[test]
+fn ebpf_programs_are_attached_while_running_and_gone_after_sigterm() {
+    let mut o = Overlay::build(
+        "overlay-attach",
+        "ebpf",
+        2,
+        &[RED],
+        &[("red", "10.10.0.11", 0), ("red", "10.10.0.12", 1)],
+    );
+    assert!(o.ping("10.10.0.11", "10.10.0.12"), "the overlay works");
+    let host = o.daemons[0].host.netns.clone();
+    let t1 = o.task("10.10.0.11").to_string();
+    let links = o
+        .lab
+        .run_ok(&host, &["ip", "-d", "-o", "link"])
+        .expect("links");
+    let xdp_id = links
+        .lines()
+        .find(|l| l.contains(" eth0") || l.contains(" eth0@"))
+        .and_then(|l| l.split("prog/xdp id ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no XDP program on the underlay: {links}"))
+        .to_string();
+    let node_ends: Vec<String> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name).to_string())
+        .filter(|name| name.starts_with("shv"))
+        .collect();
+    assert_eq!(node_ends.len(), 1, "one task interface: {links}");
+    // The task program is the one that shares the XDP program's maps (one
+    // object), and a link (TCX) runs it.
+    let progs = bpftool(&o.lab, &host, &["prog", "show"]);
+    let xdp_id: u64 = xdp_id.parse().expect("a program id");
+    let xdp = progs
+        .iter()
+        .find(|p| p["id"] == xdp_id)
+        .unwrap_or_else(|| panic!("program {xdp_id} not listed"));
+    assert_eq!(xdp["type"], "xdp");
+    assert!(
+        xdp["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("shoal_xdp_under")),
+        "{xdp}"
+    );
+    let tc = progs
+        .iter()
+        .find(|p| p["name"] == "shoal_tc_task" && shares_a_map(p, xdp))
+        .unwrap_or_else(|| panic!("no task program with the maps of {xdp}"));
+    let tc_id = tc["id"].as_u64().expect("an id");
+    let links = bpftool(&o.lab, &host, &["link", "show"]);
+    assert!(
+        links.iter().any(|l| l["prog_id"] == tc_id),
+        "no link runs the task program {tc_id}: {links:?}"
+    );
+
+    o.daemons[0].proc.signal(Signal::SIGTERM).expect("SIGTERM");
+    wait_until("the daemon to exit", T, || {
+        (!o.daemons[0].proc.is_running()).then_some(())
+    })
+    .expect("exit");
+    let links = o
+        .lab
+        .run_ok(&host, &["ip", "-d", "-o", "link"])
+        .expect("links");
+    assert!(
+        !links.contains("prog/xdp"),
+        "XDP left on the underlay: {links}"
+    );
+    assert!(!links.contains("shv"), "a task interface left: {links}");
+    let task_links = o.lab.run_ok(&t1, &["ip", "-o", "link"]).expect("links");
+    assert_eq!(task_links.lines().count(), 1, "{t1}: {task_links}");
+    let progs = bpftool(&o.lab, &host, &["prog", "show"]);
+    for id in [xdp_id, tc_id] {
+        assert!(
+            !progs.iter().any(|p| p["id"] == id),
+            "program {id} still loaded"
+        );
+    }
+    let links = bpftool(&o.lab, &host, &["link", "show"]);
+    assert!(
+        !links
+            .iter()
+            .any(|l| l["prog_id"] == xdp_id || l["prog_id"] == tc_id),
+        "a link left: {links:?}"
+    );
+}
+
+/// Whether two programs of `bpftool -j prog show` use a map in common.
+fn shares_a_map(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    let ids = |p: &serde_json::Value| p["map_ids"].as_array().cloned().unwrap_or_default();
+    let b = ids(b);
+    ids(a).iter().any(|m| b.contains(m))
+}
+
+/// `bpftool -j ARGS` in `netns`, parsed.
+fn bpftool(lab: &Lab, netns: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut argv = vec!["bpftool", "-j"];
+    argv.extend_from_slice(args);
+    let out = lab.run_ok(netns, &argv).expect("bpftool");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("bpftool {args:?}: {e}: {out}"))
+}
+
 /// Every scenario, once per engine: both must pass the same suite.
 macro_rules! for_each_engine {
     (both: [$($test:ident),* $(,)?], userspace_only: [$($later:ident),* $(,)?] $(,)?) => {
