@@ -164,6 +164,25 @@ impl ClusterState {
         self.secrets.get(name).map(|s| s.0.as_slice())
     }
 
+    /// The names of the secrets (never their values).
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.secrets.keys().map(String::as_str)
+    }
+
+    /// The state as a node that is not a manager may see it: everything
+    /// but the secrets (the CA key, the join tokens, any other key). What
+    /// leaves the managers is this view, never the state itself.
+    pub fn redacted(&self) -> ClusterState {
+        ClusterState {
+            nodes: self.nodes.clone(),
+            networks: self.networks.clone(),
+            services: self.services.clone(),
+            tasks: self.tasks.clone(),
+            ipam: self.ipam.clone(),
+            secrets: BTreeMap::new(),
+        }
+    }
+
     /// A network's name for messages, or its id if it is gone.
     pub(super) fn network_name(&self, id: &NetworkId) -> String {
         self.networks

@@ -60,7 +60,8 @@ pub struct ProposeResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Empty {}
 
-/// The cluster state, whole.
+/// The cluster state: whole between managers (`ReadState`), redacted in
+/// the stream workers follow (`WatchState`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateMessage {
     /// The state.

@@ -6,6 +6,11 @@
 //! and voter changes need a manager's. Calls only the leader can answer are
 //! forwarded to it once (marked by [`FORWARDED`], so two managers that
 //! disagree about the leader cannot bounce a call forever).
+//!
+//! Secrets (the CA key, the join tokens) never leave the managers: the
+//! state stream, the one call that returns state to workers, carries
+//! [`ClusterState::redacted`](crate::state::ClusterState::redacted); only
+//! `ReadState`, between managers, carries the whole state.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -191,7 +196,7 @@ impl Cluster for Service {
         self.consensus().await?;
         let states = WatchStream::new(self.member.watch_state()).map(|state| {
             Ok(StateMessage {
-                state: (*state).clone(),
+                state: state.redacted(),
             })
         });
         Ok(Response::new(Box::pin(states)))
@@ -314,3 +319,6 @@ impl Cluster for Service {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests;

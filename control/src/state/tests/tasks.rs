@@ -234,6 +234,38 @@ fn secrets_are_set_read_and_removed() {
 }
 
 #[test]
+fn the_redacted_view_drops_every_secret_and_keeps_the_rest() {
+    let mut s = with_service();
+    ok(&mut s, create("t1", None));
+    for name in ["swarm-ca-key", "swarm-tokens", "overlay-key"] {
+        ok(
+            &mut s,
+            Command::SetSecret {
+                name: name.into(),
+                value: SecretBytes(b"-----BEGIN PRIVATE KEY-----".to_vec()),
+            },
+        );
+    }
+    let view = s.redacted();
+    assert_eq!(view.secret_names().count(), 0);
+    assert!(view.secret("swarm-ca-key").is_none());
+    let json = serde_json::to_string(&view).unwrap();
+    assert!(!json.contains("PRIVATE KEY") && !json.contains("swarm-tokens"), "{json}");
+    assert_eq!(view.nodes(), s.nodes());
+    assert_eq!(view.networks(), s.networks());
+    assert_eq!(view.services(), s.services());
+    assert_eq!(view.tasks(), s.tasks());
+    let mut with_secrets_removed = s.clone();
+    for name in ["swarm-ca-key", "swarm-tokens", "overlay-key"] {
+        ok(
+            &mut with_secrets_removed,
+            Command::RemoveSecret { name: name.into() },
+        );
+    }
+    assert_eq!(view, with_secrets_removed);
+}
+
+#[test]
 fn a_task_records_its_spec_version_and_when_its_state_changed() {
     let mut s = with_service();
     ok(
