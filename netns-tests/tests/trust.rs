@@ -120,3 +120,109 @@ fn a_worker_joined_with_the_worker_token_receives_no_secret() -> Result<()> {
     assert!(names.contains(&"swarm-ca-key"), "{names:?}");
     Ok(())
 }
+
+/// Every entry under `dir` whose mode is not private: folders must be
+/// 0700, files 0600, anything else (the admin socket) without group or
+/// other bits. Returns the offenders and how many entries were checked.
+fn wider_than_private(dir: &Path) -> Result<(Vec<String>, usize)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut wide = Vec::new();
+    let mut checked = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("stat {}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let kind = meta.file_type();
+        checked += 1;
+        let ok = if kind.is_dir() {
+            mode == 0o700
+        } else if kind.is_file() {
+            mode == 0o600
+        } else {
+            mode & 0o077 == 0
+        };
+        if !ok {
+            wide.push(format!("{} {mode:o}", path.display()));
+        }
+        if kind.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                todo.push(entry?.path());
+            }
+        }
+    }
+    Ok((wide, checked))
+}
+
+#[test]
+fn state_directories_are_private_and_tightened_on_start() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new("trust-modes")?;
+    let swarm = form(&mut lab, 1, 1, &[])?;
+    wait_converged(&swarm, &[0], 2)?;
+    // A task on every node, so that task logs exist.
+    let out = swarm.nodes[0].shoal_ok(&[
+        "service", "create", "--name", "agent", "--mode", "global", "--", "sh", "-c",
+        "echo up; sleep 1000",
+    ])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let must_exist = [
+        "swarm/node-key.pem",
+        "swarm/node.pem",
+        "swarm/node.json",
+        "tasks",
+    ];
+    let check = |node: &shoal_netns_tests::SwarmNode, also: &[&str]| -> Result<()> {
+        for name in must_exist.iter().chain(also) {
+            let p = node.state_dir.join(name);
+            if !p.exists() {
+                bail!("{} is missing; the check would prove nothing", p.display());
+            }
+        }
+        let (wide, checked) = wider_than_private(&node.state_dir)?;
+        assert!(checked > 8, "{checked} entries under {}", node.host.name);
+        assert_eq!(wide, Vec::<String>::new(), "on {}", node.host.name);
+        Ok(())
+    };
+    check(&swarm.nodes[0], &["swarm/raft/raft.redb"])?;
+    check(&swarm.nodes[1], &[])?;
+    let logs_on = |node: &shoal_netns_tests::SwarmNode| -> usize {
+        walk_files(&node.state_dir.join("tasks"))
+            .iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "log"))
+            .count()
+    };
+    assert!(logs_on(&swarm.nodes[1]) > 0, "the worker wrote no task log");
+
+    // A state directory left wide open by an older daemon is tightened
+    // when the daemon starts again.
+    let mut nodes = swarm.nodes;
+    let mut worker = nodes.pop().context("a worker")?;
+    worker.proc.terminate()?;
+    let open = |p: &Path, mode: u32| std::fs::set_permissions(p, PermissionsExt::from_mode(mode));
+    open(&worker.state_dir, 0o755)?;
+    open(&worker.state_dir.join("swarm"), 0o755)?;
+    open(&worker.state_dir.join("swarm/node.json"), 0o644)?;
+    open(&worker.state_dir.join("swarm/node-key.pem"), 0o644)?;
+    let worker = lab.restart_swarm_node(&worker)?;
+    check(&worker, &[])?;
+    Ok(())
+}
+
+/// Every regular file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                    todo.push(e.path());
+                }
+            }
+            Ok(m) if m.is_file() => files.push(p),
+            _ => {}
+        }
+    }
+    files
+}

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -413,7 +414,10 @@ fn base_command(argv: &[String], empty: &str) -> io::Result<Command> {
 fn spawn(launch: &Launch) -> io::Result<Child> {
     let mut command = base_command(&launch.argv, "the service has no command")?;
     if let Some(parent) = launch.log.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
     }
     let log = open_log(&launch.log)?;
     command
@@ -432,6 +436,7 @@ fn open_log(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("log file {}: {e}", path.display())))
 }

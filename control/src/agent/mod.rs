@@ -84,7 +84,8 @@ impl Agent {
         dataplane: Arc<dyn DataPlane>,
         reporter: Arc<dyn Reporter>,
     ) -> std::io::Result<Agent> {
-        std::fs::create_dir_all(&config.dir)?;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&config.dir)?;
         executor::sweep(&config.dir);
         let (events_tx, events) = mpsc::unbounded_channel();
         let executor = Executor::start(events_tx)?;

@@ -6,6 +6,7 @@
 //! write transaction is committed with redb's default durability
 //! (`Immediate`: on disk when `commit` returns) before the caller resumes.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -95,6 +96,18 @@ impl Db {
     pub(super) async fn open(dir: &Path) -> Result<Db, DbError> {
         let path = Db::path(dir);
         tokio::task::spawn_blocking(move || {
+            // The log holds the cluster CA's key: the file is made (or
+            // kept) 0600 before redb opens it with whatever mode it would.
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(redb::Error::from)?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(redb::Error::from)?;
+            drop(file);
             let db = Database::create(path)?;
             let txn = db.begin_write()?;
             txn.open_table(LOG)?;

@@ -89,7 +89,10 @@ impl Consensus {
         transport: T,
     ) -> Result<Consensus, ConsensusError> {
         let raft_config = config.to_openraft()?;
-        tokio::fs::create_dir_all(dir)
+        let mut private = tokio::fs::DirBuilder::new();
+        private.recursive(true).mode(0o700);
+        private
+            .create(dir)
             .await
             .map_err(|source| ConsensusError::CreateDir {
                 path: dir.to_path_buf(),

@@ -1,12 +1,15 @@
 //! What a swarm member keeps on disk, under `<state-dir>/swarm/`:
 //! `node.json` (who it is and whom to call), `ca.pem`, `node.pem`,
-//! `node-key.pem` (0600), and `raft/` on managers.
+//! `node-key.pem`, and `raft/` on managers; all 0600 in a 0700 folder.
 //!
 //! `node.json` is written last and removed first, so its presence is what
 //! "this node is in a swarm" means: a join or init that fails half-way
 //! leaves no member behind.
 
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -110,7 +113,11 @@ impl SwarmDir {
     /// Writes a new identity: keys and certificates first, `node.json`
     /// last.
     pub fn save(&self, id: &Identity) -> Result<(), SwarmError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| io(&self.dir, e))?;
         write_private(
             &self.dir.join("node-key.pem"),
             id.key.private_key_pem().as_bytes(),
@@ -158,9 +165,22 @@ impl SwarmDir {
     }
 }
 
+/// Replaces `path` with `bytes`, mode 0600 like everything in the state
+/// directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SwarmError> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
+    let write = || -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        // A file left by an older version may be wider.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+    };
+    write().map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 

@@ -8,6 +8,7 @@
 //! `<state-dir>/dns.json`, rewritten whenever the set of files changes.
 
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -49,12 +50,18 @@ pub fn write(path: &Path) -> Result<Written, DnsError> {
     let dir = path.parent().unwrap_or(Path::new(ETC_NETNS));
     let created_dir = !dir.exists();
     if created_dir {
-        std::fs::create_dir_all(dir).map_err(fail)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(fail)?;
     }
     let previous = std::fs::read_to_string(path)
         .ok()
         .filter(|text| text != CONTENT);
     std::fs::write(path, CONTENT).map_err(fail)?;
+    // Readable by every user in the task, whatever the daemon's umask.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
     Ok(Written {
         path: path.to_path_buf(),
         created_dir,

@@ -27,6 +27,17 @@ pub struct Isolation {
     pub resolv_conf: Option<PathBuf>,
 }
 
+/// The file-mode creation mask a task starts with: the usual 022 (as in
+/// Docker), whatever stricter mask the daemon itself runs with.
+pub const TASK_UMASK: libc::mode_t = 0o022;
+
+/// Sets this process's file-mode creation mask to `mask`; returns the
+/// previous one.
+pub fn set_umask(mask: libc::mode_t) -> libc::mode_t {
+    // SAFETY: umask takes an integer, always succeeds and touches no memory.
+    unsafe { libc::umask(mask) }
+}
+
 /// Spawns `command` (already configured with args, env, stdio, cwd) as the
 /// leader of a new process group, inside `iso.netns`, in new UTS and mount
 /// namespaces with `iso.hostname` as hostname and (if given and existing)
@@ -198,6 +209,8 @@ impl Setup {
                 Err(fail(step, io::Error::last_os_error()))
             }
         };
+        // SAFETY: umask takes an integer and cannot fail.
+        unsafe { libc::umask(TASK_UMASK) };
         // SAFETY: setpgid takes only integers.
         check(Step::ProcessGroup, unsafe { libc::setpgid(0, 0) })?;
         // SAFETY: PR_SET_PDEATHSIG takes one integer argument.
