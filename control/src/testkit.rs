@@ -20,6 +20,7 @@ pub(crate) fn node(id: &str, role: Role) -> Node {
         addr: "198.18.0.1:2377".parse().unwrap(),
         gossip_addr: "198.18.0.1:7946".parse().unwrap(),
         engine: "shoal-process".into(),
+        cert: None,
     }
 }
 

@@ -11,8 +11,10 @@ use shoal_control::api::{self, client_config};
 use shoal_control::state::ClusterState;
 use shoal_control::swarm::files::SwarmDir;
 use shoal_control::swarm::rpc::Empty;
-use shoal_netns_tests::Lab;
-use shoal_netns_tests::swarm::{addr, form, logs, manager_token, wait_converged, worker_token};
+use shoal_netns_tests::swarm::{
+    T, addr, form, logs, manager_token, wait_converged, worker_token,
+};
+use shoal_netns_tests::{Lab, wait_until};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -225,4 +227,210 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// A copy of a node's credentials (`<copy>/swarm/`), taken before the node
+/// renews or forgets them.
+fn save_credentials(node: &shoal_netns_tests::SwarmNode, to: &Path) -> Result<PathBuf> {
+    let dir = to.join(&node.host.name);
+    std::fs::create_dir_all(dir.join("swarm"))?;
+    for f in ["node.json", "ca.pem", "node.pem", "node-key.pem"] {
+        std::fs::copy(node.state_dir.join("swarm").join(f), dir.join("swarm").join(f))
+            .with_context(|| format!("copying {f} of {}", node.host.name))?;
+    }
+    Ok(dir)
+}
+
+/// Makes the calls named in `calls` (of every call of the cluster API but
+/// `Join` and `Ping`) to `to` with the credentials under `state_dir`; each
+/// call's name and status code.
+fn calls_as(
+    state_dir: &Path,
+    to: SocketAddr,
+    calls: &'static [&'static str],
+) -> Result<Vec<(&'static str, Code)>> {
+    use openraft_types::*;
+    let identity = SwarmDir::new(state_dir)
+        .load()?
+        .ok_or_else(|| anyhow!("{} holds no swarm identity", state_dir.display()))?;
+    let me = identity.record.node_id.clone();
+    let tls = client_config(&identity.ca, &identity.cert, &identity.key)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let channel: Channel = api::connect(to, tls, ANY_MANAGER).await?;
+        let mut c = ClusterClient::new(channel);
+        fn code<T>(r: Result<T, tonic::Status>) -> Code {
+            r.map_or_else(|s| s.code(), |_| Code::Ok)
+        }
+        let vote = Vote::new(0, raft_id(&me));
+        let task = TaskId::new("t1")?;
+        let mut out = Vec::new();
+        for &call in calls {
+            let answer = match call {
+                "Propose" => code(
+                    c.propose(ProposeRequest {
+                        command: Command::UpdateNode {
+                            id: me.clone(),
+                            update: NodeUpdate::default(),
+                        },
+                    })
+                    .await,
+                ),
+                "ReadState" => code(c.read_state(Empty {}).await),
+                "WatchState" => code(c.watch_state(Empty {}).await),
+                "RenewCert" => code(
+                    c.renew_cert(RenewRequest {
+                        csr_pem: identity.key.csr_pem(&me)?,
+                    })
+                    .await,
+                ),
+                "AddVoter" => code(c.add_voter(VoterRequest { node: me.clone() }).await),
+                "TaskLogs" => code(
+                    c.task_logs(TaskLogsRequest {
+                        task: task.clone(),
+                        tail: None,
+                        offset: None,
+                    })
+                    .await,
+                ),
+                "ReportTask" => code(
+                    c.report_task(ReportTaskRequest {
+                        task: task.clone(),
+                        update: TaskUpdate::default(),
+                    })
+                    .await,
+                ),
+                "Leave" => code(c.leave(VoterRequest { node: me.clone() }).await),
+                "RaftVote" => code(c.raft_vote(VoteRequest::new(vote, None)).await),
+                "RaftAppend" => code(
+                    c.raft_append(AppendEntriesRequest {
+                        vote,
+                        prev_log_id: None,
+                        entries: Vec::new(),
+                        leader_commit: None,
+                    })
+                    .await,
+                ),
+                "RaftSnapshot" => code(
+                    c.raft_snapshot(InstallSnapshotRequest {
+                        vote,
+                        meta: Default::default(),
+                        offset: 0,
+                        data: Vec::new(),
+                        done: false,
+                    })
+                    .await,
+                ),
+                other => bail!("no call `{other}` in the cluster API"),
+            };
+            out.push((call, answer));
+        }
+        Ok(out)
+    })
+}
+
+/// Every call of the cluster API that needs a certificate.
+const EVERY_CALL: &[&str] = &[
+    "Propose",
+    "ReadState",
+    "WatchState",
+    "RenewCert",
+    "AddVoter",
+    "TaskLogs",
+    "ReportTask",
+    "Leave",
+    "RaftVote",
+    "RaftAppend",
+    "RaftSnapshot",
+];
+
+/// What a manager may do and a demoted one may not.
+const MANAGER_CALLS: &[&str] = &["Propose", "ReadState", "AddVoter", "RaftVote"];
+
+/// The Raft and request types [`calls_as`] sends.
+mod openraft_types {
+    pub use openraft::Vote;
+    pub use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+    pub use shoal_control::TaskId;
+    pub use shoal_control::consensus::raft_id;
+    pub use shoal_control::state::{Command, NodeUpdate, TaskUpdate};
+    pub use shoal_control::swarm::rpc::{
+        ProposeRequest, RenewRequest, ReportTaskRequest, TaskLogsRequest, VoterRequest,
+    };
+}
+
+/// The calls of `answers` that were not refused with `permission_denied`.
+fn not_refused(answers: &[(&'static str, Code)]) -> Vec<(&'static str, Code)> {
+    answers
+        .iter()
+        .filter(|(_, code)| *code != Code::PermissionDenied)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn demoted_and_removed_nodes_lose_their_powers_with_their_old_certificates() -> Result<()> {
+    let mut lab = Lab::new("trust-roles")?;
+    let swarm = form(&mut lab, 3, 1, &[])?;
+    wait_converged(&swarm, &[0], 4)?;
+    let (m1, m3, w1) = (&swarm.nodes[0], &swarm.nodes[2], &swarm.nodes[3]);
+    let saved = lab.dir().join("saved");
+    let old_m3 = save_credentials(m3, &saved)?;
+    let old_w1 = save_credentials(w1, &saved)?;
+    let to: SocketAddr = addr(m1).parse()?;
+
+    // While m3 is a manager its certificate does what a manager may.
+    let dir = old_m3.clone();
+    let answers = lab.in_netns(&m3.host.netns, move || calls_as(&dir, to, MANAGER_CALLS))??;
+    assert!(
+        answers.iter().all(|(_, code)| *code == Code::Ok),
+        "{answers:?}"
+    );
+
+    m1.shoal_ok(&["node", "demote", "m3"])?;
+    wait_until("m3 to be a worker out of Raft", T, || {
+        let i: serde_json::Value =
+            serde_json::from_str(&m1.shoal_ok(&["info", "--format", "json"]).ok()?).ok()?;
+        let m3_role: serde_json::Value =
+            serde_json::from_str(&m3.shoal_ok(&["info", "--format", "json"]).ok()?).ok()?;
+        (i["raft"]["voters"] == 2 && m3_role["role"] == "worker").then_some(())
+    })
+    .with_context(|| logs(&swarm))?;
+    for manager in [m1, &swarm.nodes[1]] {
+        let to: SocketAddr = addr(manager).parse()?;
+        let dir = old_m3.clone();
+        let answers = lab.in_netns(&m3.host.netns, move || calls_as(&dir, to, MANAGER_CALLS))??;
+        assert_eq!(
+            not_refused(&answers),
+            Vec::new(),
+            "{}: {answers:?}",
+            manager.host.name
+        );
+    }
+
+    // A removed worker: every call is refused, whoever it asks.
+    let dir = old_w1.clone();
+    let answers = lab.in_netns(&w1.host.netns, move || calls_as(&dir, to, &["WatchState"]))??;
+    assert_eq!(answers, [("WatchState", Code::Ok)], "a member may watch");
+    m1.shoal_ok(&["node", "rm", "--force", "w1"])?;
+    wait_until("w1 to leave", T, || {
+        (!w1.state_dir.join("swarm/node.json").exists()).then_some(())
+    })?;
+    for manager in [m1, &swarm.nodes[1]] {
+        let to: SocketAddr = addr(manager).parse()?;
+        let dir = old_w1.clone();
+        let answers = lab.in_netns(&w1.host.netns, move || calls_as(&dir, to, EVERY_CALL))??;
+        assert_eq!(answers.len(), 11);
+        assert_eq!(
+            not_refused(&answers),
+            Vec::new(),
+            "{}: {answers:?}",
+            manager.host.name
+        );
+    }
+    // The swarm is fine.
+    wait_converged(&swarm, &[0, 1], 3)?;
+    Ok(())
 }

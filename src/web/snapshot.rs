@@ -254,6 +254,7 @@ mod tests {
             addr: "198.18.0.1:2377".parse().unwrap(),
             gossip_addr: "198.18.0.1:7946".parse().unwrap(),
             engine: "shoal-process".into(),
+            cert: None,
         }
     }
 

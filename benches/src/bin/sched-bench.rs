@@ -37,6 +37,7 @@ fn cluster(nodes: usize, replicas: u64) -> Result<(ClusterState, ServiceId)> {
                 addr: "198.18.0.1:2377".parse()?,
                 gossip_addr: "198.18.0.1:7946".parse()?,
                 engine: "shoal-process".into(),
+                cert: None,
             }))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }

@@ -22,6 +22,9 @@ pub struct Peer {
     pub node_id: NodeId,
     /// The certificate's organizational unit.
     pub role: Role,
+    /// The certificate's serial number (lowercase hex).
+    #[serde(default)]
+    pub serial: String,
 }
 
 impl Peer {
@@ -41,6 +44,7 @@ impl Peer {
             Ok(cert) => Some(Peer {
                 node_id: cert.node_id().clone(),
                 role: cert.role(),
+                serial: cert.serial().to_owned(),
             }),
             Err(e) => {
                 debug!("client certificate names no node: {e}");

@@ -49,7 +49,16 @@ fn peer(id: &str, role: Role) -> Peer {
     Peer {
         node_id: NodeId::new(id).unwrap(),
         role,
+        serial: String::new(),
     }
+}
+
+/// `p` without its serial, which is random per certificate.
+fn unserialled(p: Option<Peer>) -> Option<Peer> {
+    p.map(|p| Peer {
+        serial: String::new(),
+        ..p
+    })
 }
 
 /// A node of `ca`'s cluster: its certificate and key.
@@ -103,7 +112,7 @@ fn start_on(listener: TcpListener, config: Arc<ServerConfig>) -> TestServer {
 
 async fn ping(channel: Channel) -> Result<Option<Peer>, Status> {
     let response = EchoClient::new(channel).ping(PingRequest {}).await?;
-    Ok(response.into_inner().peer)
+    Ok(unserialled(response.into_inner().peer))
 }
 
 #[tokio::test]
@@ -116,6 +125,21 @@ async fn workers_and_managers_are_seen_with_their_role() {
             .unwrap();
         assert_eq!(ping(channel).await.unwrap(), Some(peer(id, role)));
     }
+}
+
+#[tokio::test]
+async fn the_caller_is_seen_with_its_certificate_serial() {
+    let ca = ca();
+    let server = start(server_tls(&ca, "m1", Role::Manager)).await;
+    let (cert, key) = node(&ca, "w1", Role::Worker);
+    let (again, _) = node(&ca, "w1", Role::Worker);
+    assert_ne!(cert.serial(), again.serial(), "serials are unique");
+    assert!(!cert.serial().is_empty());
+    let tls = client_config(ca.certificate(), &cert, &key).unwrap();
+    let channel = connect(server.addr, tls, MANAGER).await.unwrap();
+    let response = EchoClient::new(channel).ping(PingRequest {}).await.unwrap();
+    let seen = response.into_inner().peer.unwrap();
+    assert_eq!(seen.serial, cert.serial());
 }
 
 #[tokio::test]
@@ -364,7 +388,7 @@ async fn garbage_on_the_wire_is_invalid_argument() {
         .unwrap()
         .into_inner();
     let reply: PingResponse = serde_json::from_slice(&reply).unwrap();
-    assert_eq!(reply.peer, Some(peer("w1", Role::Worker)));
+    assert_eq!(unserialled(reply.peer), Some(peer("w1", Role::Worker)));
 }
 
 fn request_from(peer: Option<Peer>) -> Request<()> {

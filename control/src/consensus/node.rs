@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::error::{
@@ -66,6 +67,8 @@ pub struct Consensus {
     state: watch::Receiver<Arc<ClusterState>>,
     /// Tells when `raft.redb` is closed: every task using it is gone.
     closed: watch::Receiver<()>,
+    /// How many linearizable reads were asked of this manager.
+    reads: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Consensus {
@@ -130,6 +133,7 @@ impl Consensus {
             config,
             state,
             closed,
+            reads: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -184,6 +188,7 @@ impl Consensus {
     /// call: the leader confirms it still leads a majority first. Leader
     /// only.
     pub async fn read(&self) -> Result<Arc<ClusterState>, ReadError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let timeout = self.config.request_timeout;
         let confirmed = tokio::time::timeout(timeout, self.raft.ensure_linearizable())
             .await
@@ -208,6 +213,12 @@ impl Consensus {
     /// may be behind the leader's.
     pub fn local_state(&self) -> Arc<ClusterState> {
         self.state.borrow().clone()
+    }
+
+    /// How many linearizable reads ([`read`](Self::read)) were asked of
+    /// this manager since it started: each costs a round to a majority.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// A receiver that sees every state this manager applies.

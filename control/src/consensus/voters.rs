@@ -43,6 +43,18 @@ impl Consensus {
         voters_of(&self.raft.metrics().borrow())
     }
 
+    /// Every manager in the Raft membership: voters and learners. Empty
+    /// until this manager has an initialized log.
+    pub fn members(&self) -> Vec<Peer> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(_, peer)| peer.clone())
+            .collect()
+    }
+
     /// Runs a membership change with the request timeout, mapping its errors.
     async fn change_membership(
         &self,

@@ -25,6 +25,7 @@ pub struct NodeCert {
     role: Role,
     cluster_name: String,
     not_after: SystemTime,
+    serial: String,
     public_key: Vec<u8>,
 }
 
@@ -63,6 +64,11 @@ impl NodeCert {
             .unwrap_or_default()
             .to_owned();
         let not_after = timestamp(x509.validity().not_after.timestamp());
+        let serial = x509
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let public_key = x509.public_key().subject_public_key.data.to_vec();
         let pem = pem_encode("CERTIFICATE", &der);
         Ok(NodeCert {
@@ -72,6 +78,7 @@ impl NodeCert {
             role,
             cluster_name,
             not_after,
+            serial,
             public_key,
         })
     }
@@ -94,6 +101,12 @@ impl NodeCert {
     /// When the certificate stops being valid; renew before then.
     pub fn not_after(&self) -> SystemTime {
         self.not_after
+    }
+
+    /// Its serial number, lowercase hex: unique per certificate the CA
+    /// issues, so it tells a node's current certificate from older ones.
+    pub fn serial(&self) -> &str {
+        &self.serial
     }
 
     /// The DER encoding.

@@ -14,7 +14,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::model::{
-    Availability, DesiredState, Node, NodeStatus, PortConfig, ServiceSpec, TaskState,
+    Availability, CertRecord, DesiredState, Node, NodeStatus, PortConfig, ServiceSpec, TaskState,
 };
 use super::policy::TaskHealth;
 use super::policy::UpdateStatus;
@@ -155,6 +155,8 @@ pub struct NodeUpdate {
     pub labels_add: BTreeMap<String, String>,
     /// Labels to remove.
     pub labels_rm: BTreeSet<String>,
+    /// The certificate just issued to it, which replaces the last one.
+    pub cert: Option<CertRecord>,
 }
 
 /// A network to create; the state picks what is left empty.

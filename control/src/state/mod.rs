@@ -27,7 +27,7 @@ pub use command::{Command, NetworkSpec, NodeUpdate, Outcome, SecretBytes, TaskUp
 pub use error::StateError;
 pub use ipam::Ipam;
 pub use model::{
-    Availability, DesiredState, EndpointMode, Network, Node, NodeStatus, PortConfig, Protocol,
+    Availability, CertRecord, DesiredState, EndpointMode, Network, Node, NodeStatus, PortConfig, Protocol,
     PublishMode, Service, ServiceMode, ServiceSpec, Task, TaskState,
 };
 pub use policy::{

@@ -63,6 +63,20 @@ pub struct Node {
     pub gossip_addr: SocketAddr,
     /// What runs its tasks, e.g. "shoal-process".
     pub engine: String,
+    /// The certificate it was last issued: the only one its calls are
+    /// accepted with, so issuing a new one revokes the old. `None` in
+    /// records from before certificates were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<CertRecord>,
+}
+
+/// What the state records of a node's current certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRecord {
+    /// Its serial number, lowercase hex.
+    pub serial: String,
+    /// When it expires, in milliseconds since the Unix epoch.
+    pub not_after_ms: u64,
 }
 
 /// A VXLAN overlay network.

@@ -75,6 +75,9 @@ impl ClusterState {
             node.labels.remove(key);
         }
         node.labels.extend(update.labels_add);
+        if let Some(cert) = update.cert {
+            node.cert = Some(cert);
+        }
         Ok(Outcome::Applied)
     }
 

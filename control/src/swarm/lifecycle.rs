@@ -19,7 +19,7 @@ use super::{
 use crate::api;
 use crate::pki::{ClusterCa, JoinToken, NodeCert, NodeKey, Tokens};
 use crate::state::{
-    Availability, ClusterState, Command, Node, NodeStatus, NodeUpdate, SecretBytes,
+    Availability, CertRecord, ClusterState, Command, Node, NodeStatus, NodeUpdate, SecretBytes,
 };
 use crate::{NodeId, Role};
 
@@ -59,12 +59,25 @@ fn tokens(state: &ClusterState) -> Result<Tokens, String> {
         .map_err(|e| format!("the cluster's join tokens are damaged: {e}"))
 }
 
+/// What the state records of `cert`.
+pub(super) fn cert_record(cert: &NodeCert) -> CertRecord {
+    let not_after_ms = cert
+        .not_after()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    CertRecord {
+        serial: cert.serial().to_owned(),
+        not_after_ms,
+    }
+}
+
 fn node_record(
     config: &SwarmConfig,
     id: NodeId,
     role: Role,
     addr: SocketAddr,
     gossip_addr: SocketAddr,
+    cert: &NodeCert,
 ) -> Node {
     Node {
         id,
@@ -76,6 +89,7 @@ fn node_record(
         addr,
         gossip_addr,
         engine: config.dataplane.clone(),
+        cert: Some(cert_record(cert)),
     }
 }
 
@@ -95,6 +109,14 @@ pub(in crate::swarm) async fn init(
         .to_string();
     let key = NodeKey::generate()?;
     let cert = ca.issue(&node_id, Role::Manager, &key.csr_pem(&node_id)?)?;
+    let first = node_record(
+        config,
+        node_id.clone(),
+        Role::Manager,
+        addr,
+        gossip_addr,
+        &cert,
+    );
     let identity = Identity {
         record: NodeRecord {
             node_id: node_id.clone(),
@@ -121,13 +143,7 @@ pub(in crate::swarm) async fn init(
                 SECRET_TOKENS,
                 serde_json::to_vec(&tokens).map_err(|e| SwarmError::Refused(e.to_string()))?,
             ),
-            Command::AddNode(node_record(
-                config,
-                node_id.clone(),
-                Role::Manager,
-                addr,
-                gossip_addr,
-            )),
+            Command::AddNode(first),
             Command::CreateNetwork(super::networks::ingress_spec()?),
         ];
         for cmd in commands {
@@ -233,6 +249,13 @@ pub(in crate::swarm) async fn join(
 }
 
 impl Member {
+    /// The role a join token grants by the tokens in `state`, or why it
+    /// grants none.
+    pub(super) fn check_token(&self, token: &str, state: &ClusterState) -> Result<Role, String> {
+        let token = JoinToken::parse(token).map_err(|e| e.to_string())?;
+        tokens(state)?.role_of(&token).map_err(|e| e.to_string())
+    }
+
     /// On the leader: admits a joining node, or says why not. The token is
     /// checked against a linearizable read, so a rotated token is refused
     /// at once.
@@ -241,8 +264,7 @@ impl Member {
         req: JoinRequest,
         state: &ClusterState,
     ) -> Result<JoinResponse, String> {
-        let token = JoinToken::parse(&req.token).map_err(|e| e.to_string())?;
-        let role = tokens(state)?.role_of(&token).map_err(|e| e.to_string())?;
+        let role = self.check_token(&req.token, state)?;
         if req.hostname.is_empty() || req.hostname.len() > 253 {
             return Err("a node's hostname must have 1 to 253 characters".into());
         }
@@ -260,6 +282,7 @@ impl Member {
             addr: req.addr,
             gossip_addr: req.gossip_addr,
             engine: req.engine,
+            cert: Some(cert_record(&cert)),
         };
         self.write(Command::AddNode(node))
             .await
@@ -280,17 +303,27 @@ impl Member {
         })
     }
 
-    /// A new certificate for `node` in the role the state gives it.
-    pub(super) fn renew(&self, node: &NodeId, csr: &str) -> Result<String, String> {
+    /// A new certificate for `node` in the role the state gives it. Its
+    /// serial is committed to the state before it is handed out: from then
+    /// on only the new certificate is accepted.
+    pub(super) async fn renew(&self, node: &NodeId, csr: &str) -> Result<String, String> {
         let state = self.local_state();
         let role = state
             .node(node)
             .map(|n| n.role)
             .ok_or_else(|| format!("node `{node}` is not a member of this swarm"))?;
         let ca = cluster_ca(&state)?;
-        ca.issue(node, role, csr)
-            .map(|c| c.pem().to_owned())
-            .map_err(|e| e.to_string())
+        let cert = ca.issue(node, role, csr).map_err(|e| e.to_string())?;
+        self.write(Command::UpdateNode {
+            id: node.clone(),
+            update: NodeUpdate {
+                cert: Some(cert_record(&cert)),
+                ..NodeUpdate::default()
+            },
+        })
+        .await
+        .map_err(|e| format!("recording the new certificate: {e}"))?;
+        Ok(cert.pem().to_owned())
     }
 
     /// Waits until this (manager) node is a Raft voter.

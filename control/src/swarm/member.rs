@@ -554,21 +554,26 @@ impl Member {
     async fn change_role(self: &Arc<Self>, role: Role) -> Result<(), SwarmError> {
         tracing::info!("this node is now a {role} in the cluster state; renewing its certificate");
         let csr = self.creds.csr(&self.node_id)?;
-        let cert_pem = match self.consensus().await {
-            Some(_) => self
-                .renew(&self.node_id, &csr)
-                .map_err(SwarmError::Refused)?,
-            None => {
-                self.call_managers(|mut c| {
-                    let csr = csr.clone();
-                    async move {
-                        c.renew_cert(RenewRequest { csr_pem: csr })
-                            .await
-                            .map(|r| r.into_inner().cert_pem)
-                    }
-                })
-                .await?
-            }
+        // The leader issues its own; any other node asks a manager, since
+        // a demoted manager may no longer write to the state itself.
+        let leads = match self.consensus().await {
+            Some(c) => c.status().is_leader,
+            None => false,
+        };
+        let cert_pem = if leads {
+            self.renew(&self.node_id, &csr)
+                .await
+                .map_err(SwarmError::Refused)?
+        } else {
+            self.call_managers(|mut c| {
+                let csr = csr.clone();
+                async move {
+                    c.renew_cert(RenewRequest { csr_pem: csr })
+                        .await
+                        .map(|r| r.into_inner().cert_pem)
+                }
+            })
+            .await?
         };
         let cert = NodeCert::from_pem(&cert_pem)?;
         if cert.role() != role {

@@ -13,6 +13,7 @@
 //! - [`files`]: what a member keeps on disk;
 //! - [`view`] and [`ops`]: what the admin API carries.
 
+mod access;
 mod calls;
 mod channels;
 mod error;

@@ -1,11 +1,13 @@
 //! The cluster API's handlers (`shoal.cluster.Cluster`).
 //!
-//! Who may call what: `Join` needs no certificate (the token is the
-//! credential); every other call needs a node certificate from this
-//! cluster's CA whose node is still a member; state reads and writes, Raft
-//! and voter changes need a manager's. Calls only the leader can answer are
-//! forwarded to it once (marked by [`FORWARDED`], so two managers that
-//! disagree about the leader cannot bounce a call forever).
+//! Who may call what ([`access`](super::access)): `Join` and `Ping` need
+//! no certificate (the token is the credential); every other call needs
+//! the current certificate of a node still in the state; state reads and
+//! writes and voter changes need a node that is a manager in the state;
+//! Raft messages need a voter or learner. Calls only the leader can
+//! answer are forwarded to it once (marked by [`FORWARDED`], so two
+//! managers that disagree about the leader cannot bounce a call forever);
+//! the mark is trusted only from a voter.
 //!
 //! Secrets (the CA key, the join tokens) never leave the managers: the
 //! state stream, the one call that returns state to workers, carries
@@ -27,6 +29,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::SwarmError;
+use super::access::{self, Need};
 use super::member::Member;
 use super::rpc::{
     Empty, JoinRequest, JoinResponse, ProposeRequest, ProposeResponse, RenewRequest, RenewResponse,
@@ -78,17 +81,24 @@ impl Service {
         })
     }
 
-    /// The caller, if it is still a member.
-    fn member_caller(&self, caller: Caller) -> Result<Caller, Status> {
-        if self.member.local_state().node(&caller.node_id).is_some() {
-            Ok(caller)
-        } else {
-            Err(Status::permission_denied(format!(
-                "node `{}` is not a member of this swarm (it was removed, or never joined); join \
-                 again with a token",
-                caller.node_id
-            )))
-        }
+    /// The caller of `request`, if the state lets it make a call that
+    /// needs `need`.
+    fn caller<T>(&self, request: &Request<T>, need: Need) -> Result<Caller, Status> {
+        let caller = match need {
+            Need::Member => require_node(request)?,
+            Need::Manager(action) => require_manager(request, action)?,
+        };
+        access::check(&self.member.local_state(), &caller, need)?;
+        Ok(caller)
+    }
+
+    /// The caller of a Raft message, if it is a manager of the Raft
+    /// membership.
+    async fn raft_caller<T>(&self, request: &Request<T>) -> Result<Consensus, Status> {
+        let caller = require_manager(request, "send Raft messages")?;
+        let consensus = self.consensus().await?;
+        access::check_raft(&consensus.members(), &caller)?;
+        Ok(consensus)
     }
 
     /// A client to the leader for forwarding `request`, or why not.
@@ -131,6 +141,41 @@ fn refused(e: impl std::fmt::Display) -> Status {
 
 type StateStream = Pin<Box<dyn Stream<Item = Result<StateMessage, Status>> + Send>>;
 
+/// The redacted states for `caller`, while it may have them: when it is
+/// removed, its last message is the state without it (so that it leaves);
+/// when its certificate is replaced, the stream ends with the refusal (it
+/// calls again with the new one).
+fn watch(
+    states: tokio::sync::watch::Receiver<Arc<crate::state::ClusterState>>,
+    caller: Caller,
+) -> impl Stream<Item = Result<StateMessage, Status>> + Send {
+    futures_util::stream::unfold(
+        (WatchStream::new(states), caller, false),
+        |(mut states, caller, done)| async move {
+            if done {
+                return None;
+            }
+            let state = states.next().await?;
+            let item = match access::check(&state, &caller, Need::Member) {
+                Ok(()) => Ok(StateMessage {
+                    state: state.redacted(),
+                }),
+                Err(_) if state.node(&caller.node_id).is_none() => {
+                    return Some((
+                        Ok(StateMessage {
+                            state: state.redacted(),
+                        }),
+                        (states, caller, true),
+                    ));
+                }
+                Err(refused) => Err(refused),
+            };
+            let done = item.is_err();
+            Some((item, (states, caller, done)))
+        },
+    )
+}
+
 #[tonic::async_trait]
 impl Cluster for Service {
     async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
@@ -141,6 +186,12 @@ impl Cluster for Service {
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let consensus = self.consensus().await?;
+        // A bad token costs no Raft round: it is checked against this
+        // manager's replica first, then (a rotation may be in flight)
+        // against a linearizable read.
+        self.member
+            .check_token(&request.get_ref().token, &self.member.local_state())
+            .map_err(Status::permission_denied)?;
         let state = match consensus.read().await {
             Ok(s) => s,
             Err(ReadError::NotLeader { leader }) => {
@@ -160,7 +211,7 @@ impl Cluster for Service {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
-        self.member_caller(require_manager(&request, "change the cluster state")?)?;
+        self.caller(&request, Need::Manager("change the cluster state"))?;
         let consensus = self.consensus().await?;
         let result = match consensus.write(request.get_ref().command.clone()).await {
             Ok(outcome) => Ok(outcome),
@@ -175,7 +226,7 @@ impl Cluster for Service {
     }
 
     async fn read_state(&self, request: Request<Empty>) -> Result<Response<StateMessage>, Status> {
-        self.member_caller(require_manager(&request, "read the cluster state")?)?;
+        self.caller(&request, Need::Manager("read the cluster state"))?;
         let consensus = self.consensus().await?;
         match consensus.read().await {
             Ok(state) => Ok(Response::new(StateMessage {
@@ -192,30 +243,29 @@ impl Cluster for Service {
     type WatchStateStream = StateStream;
 
     async fn watch_state(&self, request: Request<Empty>) -> Result<Response<StateStream>, Status> {
-        self.member_caller(require_node(&request)?)?;
+        let caller = self.caller(&request, Need::Member)?;
         self.consensus().await?;
-        let states = WatchStream::new(self.member.watch_state()).map(|state| {
-            Ok(StateMessage {
-                state: state.redacted(),
-            })
-        });
-        Ok(Response::new(Box::pin(states)))
+        Ok(Response::new(Box::pin(watch(
+            self.member.watch_state(),
+            caller,
+        ))))
     }
 
     async fn renew_cert(
         &self,
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
-        let caller = self.member_caller(require_node(&request)?)?;
+        let caller = self.caller(&request, Need::Member)?;
         self.consensus().await?;
         self.member
             .renew(&caller.node_id, &request.get_ref().csr_pem)
+            .await
             .map(|cert_pem| Response::new(RenewResponse { cert_pem }))
             .map_err(Status::failed_precondition)
     }
 
     async fn add_voter(&self, request: Request<VoterRequest>) -> Result<Response<Empty>, Status> {
-        self.member_caller(require_manager(&request, "add Raft voters")?)?;
+        self.caller(&request, Need::Manager("add Raft voters"))?;
         let consensus = self.consensus().await?;
         let status = consensus.status();
         if !status.is_leader {
@@ -233,7 +283,7 @@ impl Cluster for Service {
         &self,
         request: Request<TaskLogsRequest>,
     ) -> Result<Response<TaskLogsResponse>, Status> {
-        self.member_caller(require_manager(&request, "read task logs")?)?;
+        self.caller(&request, Need::Manager("read task logs"))?;
         self.member
             .read_task_log(request.get_ref())
             .map(Response::new)
@@ -244,7 +294,7 @@ impl Cluster for Service {
         &self,
         request: Request<ReportTaskRequest>,
     ) -> Result<Response<Empty>, Status> {
-        let caller = self.member_caller(require_node(&request)?)?;
+        let caller = self.caller(&request, Need::Member)?;
         self.consensus().await?;
         let command = super::tasks::check_report(
             &self.member.local_state(),
@@ -260,15 +310,19 @@ impl Cluster for Service {
     }
 
     async fn leave(&self, request: Request<VoterRequest>) -> Result<Response<Empty>, Status> {
-        let caller = self.member_caller(require_manager(&request, "leave as managers")?)?;
+        let caller = self.caller(&request, Need::Manager("leave as managers"))?;
         let node = &request.get_ref().node;
-        if &caller.node_id != node && !request.metadata().contains_key(FORWARDED) {
+        let consensus = self.consensus().await?;
+        // A voter forwards the leave of the manager that asked it; nobody
+        // else may speak for another manager.
+        let forwarded = request.metadata().contains_key(FORWARDED)
+            && consensus.voters().iter().any(|p| p.id == caller.node_id);
+        if &caller.node_id != node && !forwarded {
             return Err(Status::permission_denied(
                 "a manager can only take itself out of the swarm; use `shoal node demote` for \
                  others",
             ));
         }
-        let consensus = self.consensus().await?;
         let status = consensus.status();
         if !status.is_leader {
             let mut leader = self.leader(status.leader, &request).await?;
@@ -285,8 +339,7 @@ impl Cluster for Service {
         &self,
         request: Request<AppendEntriesRequest<TypeConfig>>,
     ) -> Result<Response<Result<AppendEntriesResponse<RaftId>, RaftError<RaftId>>>, Status> {
-        require_manager(&request, "send Raft messages")?;
-        let consensus = self.consensus().await?;
+        let consensus = self.raft_caller(&request).await?;
         Ok(Response::new(
             consensus.handle_append_entries(request.into_inner()).await,
         ))
@@ -296,8 +349,7 @@ impl Cluster for Service {
         &self,
         request: Request<VoteRequest<RaftId>>,
     ) -> Result<Response<Result<VoteResponse<RaftId>, RaftError<RaftId>>>, Status> {
-        require_manager(&request, "send Raft messages")?;
-        let consensus = self.consensus().await?;
+        let consensus = self.raft_caller(&request).await?;
         Ok(Response::new(
             consensus.handle_vote(request.into_inner()).await,
         ))
@@ -310,8 +362,7 @@ impl Cluster for Service {
         Response<Result<InstallSnapshotResponse<RaftId>, RaftError<RaftId, InstallSnapshotError>>>,
         Status,
     > {
-        require_manager(&request, "send Raft messages")?;
-        let consensus = self.consensus().await?;
+        let consensus = self.raft_caller(&request).await?;
         Ok(Response::new(
             consensus
                 .handle_install_snapshot(request.into_inner())

@@ -6,20 +6,27 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::Vote;
 use shoal_dataplane::tables::Tables;
-use tonic::Code;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 
+use super::super::files::SwarmDir;
 use super::super::member::ANY_MANAGER;
-use super::super::rpc::{Empty, JoinRequest};
-use super::super::{InitOptions, Swarm, SwarmConfig, TablesSink, TokenOptions};
+use super::super::rpc::{
+    Empty, JoinRequest, ProposeRequest, RenewRequest, ReportTaskRequest, TaskLogsRequest,
+    VoterRequest,
+};
+use super::super::{InitOptions, NodeChange, Swarm, SwarmConfig, TablesSink, TokenOptions};
 use super::client;
 use crate::agent::DataPlane;
 use crate::api::cluster_proto::cluster_client::ClusterClient;
 use crate::api::{self, client_config, pinned_client_config};
+use crate::consensus::raft_id;
 use crate::pki::{CaCertificate, JoinToken, NodeCert, NodeKey};
-use crate::state::ClusterState;
-use crate::{NodeId, Role};
+use crate::state::{ClusterState, Command, NodeUpdate, TaskUpdate};
+use crate::{NodeId, Role, TaskId};
 
 /// Tables go nowhere: these tests run no tasks.
 struct NoTables;
@@ -45,7 +52,7 @@ fn free_udp_port() -> u16 {
 struct TestManager {
     swarm: Swarm,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestManager {
@@ -69,11 +76,7 @@ impl TestManager {
             })
             .await
             .unwrap();
-        TestManager {
-            swarm,
-            addr,
-            _dir: dir,
-        }
+        TestManager { swarm, addr, dir }
     }
 
     async fn token(&self, role: Role) -> String {
@@ -90,6 +93,23 @@ impl TestManager {
     /// The manager's own replica of the state.
     async fn state(&self) -> Arc<ClusterState> {
         self.swarm.member().await.unwrap().local_state()
+    }
+
+    /// The manager itself, with the credentials its files hold.
+    fn own(&self) -> TestNode {
+        let id = SwarmDir::new(self.dir.path()).load().unwrap().unwrap();
+        TestNode {
+            id: id.record.node_id,
+            ca: id.ca,
+            cert: id.cert,
+            key: id.key,
+        }
+    }
+
+    /// How many linearizable reads the manager's Raft was asked for.
+    async fn reads(&self) -> u64 {
+        let member = self.swarm.member().await.unwrap();
+        member.consensus().await.unwrap().reads()
     }
 
     /// Joins a node with `token` through the real `Join` call.
@@ -135,6 +155,102 @@ impl TestNode {
         let tls = client_config(&self.ca, &self.cert, &self.key).unwrap();
         client(api::connect(to, tls, ANY_MANAGER).await.unwrap())
     }
+
+    /// The node with a certificate renewed through `RenewCert`.
+    async fn renewed(&self, to: SocketAddr) -> TestNode {
+        let csr_pem = self.key.csr_pem(&self.id).unwrap();
+        let pem = self
+            .client(to)
+            .await
+            .renew_cert(RenewRequest { csr_pem })
+            .await
+            .unwrap()
+            .into_inner()
+            .cert_pem;
+        TestNode {
+            id: self.id.clone(),
+            ca: self.ca.clone(),
+            cert: NodeCert::from_pem(&pem).unwrap(),
+            key: NodeKey::from_pem(&self.key.private_key_pem()).unwrap(),
+        }
+    }
+}
+
+/// Every call of the cluster API but `Join` and `Ping`, made by `c`: each
+/// one's name and what it answered (only whether it was refused counts).
+async fn every_call(c: &mut ClusterClient<Channel>, me: &NodeId) -> Vec<(&'static str, Code)> {
+    fn code<T>(r: Result<T, Status>) -> Code {
+        r.map_or_else(|s| s.code(), |_| Code::Ok)
+    }
+    let id = raft_id(me);
+    let vote = Vote::new(0, id);
+    let harmless = Command::UpdateNode {
+        id: me.clone(),
+        update: NodeUpdate::default(),
+    };
+    vec![
+        ("Propose", code(c.propose(ProposeRequest { command: harmless }).await)),
+        ("ReadState", code(c.read_state(Empty {}).await)),
+        ("WatchState", code(c.watch_state(Empty {}).await)),
+        (
+            "RenewCert",
+            code(
+                c.renew_cert(RenewRequest {
+                    csr_pem: NodeKey::generate().unwrap().csr_pem(me).unwrap(),
+                })
+                .await,
+            ),
+        ),
+        ("AddVoter", code(c.add_voter(VoterRequest { node: me.clone() }).await)),
+        (
+            "TaskLogs",
+            code(
+                c.task_logs(TaskLogsRequest {
+                    task: TaskId::new("t1").unwrap(),
+                    tail: None,
+                    offset: None,
+                })
+                .await,
+            ),
+        ),
+        (
+            "ReportTask",
+            code(
+                c.report_task(ReportTaskRequest {
+                    task: TaskId::new("t1").unwrap(),
+                    update: TaskUpdate::default(),
+                })
+                .await,
+            ),
+        ),
+        ("Leave", code(c.leave(VoterRequest { node: me.clone() }).await)),
+        ("RaftVote", code(c.raft_vote(VoteRequest::new(vote, None)).await)),
+        (
+            "RaftAppend",
+            code(
+                c.raft_append(AppendEntriesRequest {
+                    vote,
+                    prev_log_id: None,
+                    entries: Vec::new(),
+                    leader_commit: None,
+                })
+                .await,
+            ),
+        ),
+        (
+            "RaftSnapshot",
+            code(
+                c.raft_snapshot(InstallSnapshotRequest {
+                    vote,
+                    meta: Default::default(),
+                    offset: 0,
+                    data: Vec::new(),
+                    done: false,
+                })
+                .await,
+            ),
+        ),
+    ]
 }
 
 /// Whether `state`, as JSON, shows any of the cluster's secrets.
@@ -175,7 +291,7 @@ async fn a_worker_is_streamed_the_state_without_any_secret() {
     m.swarm
         .update_node(
             worker.id.as_str(),
-            super::super::NodeChange {
+            NodeChange {
                 labels_add: [("zone".to_owned(), "a".to_owned())].into(),
                 ..Default::default()
             },
@@ -197,5 +313,156 @@ async fn a_worker_is_streamed_the_state_without_any_secret() {
     // The whole state is for managers only.
     let err = c.read_state(Empty {}).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    m.swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_managers_old_certificate_loses_every_manager_power() {
+    let m = TestManager::init().await;
+    let own = m.own();
+    let m2 = m.join("m2", &m.token(Role::Manager).await).await;
+    assert_eq!(m2.cert.role(), Role::Manager);
+    let mut c = m2.client(m.addr).await;
+    let harmless = || ProposeRequest {
+        command: Command::UpdateNode {
+            id: m2.id.clone(),
+            update: NodeUpdate::default(),
+        },
+    };
+    // A manager may, so the refusals below are the demotion's doing.
+    c.propose(harmless()).await.unwrap();
+    c.read_state(Empty {}).await.unwrap();
+
+    m.swarm
+        .update_node(
+            m2.id.as_str(),
+            NodeChange {
+                role: Some(Role::Worker),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let denied = |r: Result<(), Status>, call: &str| match r {
+        Err(s) => {
+            assert_eq!(s.code(), Code::PermissionDenied, "{call}: {s:?}");
+            assert!(s.message().contains("worker"), "{call}: {}", s.message());
+        }
+        Ok(()) => panic!("{call} was allowed with a demoted manager's certificate"),
+    };
+    denied(c.propose(harmless()).await.map(drop), "Propose");
+    denied(c.read_state(Empty {}).await.map(drop), "ReadState");
+    denied(
+        c.add_voter(VoterRequest { node: m2.id.clone() })
+            .await
+            .map(drop),
+        "AddVoter",
+    );
+    let vote = || VoteRequest::new(Vote::new(0, raft_id(&m2.id)), None);
+    let err = c.raft_vote(vote()).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "RaftVote: {err:?}");
+    assert!(err.message().contains("not a Raft voter"), "{}", err.message());
+    // The same vote from a voter reaches Raft.
+    let mut voter = own.client(m.addr).await;
+    voter
+        .raft_vote(VoteRequest::new(Vote::new(0, raft_id(&own.id)), None))
+        .await
+        .unwrap();
+
+    // Renewed as the worker it now is, its old certificate is refused even
+    // what a worker may do, and the new one is no manager's.
+    let renewed = m2.renewed(m.addr).await;
+    assert_eq!(renewed.cert.role(), Role::Worker);
+    let err = c.watch_state(Empty {}).await.unwrap_err();
+    assert!(err.message().contains("replaced"), "{}", err.message());
+    let mut w = renewed.client(m.addr).await;
+    w.watch_state(Empty {}).await.unwrap();
+    assert_eq!(
+        w.propose(harmless()).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    m.swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_workers_certificate_is_refused_every_call() {
+    let m = TestManager::init().await;
+    let w1 = m.join("w1", &m.token(Role::Worker).await).await;
+    let mut c = w1.client(m.addr).await;
+    let mut stream = c.watch_state(Empty {}).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap().state;
+    assert!(first.node(&w1.id).is_some());
+
+    m.swarm.remove_node(w1.id.as_str(), true).await.unwrap();
+    // The open stream's last state is the one without it, then it ends.
+    let mut last = None;
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        last = Some(msg.state);
+    }
+    assert!(last.is_some_and(|s| s.node(&w1.id).is_none()));
+
+    let after = every_call(&mut c, &w1.id).await;
+    let allowed: Vec<_> = after
+        .iter()
+        .filter(|(_, code)| *code != Code::PermissionDenied)
+        .collect();
+    assert!(allowed.is_empty(), "a removed node was answered: {allowed:?}");
+    assert_eq!(after.len(), 11);
+    m.swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_or_rotated_token_is_refused_without_a_raft_read() {
+    let m = TestManager::init().await;
+    let token = m.token(Role::Worker).await;
+    m.join("w1", &token).await;
+    let pin = JoinToken::parse(&token).unwrap().ca_digest();
+    let join = |token: String| async move {
+        let (tls, _) = pinned_client_config(pin).unwrap();
+        let channel = api::connect(m.addr, tls, ANY_MANAGER).await.unwrap();
+        let id = NodeId::generate().unwrap();
+        let key = NodeKey::generate().unwrap();
+        client(channel)
+            .join(JoinRequest {
+                token,
+                node_id: id.clone(),
+                hostname: "w2".into(),
+                csr_pem: key.csr_pem(&id).unwrap(),
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
+                gossip_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
+                engine: "none".into(),
+            })
+            .await
+    };
+    m.swarm
+        .join_token(TokenOptions {
+            role: Role::Worker,
+            rotate: true,
+        })
+        .await
+        .unwrap();
+    let mut wrong = token.clone();
+    wrong.replace_range(wrong.len() - 3.., "zzz");
+    for (bad, says) in [
+        (token.clone(), "not accepted"),
+        (wrong, "not accepted"),
+        ("SWMTKN-1-abc".to_owned(), "four parts"),
+    ] {
+        let before = m.reads().await;
+        let err = join(bad.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{bad}: {err:?}");
+        assert!(err.message().contains(says), "{bad}: {}", err.message());
+        assert_eq!(err.message().lines().count(), 1, "{}", err.message());
+        assert_eq!(m.reads().await, before, "{bad} cost a Raft read");
+    }
+    // A good one costs one (a rotation may be in flight elsewhere).
+    let good = m.token(Role::Worker).await;
+    let before = m.reads().await;
+    join(good).await.unwrap();
+    assert_eq!(m.reads().await - before, 1);
     m.swarm.shutdown().await;
 }
