@@ -218,6 +218,17 @@ pub fn summary(nodes: &[Value]) -> Vec<(String, String, String)> {
 /// Forms a swarm of `managers` managers and `workers` workers, each host
 /// named m1.., w1...
 pub fn form(lab: &mut Lab, managers: usize, workers: usize, extra: &[&str]) -> Result<Swarm> {
+    form_with(lab, managers, workers, extra, &[])
+}
+
+/// [`form`], with `init` as extra arguments of `swarm init`.
+pub fn form_with(
+    lab: &mut Lab,
+    managers: usize,
+    workers: usize,
+    extra: &[&str],
+    init: &[&str],
+) -> Result<Swarm> {
     let mut nodes = Vec::new();
     for i in 1..=managers {
         let host = lab.add_host(&format!("m{i}"))?;
@@ -227,7 +238,9 @@ pub fn form(lab: &mut Lab, managers: usize, workers: usize, extra: &[&str]) -> R
         let host = lab.add_host(&format!("w{i}"))?;
         nodes.push(lab.start_swarm_node(&host, extra)?);
     }
-    let out = nodes[0].shoal_ok(&["swarm", "init"])?;
+    let mut init_args = vec!["swarm", "init"];
+    init_args.extend_from_slice(init);
+    let out = nodes[0].shoal_ok(&init_args)?;
     if !out.contains("shoal swarm join --token SWMTKN-1-") {
         bail!("swarm init did not print the join command:\n{out}");
     }

@@ -434,3 +434,114 @@ fn demoted_and_removed_nodes_lose_their_powers_with_their_old_certificates() -> 
     wait_converged(&swarm, &[0, 1], 3)?;
     Ok(())
 }
+
+/// How many times `node`'s daemon says it renewed its certificate.
+fn renewals(node: &shoal_netns_tests::SwarmNode) -> usize {
+    let log = node.state_dir.parent().map(|d| d.join("daemon.log"));
+    log.and_then(|l| std::fs::read_to_string(l).ok())
+        .unwrap_or_default()
+        .matches("renewed this node's certificate")
+        .count()
+}
+
+/// Waits until port `port` on every node of `nodes` answers from exactly
+/// the hostnames in `want`, asked from `client`.
+fn wait_mesh(
+    lab: &Lab,
+    nodes: &[&shoal_netns_tests::SwarmNode],
+    client: &shoal_netns_tests::Host,
+    port: u16,
+    want: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    for node in nodes {
+        let to = std::net::SocketAddrV4::new(node.host.underlay, port);
+        let mut last = std::collections::BTreeMap::new();
+        wait_until(&format!("{to} to answer from {want:?}"), T, || {
+            let (seen, _) = shoal_netns_tests::whoami_spray(
+                lab,
+                &client.netns,
+                to,
+                20,
+                std::time::Duration::from_secs(2),
+            );
+            last = seen.clone();
+            (seen.keys().cloned().collect::<std::collections::BTreeSet<_>>() == *want)
+                .then_some(())
+        })
+        .with_context(|| format!("last answers: {last:?}"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_swarm_with_certificates_of_seconds_runs_through_several_lifetimes() -> Result<()> {
+    use std::time::{Duration, Instant};
+    const LIFE: Duration = Duration::from_secs(8);
+    let mut lab = Lab::new("trust-expiry")?;
+    let started = Instant::now();
+    let swarm = shoal_netns_tests::swarm::form_with(&mut lab, 3, 2, &[], &["--cert-expiry", "8s"])?;
+    wait_converged(&swarm, &[0], 5)?;
+    let client = lab.add_host("client")?;
+    let m1 = &swarm.nodes[0];
+    let info: serde_json::Value = serde_json::from_str(&m1.shoal_ok(&["info", "--format", "json"])?)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let expiry = info["cert_expiry"].as_u64().context("info shows the certificate expiry")?;
+    assert!(expiry <= now + LIFE.as_secs(), "{expiry} vs now {now}: not 8 s");
+
+    m1.shoal_ok(&["network", "create", "-d", "overlay", "skynet"])?;
+    let out = m1.shoal_ok(&[
+        "service", "create", "--name", "http", "--network", "skynet", "--replicas", "2", "-p",
+        "80:80", "--", "shoal", "whoami", "--port", "80",
+    ])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let nodes: Vec<&shoal_netns_tests::SwarmNode> = swarm.nodes.iter().collect();
+    let mut scale = [5, 3, 4].into_iter().cycle();
+    // Keep changing the service and checking the mesh on every node until
+    // three lifetimes have passed.
+    while started.elapsed() < LIFE * 3 + Duration::from_secs(2) {
+        let replicas = scale.next().unwrap_or(3);
+        let out = swarm.nodes[1].shoal_ok(&["service", "scale", &format!("http={replicas}")])?;
+        assert!(out.contains("verify: Service converged"), "{out}");
+        let tasks = shoal_netns_tests::swarm::running_tasks(m1, "http")?;
+        assert_eq!(tasks.len(), replicas, "{tasks:?}");
+        let want = tasks.keys().cloned().collect();
+        wait_mesh(&lab, &nodes, &client, 80, &want).with_context(|| logs(&swarm))?;
+    }
+    for node in &swarm.nodes {
+        let n = renewals(node);
+        assert!(n >= 3, "{} renewed {n} times in {:?}\n{}", node.host.name, started.elapsed(), logs(&swarm));
+        let i: serde_json::Value = serde_json::from_str(&node.shoal_ok(&["info", "--format", "json"])?)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        assert!(i["cert_expiry"].as_u64().is_some_and(|e| e >= now), "{}: {i}", node.host.name);
+    }
+    // node inspect shows what the state recorded.
+    let inspect: serde_json::Value = serde_json::from_str(&m1.shoal_ok(&["node", "inspect", "w1"])?)?;
+    let recorded = inspect[0]["cert_expiry"].as_u64().context("node inspect shows the expiry")?;
+    assert!(recorded > expiry + LIFE.as_secs(), "renewed since {expiry}: {inspect}");
+
+    // A longer lifetime applies from the next renewals on.
+    m1.shoal_ok(&["swarm", "update", "--cert-expiry", "1h"])?;
+    wait_until("every node to hold a certificate of an hour", T, || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        swarm.nodes.iter().all(|n| {
+            n.shoal_ok(&["info", "--format", "json"])
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["cert_expiry"].as_u64())
+                .is_some_and(|e| e > now + 1800)
+        })
+        .then_some(())
+    })
+    .with_context(|| logs(&swarm))?;
+
+    // A node joins at the end, and the mesh answers on it too.
+    let w3 = lab.add_host("w3")?;
+    let w3 = lab.start_swarm_node(&w3, &[])?;
+    let out = w3.shoal_ok(&["swarm", "join", "--token", &worker_token(m1)?, &addr(m1)])?;
+    assert!(out.contains("as a worker"), "{out}");
+    wait_converged(&swarm, &[0], 6)?;
+    let tasks = shoal_netns_tests::swarm::running_tasks(m1, "http")?;
+    let want = tasks.keys().cloned().collect();
+    wait_mesh(&lab, &[&w3], &client, 80, &want).with_context(|| logs(&swarm))?;
+    Ok(())
+}

@@ -33,6 +33,9 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         println!("  {m}");
     }
     println!(" Leader: {}", or_dash(info.leader.map(|l| l.to_string())));
+    if let Some(at) = info.cert_expiry {
+        println!(" Node certificate expiry: {}", super::expires_in(at));
+    }
     if let Some(raft) = &info.raft {
         println!(" Raft:");
         println!("  Term: {}", raft.term);

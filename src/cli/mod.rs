@@ -173,6 +173,30 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(bad)
 }
 
+/// When the Unix time `at` is, from now: `in 89d 23h (unix 1767225600)`,
+/// or `expired 5s ago (...)`.
+pub(crate) fn expires_in(at: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (word, secs) = if at >= now {
+        ("in", at - now)
+    } else {
+        ("expired", now - at)
+    };
+    let span = match secs {
+        s if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    };
+    if word == "in" {
+        format!("in {span} (unix {at})")
+    } else {
+        format!("expired {span} ago (unix {at})")
+    }
+}
+
 /// [`parse_duration`] in milliseconds.
 pub(crate) fn parse_millis(s: &str) -> Result<u64, String> {
     parse_duration(s).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -213,6 +213,9 @@ fn pretty_print(n: &NodeView) {
     println!("Address:\t\t{}", n.addr);
     println!("Gossip address:\t\t{}", n.gossip_addr);
     println!("Engine:\t\t\t{}", n.engine);
+    if let Some(at) = n.cert_expiry {
+        println!("Certificate expiry:\t{}", super::expires_in(at));
+    }
     if !n.labels.is_empty() {
         println!("Labels:");
         for (k, v) in &n.labels {

@@ -2,11 +2,13 @@
 //! docker's words so that Swarm users can follow along.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::Result;
 use shoal_control::Role;
 use shoal_control::swarm::{
-    InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, TokenOptions, TokenReply,
+    InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, SwarmUpdate, TokenOptions,
+    TokenReply,
 };
 
 use crate::client::Daemon;
@@ -25,6 +27,16 @@ enum Command {
         /// --advertise-addr, else the address of its default route).
         #[arg(long, value_name = "IP")]
         advertise_addr: Option<IpAddr>,
+        /// How long node certificates live; nodes renew theirs at about
+        /// two thirds of it.
+        #[arg(long, value_name = "DURATION", default_value = "2160h", value_parser = super::parse_duration)]
+        cert_expiry: Duration,
+    },
+    /// Change the swarm's settings.
+    Update {
+        /// How long node certificates live from their next renewal on.
+        #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+        cert_expiry: Option<Duration>,
     },
     /// Join a swarm as the token says: worker or manager.
     Join {
@@ -78,8 +90,15 @@ const DEFAULT_PORT: u16 = 2377;
 
 pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
     match args.command {
-        Command::Init { advertise_addr } => {
-            let reply: InitReply = daemon.post("/swarm/init", &InitOptions { advertise_addr })?;
+        Command::Init {
+            advertise_addr,
+            cert_expiry,
+        } => {
+            let opts = InitOptions {
+                advertise_addr,
+                cert_expiry: Some(cert_expiry),
+            };
+            let reply: InitReply = daemon.post("/swarm/init", &opts)?;
             println!(
                 "Swarm initialized: current node ({}) is now a manager.\n\nTo add a worker to \
                  this swarm, run the following command:\n\n    shoal swarm join --token {} {}\n\n\
@@ -131,6 +150,13 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     reply.role, reply.token, reply.addr
                 );
             }
+        }
+        Command::Update { cert_expiry } => {
+            if cert_expiry.is_none() {
+                anyhow::bail!("nothing to update; give --cert-expiry DURATION");
+            }
+            let () = daemon.post("/swarm/update", &SwarmUpdate { cert_expiry })?;
+            println!("Swarm updated.");
         }
         Command::Leave { force } => {
             let () = daemon.post("/swarm/leave", &LeaveOptions { force })?;

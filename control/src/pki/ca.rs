@@ -16,8 +16,12 @@ use crate::role::Role;
 
 /// How long the CA is valid: 20 years, Swarm's default.
 pub const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
-/// How long a node certificate is valid: 90 days, Swarm's default.
+/// How long a node certificate is valid unless the cluster says otherwise
+/// (`--cert-expiry`): 90 days, Swarm's default.
 pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The shortest certificate lifetime a cluster may ask for: a node renews
+/// at two thirds of it, and needs a second or so for that.
+pub const MIN_NODE_CERT_VALIDITY: Duration = Duration::from_secs(3);
 /// Certificates start an hour in the past so a node whose clock is a bit
 /// behind the CA's still accepts them.
 const BACKDATE: Duration = Duration::from_secs(3600);
@@ -123,11 +127,24 @@ impl ClusterCa {
 
     /// Signs a certificate for `node_id` in `role` over the public key of
     /// `csr_pem`, valid for [`NODE_CERT_VALIDITY`] from now.
+    pub fn issue(&self, node_id: &NodeId, role: Role, csr_pem: &str) -> Result<NodeCert, PkiError> {
+        self.issue_for(node_id, role, csr_pem, NODE_CERT_VALIDITY)
+    }
+
+    /// [`issue`](Self::issue), valid for `validity` from now (at least
+    /// [`MIN_NODE_CERT_VALIDITY`], at most [`CA_VALIDITY`]).
     ///
     /// Only the CSR's key is used: what the certificate says (id, role,
     /// cluster, usages) is decided here, so a node cannot ask for a role
     /// its token did not grant.
-    pub fn issue(&self, node_id: &NodeId, role: Role, csr_pem: &str) -> Result<NodeCert, PkiError> {
+    pub fn issue_for(
+        &self,
+        node_id: &NodeId,
+        role: Role,
+        csr_pem: &str,
+        validity: Duration,
+    ) -> Result<NodeCert, PkiError> {
+        check_validity(validity)?;
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::BadCsr)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -158,7 +175,7 @@ impl ClusterCa {
         params.use_authority_key_identifier_extension = true;
         let now = SystemTime::now();
         params.not_before = (now - BACKDATE).into();
-        params.not_after = (now + NODE_CERT_VALIDITY).into();
+        params.not_after = (now + validity).into();
         params.serial_number = Some(random_serial()?);
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
@@ -173,6 +190,15 @@ impl fmt::Debug for ClusterCa {
             .field("cluster_name", &self.cluster_name)
             .field("digest", &self.digest())
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether `validity` is a lifetime a node certificate may have.
+pub fn check_validity(validity: Duration) -> Result<(), PkiError> {
+    if (MIN_NODE_CERT_VALIDITY..=CA_VALIDITY).contains(&validity) {
+        Ok(())
+    } else {
+        Err(PkiError::Validity(validity))
     }
 }
 

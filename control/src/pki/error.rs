@@ -62,6 +62,12 @@ pub enum PkiError {
          characters"
     )]
     ClusterName(String),
+    /// A certificate lifetime out of bounds.
+    #[error(
+        "a node certificate cannot live {0:?}: give at least 3s (nodes renew at two thirds of \
+         it) and at most 20 years (the CA's lifetime)"
+    )]
+    Validity(std::time::Duration),
     /// No randomness for keys or serial numbers.
     #[error(transparent)]
     Random(#[from] RandomError),

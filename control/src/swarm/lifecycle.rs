@@ -7,17 +7,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::files::{Identity, NodeRecord, SwarmDir};
 use super::member::{Member, Start};
 use super::rpc::{JoinRequest, JoinResponse, VoterRequest};
 use super::view::find_node;
 use super::{
-    InitReply, JoinOptions, JoinReply, NodeChange, SwarmConfig, SwarmError, TokenOptions,
-    TokenReply,
+    InitReply, JoinOptions, JoinReply, NodeChange, SwarmConfig, SwarmError, SwarmUpdate,
+    TokenOptions, TokenReply,
 };
 use crate::api;
-use crate::pki::{ClusterCa, JoinToken, NodeCert, NodeKey, Tokens};
+use crate::pki::{ClusterCa, JoinToken, NODE_CERT_VALIDITY, NodeCert, NodeKey, Tokens, check_validity};
 use crate::state::{
     Availability, CertRecord, ClusterState, Command, Node, NodeStatus, NodeUpdate, SecretBytes,
 };
@@ -27,6 +28,8 @@ const SECRET_TOKENS: &str = "swarm-tokens";
 const SECRET_CA_CERT: &str = "swarm-ca-cert";
 const SECRET_CA_KEY: &str = "swarm-ca-key";
 const SECRET_CLUSTER_ID: &str = "swarm-cluster-id";
+/// How long node certificates live, in seconds (`--cert-expiry`).
+const SECRET_CERT_EXPIRY: &str = "swarm-cert-expiry";
 /// The organization in every certificate of the cluster.
 const CLUSTER_NAME: &str = "shoal";
 
@@ -51,6 +54,14 @@ pub(super) fn cluster_ca(state: &ClusterState) -> Result<ClusterCa, String> {
         secret_text(state, SECRET_CA_KEY)?,
     )
     .map_err(|e| e.to_string())
+}
+
+/// How long the certificates issued now live, from the state.
+pub(super) fn cert_expiry(state: &ClusterState) -> Duration {
+    secret_text(state, SECRET_CERT_EXPIRY)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(NODE_CERT_VALIDITY, Duration::from_secs)
 }
 
 /// The join tokens, from the state.
@@ -100,6 +111,7 @@ pub(in crate::swarm) async fn init(
     dir: SwarmDir,
     addr: SocketAddr,
     gossip_addr: SocketAddr,
+    cert_expiry: Duration,
 ) -> Result<(Arc<Member>, InitReply), SwarmError> {
     let ca = ClusterCa::generate(CLUSTER_NAME)?;
     let tokens = Tokens::generate(ca.digest())?;
@@ -108,7 +120,12 @@ pub(in crate::swarm) async fn init(
         .map_err(|e| SwarmError::Refused(e.to_string()))?
         .to_string();
     let key = NodeKey::generate()?;
-    let cert = ca.issue(&node_id, Role::Manager, &key.csr_pem(&node_id)?)?;
+    let cert = ca.issue_for(
+        &node_id,
+        Role::Manager,
+        &key.csr_pem(&node_id)?,
+        cert_expiry,
+    )?;
     let first = node_record(
         config,
         node_id.clone(),
@@ -139,6 +156,7 @@ pub(in crate::swarm) async fn init(
             secret(SECRET_CLUSTER_ID, cluster_id.clone()),
             secret(SECRET_CA_CERT, ca.cert_pem()),
             secret(SECRET_CA_KEY, ca.key_pem()),
+            secret(SECRET_CERT_EXPIRY, cert_expiry.as_secs().to_string()),
             secret(
                 SECRET_TOKENS,
                 serde_json::to_vec(&tokens).map_err(|e| SwarmError::Refused(e.to_string()))?,
@@ -270,7 +288,7 @@ impl Member {
         }
         let ca = cluster_ca(state)?;
         let cert = ca
-            .issue(&req.node_id, role, &req.csr_pem)
+            .issue_for(&req.node_id, role, &req.csr_pem, cert_expiry(state))
             .map_err(|e| e.to_string())?;
         let node = Node {
             id: req.node_id.clone(),
@@ -313,7 +331,9 @@ impl Member {
             .map(|n| n.role)
             .ok_or_else(|| format!("node `{node}` is not a member of this swarm"))?;
         let ca = cluster_ca(&state)?;
-        let cert = ca.issue(node, role, csr).map_err(|e| e.to_string())?;
+        let cert = ca
+            .issue_for(node, role, csr, cert_expiry(&state))
+            .map_err(|e| e.to_string())?;
         self.write(Command::UpdateNode {
             id: node.clone(),
             update: NodeUpdate {
@@ -341,6 +361,17 @@ impl Member {
              asking: check `shoal node ls` on a manager"
                 .into(),
         ))
+    }
+
+    /// `swarm update`.
+    pub(super) async fn update_swarm(&self, opts: SwarmUpdate) -> Result<(), SwarmError> {
+        if let Some(expiry) = opts.cert_expiry {
+            check_validity(expiry)?;
+            self.write(secret(SECRET_CERT_EXPIRY, expiry.as_secs().to_string()))
+                .await?;
+            tracing::info!("node certificates now live {expiry:?} from their next renewal");
+        }
+        Ok(())
     }
 
     /// `swarm join-token`.

@@ -91,6 +91,11 @@ impl Credentials {
         self.read().cert.role()
     }
 
+    /// When the certificate expires.
+    pub(super) fn not_after(&self) -> SystemTime {
+        self.read().cert.not_after()
+    }
+
     fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, SwarmError> {
         let c = self.read();
         api::server_config(&c.ca, &c.cert, &c.key).map_err(api_error)
@@ -151,6 +156,9 @@ pub(super) struct Member {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     agent: tokio::sync::Mutex<Option<Agent>>,
     channels: Channels,
+    /// Held while the certificate is renewed (by the schedule, or for a
+    /// role change).
+    renewing: tokio::sync::Mutex<()>,
     /// Set when the member leaves on its own (removed from the swarm).
     pub(super) removed: watch::Sender<bool>,
 }
@@ -214,6 +222,7 @@ impl Member {
             tasks: Mutex::new(Vec::new()),
             agent: tokio::sync::Mutex::new(None),
             channels,
+            renewing: tokio::sync::Mutex::new(()),
             removed: watch::channel(false).0,
         });
         let server = {
@@ -236,6 +245,7 @@ impl Member {
         member.spawn(tokio::spawn(leader::run(member.clone())));
         member.spawn(tokio::spawn(leader::orchestrate(member.clone())));
         member.spawn(tokio::spawn(follow_self(member.clone())));
+        member.spawn(tokio::spawn(renew_when_due(member.clone())));
         match member.start_agent() {
             Ok(agent) => *member.agent.lock().await = Some(agent),
             Err(e) => {
@@ -416,6 +426,7 @@ impl Member {
             leader: live.leader,
             raft,
             dataplane: self.config.dataplane.clone(),
+            cert_expiry: Some(unix_secs(self.creds.not_after())),
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -549,10 +560,10 @@ impl Member {
         }
     }
 
-    /// Gets a certificate for the role the state gives this node, and
-    /// switches the state feed to match.
-    async fn change_role(self: &Arc<Self>, role: Role) -> Result<(), SwarmError> {
-        tracing::info!("this node is now a {role} in the cluster state; renewing its certificate");
+    /// A new certificate for the role the state gives this node, installed:
+    /// the files, the client and the server use it from now on.
+    async fn renew_own(self: &Arc<Self>) -> Result<NodeCert, SwarmError> {
+        let _one_at_a_time = self.renewing.lock().await;
         let csr = self.creds.csr(&self.node_id)?;
         // The leader issues its own; any other node asks a manager, since
         // a demoted manager may no longer write to the state itself.
@@ -576,19 +587,28 @@ impl Member {
             .await?
         };
         let cert = NodeCert::from_pem(&cert_pem)?;
+        self.creds.replace_cert(cert.clone())?;
+        {
+            let c = self.creds.read();
+            self.dir.save_cert(&c.ca, &c.cert)?;
+        }
+        self.server_tls.replace(self.creds.server_config()?);
+        // The state now names the new certificate only.
+        self.channels.clear();
+        Ok(cert)
+    }
+
+    /// Gets a certificate for the role the state gives this node, and
+    /// switches the state feed to match.
+    async fn change_role(self: &Arc<Self>, role: Role) -> Result<(), SwarmError> {
+        tracing::info!("this node is now a {role} in the cluster state; renewing its certificate");
+        let cert = self.renew_own().await?;
         if cert.role() != role {
             return Err(SwarmError::Refused(format!(
                 "asked for a {role} certificate and got a {} one; retrying",
                 cert.role()
             )));
         }
-        self.creds.replace_cert(cert)?;
-        {
-            let c = self.creds.read();
-            self.dir.save_cert(&c.ca, &c.cert)?;
-        }
-        self.server_tls.replace(self.creds.server_config()?);
-        self.channels.clear();
         if role == Role::Worker {
             self.wait_out_of_raft().await;
         }
@@ -718,4 +738,57 @@ async fn follow_self(member: Arc<Member>) {
             return;
         }
     }
+}
+
+/// Renews this node's certificate when about two thirds of what was left
+/// of its life have passed, a little earlier at random so that nodes that
+/// joined together spread their renewals; after a failure it tries again
+/// at two thirds of what is left then, well before the certificate
+/// expires. A role change renews on its own ([`follow_self`]).
+async fn renew_when_due(member: Arc<Member>) {
+    loop {
+        let left = member
+            .creds
+            .not_after()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let wait = left.mul_f64(2.0 / 3.0 - jitter(0.1));
+        tokio::time::sleep(wait.max(RENEW_FLOOR)).await;
+        let role = member.local_state().node(&member.node_id).map(|n| n.role);
+        if role != Some(member.creds.role()) {
+            // Being removed, or changing role: that renews by itself.
+            continue;
+        }
+        let started = tokio::time::Instant::now();
+        match member.renew_own().await {
+            Ok(cert) => tracing::info!(
+                "renewed this node's certificate in {:?}; it expires in {:?}",
+                started.elapsed(),
+                cert.not_after()
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+            ),
+            Err(e) => tracing::warn!(
+                "renewing this node's certificate, which expires in {left:?}: {e}; retrying"
+            ),
+        }
+    }
+}
+
+/// The least time between two renewal attempts.
+const RENEW_FLOOR: Duration = Duration::from_millis(200);
+
+/// A random fraction in `[0, max)`.
+fn jitter(max: f64) -> f64 {
+    let mut b = [0u8; 2];
+    if crate::ids::random_bytes(&mut b).is_err() {
+        return 0.0;
+    }
+    f64::from(u16::from_le_bytes(b)) / 65536.0 * max
+}
+
+/// `t` in seconds since the Unix epoch.
+pub(super) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -40,6 +40,8 @@ struct MemberMetrics {
     gossip_members: usize,
     nodes: BTreeMap<(Role, &'static str), i64>,
     tasks: BTreeMap<TaskState, i64>,
+    /// When this node's certificate expires, Unix seconds.
+    cert_expiry: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +131,7 @@ impl Swarm {
                 gossip_members,
                 nodes: count_nodes(&state),
                 tasks: count_tasks(state.tasks().values().map(|t| t.state)),
+                cert_expiry: super::member::unix_secs(member.creds.not_after()),
             }),
         }
     }
@@ -201,6 +204,11 @@ impl SwarmMetrics {
                 );
             }
         }
+        r.register(
+            "cert_expiry_timestamp_seconds",
+            "When this node's certificate expires (Unix time); it renews itself at about two thirds of its life",
+            gauge(m.cert_expiry),
+        );
         r.register(
             "gossip_members",
             "Swarm members gossip sees alive, this node included",

@@ -48,8 +48,8 @@ pub use logs::{LogsRequest, TaskLog};
 pub use metrics::SwarmMetrics;
 pub use networks::{NetworkOptions, NetworkView};
 pub use ops::{
-    InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange, TokenOptions,
-    TokenReply,
+    InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange, SwarmUpdate,
+    TokenOptions, TokenReply,
 };
 pub use services::{
     Policies, ServiceChange, ServiceOptions, ServiceView, TaskView, UpdateOptions, parse_publish,
@@ -172,11 +172,16 @@ impl Swarm {
             return Err(SwarmError::AlreadyInSwarm);
         }
         let (addr, gossip_addr) = self.inner.config.advertised(opts.advertise_addr)?;
+        let cert_expiry = opts
+            .cert_expiry
+            .unwrap_or(crate::pki::NODE_CERT_VALIDITY);
+        crate::pki::check_validity(cert_expiry)?;
         let (member, reply) = member::init(
             &self.inner.config,
             self.inner.dir.clone(),
             addr,
             gossip_addr,
+            cert_expiry,
         )
         .await?;
         *self.inner.member.write().await = Some(member);
@@ -200,6 +205,11 @@ impl Swarm {
         .await?;
         *self.inner.member.write().await = Some(member);
         Ok(reply)
+    }
+
+    /// `shoal swarm update`.
+    pub async fn update(&self, opts: SwarmUpdate) -> Result<(), SwarmError> {
+        self.member().await?.update_swarm(opts).await
     }
 
     /// `shoal swarm join-token`.
@@ -371,6 +381,7 @@ impl Swarm {
                 leader: None,
                 raft: None,
                 dataplane: self.inner.config.dataplane.clone(),
+                cert_expiry: None,
                 version: env!("CARGO_PKG_VERSION").into(),
             },
         }

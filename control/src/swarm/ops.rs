@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,17 @@ use crate::{NodeId, Role};
 pub struct InitOptions {
     /// The address other nodes reach this one at (default: the daemon's).
     pub advertise_addr: Option<IpAddr>,
+    /// How long node certificates live (default 90 days).
+    #[serde(default)]
+    pub cert_expiry: Option<Duration>,
+}
+
+/// `shoal swarm update`: the cluster-wide settings to change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SwarmUpdate {
+    /// How long node certificates live from their next renewal on.
+    pub cert_expiry: Option<Duration>,
 }
 
 /// What `swarm init` made.

@@ -44,6 +44,10 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     /// What runs its tasks.
     pub engine: String,
+    /// When its current certificate expires (Unix seconds), as recorded
+    /// when it was issued.
+    #[serde(default)]
+    pub cert_expiry: Option<u64>,
     /// True for the node the command ran on (`*` in listings).
     pub is_self: bool,
 }
@@ -84,6 +88,7 @@ impl NodeView {
             gossip_addr: node.gossip_addr,
             labels: node.labels.clone(),
             engine: node.engine.clone(),
+            cert_expiry: node.cert.as_ref().map(|c| c.not_after_ms / 1000),
             is_self: live.me.as_ref() == Some(&node.id),
         }
     }
@@ -166,6 +171,10 @@ pub struct Info {
     pub raft: Option<RaftInfo>,
     /// The data-plane engine in use, and why.
     pub dataplane: String,
+    /// When this node's certificate expires (Unix seconds); it renews
+    /// itself at about two thirds of its life.
+    #[serde(default)]
+    pub cert_expiry: Option<u64>,
     /// The daemon's version.
     #[serde(default)]
     pub version: String,

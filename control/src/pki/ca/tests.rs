@@ -30,6 +30,24 @@ fn issues_certificates_that_name_node_and_role() {
 }
 
 #[test]
+fn certificates_live_as_long_as_asked_within_bounds() {
+    let ca = ClusterCa::generate("prod").unwrap();
+    let key = NodeKey::generate().unwrap();
+    let csr = key.csr_pem(&node("n1")).unwrap();
+    let cert = ca
+        .issue_for(&node("n1"), Role::Worker, &csr, Duration::from_secs(10))
+        .unwrap();
+    let left = cert.not_after().duration_since(SystemTime::now()).unwrap();
+    assert!(left <= Duration::from_secs(10) && left > Duration::from_secs(8), "{left:?}");
+    for bad in [Duration::ZERO, Duration::from_secs(2), CA_VALIDITY * 2] {
+        let err = ca
+            .issue_for(&node("n1"), Role::Worker, &csr, bad)
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 3s"), "{err}");
+    }
+}
+
+#[test]
 fn the_ca_decides_the_identity_not_the_csr() {
     let ca = ClusterCa::generate("prod").unwrap();
     let csr = NodeKey::generate()

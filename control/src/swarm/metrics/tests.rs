@@ -23,6 +23,7 @@ fn member(role: Role, raft: Option<RaftMetrics>) -> SwarmMetrics {
             gossip_members: 2,
             nodes: count_nodes(&state),
             tasks: count_tasks(tasks.into_iter()),
+            cert_expiry: 1_767_225_600,
         }),
     }
 }
@@ -51,6 +52,7 @@ fn counts_nodes_by_role_and_status_and_tasks_by_state_with_zeros() {
         r#"shoal_tasks{state="failed"} 1"#,
         r#"shoal_tasks{state="pending"} 0"#,
         "shoal_gossip_members 2",
+        "shoal_cert_expiry_timestamp_seconds 1767225600",
         "shoal_swarm_manager 0",
         r#"shoal_swarm_node_info{node_id="w1",role="worker"} 1"#,
     ] {

@@ -57,6 +57,10 @@ struct TestManager {
 
 impl TestManager {
     async fn init() -> TestManager {
+        TestManager::init_with(None).await
+    }
+
+    async fn init_with(cert_expiry: Option<Duration>) -> TestManager {
         let dir = tempfile::tempdir().unwrap();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
         let config = SwarmConfig {
@@ -73,6 +77,7 @@ impl TestManager {
         swarm
             .init(InitOptions {
                 advertise_addr: None,
+                cert_expiry,
             })
             .await
             .unwrap();
@@ -464,5 +469,35 @@ async fn a_bad_or_rotated_token_is_refused_without_a_raft_read() {
     let before = m.reads().await;
     join(good).await.unwrap();
     assert_eq!(m.reads().await - before, 1);
+    m.swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_renews_its_own_certificate_before_it_expires() {
+    let m = TestManager::init_with(Some(Duration::from_secs(3))).await;
+    let first = m.own().cert;
+    let left = first
+        .not_after()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(left <= Duration::from_secs(3), "{left:?}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let now = m.own().cert;
+    assert_ne!(now.serial(), first.serial(), "not renewed");
+    assert!(now.not_after() > std::time::SystemTime::now(), "it expired");
+    let recorded = m.state().await.node(&m.own().id).unwrap().cert.clone().unwrap();
+    assert_eq!(recorded.serial, now.serial(), "the state names the new one");
+    // And its own calls work with it.
+    m.own().client(m.addr).await.read_state(Empty {}).await.unwrap();
+
+    let err = m
+        .swarm
+        .update(super::super::SwarmUpdate {
+            cert_expiry: Some(Duration::from_secs(1)),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 3s"), "{err}");
+    assert_eq!(err.to_string().lines().count(), 1);
     m.swarm.shutdown().await;
 }
