@@ -79,8 +79,11 @@ impl ClientOptions {
             target: target.clone(),
             source,
         };
-        let mut endpoint =
-            Endpoint::from_shared(format!("http://{addr}")).map_err(channel_error)?;
+        let mut endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(channel_error)?
+            .http2_keep_alive_interval(super::keepalive::PING_INTERVAL)
+            .keep_alive_timeout(super::keepalive::PING_TIMEOUT)
+            .keep_alive_while_idle(true);
         if let Some(timeout) = self.request_timeout {
             endpoint = endpoint.timeout(timeout);
         }

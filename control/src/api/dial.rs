@@ -75,6 +75,7 @@ impl Dialer {
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(server = %self.target, "could not set TCP_NODELAY: {e}");
         }
+        super::keepalive::tcp(&tcp);
         let mut stream = self
             .tls
             .connect(self.name.clone(), tcp)

@@ -100,6 +100,8 @@ where
     S::Future: Send + 'static,
 {
     Server::builder()
+        .http2_keepalive_interval(Some(super::keepalive::PING_INTERVAL))
+        .http2_keepalive_timeout(Some(super::keepalive::PING_TIMEOUT))
         .serve_with_incoming_shutdown(service, TlsIncoming::new(listener, tls), shutdown)
         .await
         .map_err(ApiError::Serve)
@@ -132,6 +134,7 @@ async fn handshake(
     if let Err(e) = tcp.set_nodelay(true) {
         debug!(%addr, "could not set TCP_NODELAY: {e}");
     }
+    super::keepalive::tcp(&tcp);
     let accept = TlsAcceptor::from(config).accept(tcp);
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(stream)) => stream,
