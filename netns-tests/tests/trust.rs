@@ -11,9 +11,7 @@ use shoal_control::api::{self, client_config};
 use shoal_control::state::ClusterState;
 use shoal_control::swarm::files::SwarmDir;
 use shoal_control::swarm::rpc::Empty;
-use shoal_netns_tests::swarm::{
-    T, addr, form, logs, manager_token, wait_converged, worker_token,
-};
+use shoal_netns_tests::swarm::{T, addr, form, logs, manager_token, wait_converged, worker_token};
 use shoal_netns_tests::{Lab, wait_until};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -132,8 +130,8 @@ fn wider_than_private(dir: &Path) -> Result<(Vec<String>, usize)> {
     let mut checked = 0;
     let mut todo = vec![dir.to_path_buf()];
     while let Some(path) = todo.pop() {
-        let meta = std::fs::symlink_metadata(&path)
-            .with_context(|| format!("stat {}", path.display()))?;
+        let meta =
+            std::fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
         let mode = meta.permissions().mode() & 0o7777;
         let kind = meta.file_type();
         checked += 1;
@@ -164,7 +162,15 @@ fn state_directories_are_private_and_tightened_on_start() -> Result<()> {
     wait_converged(&swarm, &[0], 2)?;
     // A task on every node, so that task logs exist.
     let out = swarm.nodes[0].shoal_ok(&[
-        "service", "create", "--name", "agent", "--mode", "global", "--", "sh", "-c",
+        "service",
+        "create",
+        "--name",
+        "agent",
+        "--mode",
+        "global",
+        "--",
+        "sh",
+        "-c",
         "echo up; sleep 1000",
     ])?;
     assert!(out.contains("verify: Service converged"), "{out}");
@@ -235,8 +241,11 @@ fn save_credentials(node: &shoal_netns_tests::SwarmNode, to: &Path) -> Result<Pa
     let dir = to.join(&node.host.name);
     std::fs::create_dir_all(dir.join("swarm"))?;
     for f in ["node.json", "ca.pem", "node.pem", "node-key.pem"] {
-        std::fs::copy(node.state_dir.join("swarm").join(f), dir.join("swarm").join(f))
-            .with_context(|| format!("copying {f} of {}", node.host.name))?;
+        std::fs::copy(
+            node.state_dir.join("swarm").join(f),
+            dir.join("swarm").join(f),
+        )
+        .with_context(|| format!("copying {f} of {}", node.host.name))?;
     }
     Ok(dir)
 }
@@ -465,7 +474,11 @@ fn wait_mesh(
                 std::time::Duration::from_secs(2),
             );
             last = seen.clone();
-            (seen.keys().cloned().collect::<std::collections::BTreeSet<_>>() == *want)
+            (seen
+                .keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                == *want)
                 .then_some(())
         })
         .with_context(|| format!("last answers: {last:?}"))?;
@@ -483,15 +496,36 @@ fn a_swarm_with_certificates_of_seconds_runs_through_several_lifetimes() -> Resu
     wait_converged(&swarm, &[0], 5)?;
     let client = lab.add_host("client")?;
     let m1 = &swarm.nodes[0];
-    let info: serde_json::Value = serde_json::from_str(&m1.shoal_ok(&["info", "--format", "json"])?)?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let expiry = info["cert_expiry"].as_u64().context("info shows the certificate expiry")?;
-    assert!(expiry <= now + LIFE.as_secs(), "{expiry} vs now {now}: not 8 s");
+    let info: serde_json::Value =
+        serde_json::from_str(&m1.shoal_ok(&["info", "--format", "json"])?)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let expiry = info["cert_expiry"]
+        .as_u64()
+        .context("info shows the certificate expiry")?;
+    assert!(
+        expiry <= now + LIFE.as_secs(),
+        "{expiry} vs now {now}: not 8 s"
+    );
 
     m1.shoal_ok(&["network", "create", "-d", "overlay", "skynet"])?;
     let out = m1.shoal_ok(&[
-        "service", "create", "--name", "http", "--network", "skynet", "--replicas", "2", "-p",
-        "80:80", "--", "shoal", "whoami", "--port", "80",
+        "service",
+        "create",
+        "--name",
+        "http",
+        "--network",
+        "skynet",
+        "--replicas",
+        "2",
+        "-p",
+        "80:80",
+        "--",
+        "shoal",
+        "whoami",
+        "--port",
+        "80",
     ])?;
     assert!(out.contains("verify: Service converged"), "{out}");
     let nodes: Vec<&shoal_netns_tests::SwarmNode> = swarm.nodes.iter().collect();
@@ -509,28 +543,53 @@ fn a_swarm_with_certificates_of_seconds_runs_through_several_lifetimes() -> Resu
     }
     for node in &swarm.nodes {
         let n = renewals(node);
-        assert!(n >= 3, "{} renewed {n} times in {:?}\n{}", node.host.name, started.elapsed(), logs(&swarm));
-        let i: serde_json::Value = serde_json::from_str(&node.shoal_ok(&["info", "--format", "json"])?)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-        assert!(i["cert_expiry"].as_u64().is_some_and(|e| e >= now), "{}: {i}", node.host.name);
+        assert!(
+            n >= 3,
+            "{} renewed {n} times in {:?}\n{}",
+            node.host.name,
+            started.elapsed(),
+            logs(&swarm)
+        );
+        let i: serde_json::Value =
+            serde_json::from_str(&node.shoal_ok(&["info", "--format", "json"])?)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        assert!(
+            i["cert_expiry"].as_u64().is_some_and(|e| e >= now),
+            "{}: {i}",
+            node.host.name
+        );
     }
     // node inspect shows what the state recorded.
-    let inspect: serde_json::Value = serde_json::from_str(&m1.shoal_ok(&["node", "inspect", "w1"])?)?;
-    let recorded = inspect[0]["cert_expiry"].as_u64().context("node inspect shows the expiry")?;
-    assert!(recorded > expiry + LIFE.as_secs(), "renewed since {expiry}: {inspect}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&m1.shoal_ok(&["node", "inspect", "w1"])?)?;
+    let recorded = inspect[0]["cert_expiry"]
+        .as_u64()
+        .context("node inspect shows the expiry")?;
+    assert!(
+        recorded > expiry + LIFE.as_secs(),
+        "renewed since {expiry}: {inspect}"
+    );
 
     // A longer lifetime applies from the next renewals on.
     m1.shoal_ok(&["swarm", "update", "--cert-expiry", "1h"])?;
     wait_until("every node to hold a certificate of an hour", T, || {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-        swarm.nodes.iter().all(|n| {
-            n.shoal_ok(&["info", "--format", "json"])
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["cert_expiry"].as_u64())
-                .is_some_and(|e| e > now + 1800)
-        })
-        .then_some(())
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        swarm
+            .nodes
+            .iter()
+            .all(|n| {
+                n.shoal_ok(&["info", "--format", "json"])
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .and_then(|v| v["cert_expiry"].as_u64())
+                    .is_some_and(|e| e > now + 1800)
+            })
+            .then_some(())
     })
     .with_context(|| logs(&swarm))?;
 
@@ -543,5 +602,98 @@ fn a_swarm_with_certificates_of_seconds_runs_through_several_lifetimes() -> Resu
     let tasks = shoal_netns_tests::swarm::running_tasks(m1, "http")?;
     let want = tasks.keys().cloned().collect();
     wait_mesh(&lab, &[&w3], &client, 80, &want).with_context(|| logs(&swarm))?;
+    Ok(())
+}
+
+/// Running tasks in `node`'s own copy of the state, from its `/metrics`.
+fn running_seen_by(node: &shoal_netns_tests::SwarmNode) -> Option<f64> {
+    let text = node.get("/metrics").ok()?;
+    shoal_netns_tests::openmetrics::Exposition::parse(&text)
+        .ok()?
+        .get("shoal_tasks", &[("state", "running")])
+}
+
+/// Drops, inside `host`, every packet to or from the hosts `cut` (no FIN,
+/// no RST: as if they lost power), replacing what the last call dropped.
+fn drop_traffic(
+    lab: &Lab,
+    host: &shoal_netns_tests::Host,
+    cut: &[&shoal_netns_tests::Host],
+) -> Result<()> {
+    let mut script =
+        String::from("table inet trust\ndelete table inet trust\ntable inet trust {\n");
+    let addrs: Vec<String> = cut.iter().map(|h| h.underlay.to_string()).collect();
+    let set = if addrs.is_empty() {
+        String::new()
+    } else {
+        format!("{{ {} }}", addrs.join(", "))
+    };
+    script.push_str("  chain in { type filter hook input priority 0; policy accept;\n");
+    if !set.is_empty() {
+        script.push_str(&format!("    ip saddr {set} drop\n"));
+    }
+    script.push_str("  }\n  chain out { type filter hook output priority 0; policy accept;\n");
+    if !set.is_empty() {
+        script.push_str(&format!("    ip daddr {set} drop\n"));
+    }
+    script.push_str("  }\n}\n");
+    let file = lab.dir().join(format!("nft-{}.conf", host.name));
+    std::fs::write(&file, script)?;
+    lab.run_ok(&host.netns, &["nft", "-f", &file.display().to_string()])?;
+    Ok(())
+}
+
+#[test]
+fn a_worker_whose_manager_goes_silent_follows_another_within_ten_seconds() -> Result<()> {
+    use std::time::{Duration, Instant};
+    let mut lab = Lab::new("trust-silent")?;
+    let swarm = form(&mut lab, 3, 1, &[])?;
+    wait_converged(&swarm, &[0], 4)?;
+    let (m1, m2, m3, w1) = (
+        &swarm.nodes[0],
+        &swarm.nodes[1],
+        &swarm.nodes[2],
+        &swarm.nodes[3],
+    );
+    m1.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "idle",
+        "--replicas",
+        "1",
+        "--constraint",
+        "node.role==manager",
+        "--",
+        "sleep",
+        "1000",
+    ])?;
+    let seen = |n: f64, within: Duration| -> Result<()> {
+        wait_until(&format!("w1 to see {n} running tasks"), within, || {
+            (running_seen_by(w1) == Some(n)).then_some(())
+        })
+        .with_context(|| logs(&swarm))
+        .map(drop)
+    };
+    seen(1.0, T)?;
+
+    // w1 can reach m1 only, so it streams from m1.
+    drop_traffic(&lab, &w1.host, &[&m2.host, &m3.host])?;
+    m1.shoal_ok(&["service", "scale", "idle=2"])?;
+    seen(2.0, T)?;
+
+    // m1 goes silent for w1; a change made on m2 reaches w1 anyway.
+    drop_traffic(&lab, &w1.host, &[&m1.host])?;
+    let change = Instant::now();
+    m2.shoal_ok(&["service", "scale", "--detach", "idle=3"])?;
+    seen(
+        3.0,
+        Duration::from_secs(10).saturating_sub(change.elapsed()),
+    )?;
+    eprintln!(
+        "w1 followed another manager {:?} after the change",
+        change.elapsed()
+    );
+    drop_traffic(&lab, &w1.host, &[])?;
     Ok(())
 }

@@ -16,9 +16,7 @@ mod node_cert;
 mod node_key;
 mod token;
 
-pub use ca::{
-    CA_VALIDITY, ClusterCa, MIN_NODE_CERT_VALIDITY, NODE_CERT_VALIDITY, check_validity,
-};
+pub use ca::{CA_VALIDITY, ClusterCa, MIN_NODE_CERT_VALIDITY, NODE_CERT_VALIDITY, check_validity};
 pub use digest::{CaCertificate, CaDigest};
 pub use error::PkiError;
 pub use files::write_private;

@@ -27,8 +27,8 @@ pub use command::{Command, NetworkSpec, NodeUpdate, Outcome, SecretBytes, TaskUp
 pub use error::StateError;
 pub use ipam::Ipam;
 pub use model::{
-    Availability, CertRecord, DesiredState, EndpointMode, Network, Node, NodeStatus, PortConfig, Protocol,
-    PublishMode, Service, ServiceMode, ServiceSpec, Task, TaskState,
+    Availability, CertRecord, DesiredState, EndpointMode, Network, Node, NodeStatus, PortConfig,
+    Protocol, PublishMode, Service, ServiceMode, ServiceSpec, Task, TaskState,
 };
 pub use policy::{
     FailureAction, HealthCheck, RestartCondition, RestartPolicy, TaskHealth, UpdateConfig,

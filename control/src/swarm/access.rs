@@ -125,8 +125,14 @@ mod tests {
         // A record without a serial (an older cluster) takes any.
         check(&s, &caller("m1", Role::Manager, "77"), WRITE).unwrap();
 
-        refused(check(&s, &caller("w1", Role::Worker, "0b"), WRITE), "is a worker");
-        refused(check(&s, &caller("m2", Role::Manager, "01"), Need::Member), "replaced");
+        refused(
+            check(&s, &caller("w1", Role::Worker, "0b"), WRITE),
+            "is a worker",
+        );
+        refused(
+            check(&s, &caller("m2", Role::Manager, "01"), Need::Member),
+            "replaced",
+        );
 
         // m2 is demoted and renewed: its manager certificate is refused
         // twice over, and its new worker one only for manager calls.
@@ -140,10 +146,19 @@ mod tests {
                 },
             },
         );
-        refused(check(&s, &caller("m2", Role::Manager, "02"), WRITE), "is a worker");
+        refused(
+            check(&s, &caller("m2", Role::Manager, "02"), WRITE),
+            "is a worker",
+        );
         issued(&mut s, "m2", "03");
-        refused(check(&s, &caller("m2", Role::Manager, "02"), WRITE), "replaced");
-        refused(check(&s, &caller("m2", Role::Worker, "03"), WRITE), "worker");
+        refused(
+            check(&s, &caller("m2", Role::Manager, "02"), WRITE),
+            "replaced",
+        );
+        refused(
+            check(&s, &caller("m2", Role::Worker, "03"), WRITE),
+            "worker",
+        );
         check(&s, &caller("m2", Role::Worker, "03"), Need::Member).unwrap();
 
         // A removed node is refused everything.
@@ -154,7 +169,10 @@ mod tests {
                 force: true,
             },
         );
-        refused(check(&s, &caller("w1", Role::Worker, "0b"), Need::Member), "not a member");
+        refused(
+            check(&s, &caller("w1", Role::Worker, "0b"), Need::Member),
+            "not a member",
+        );
     }
 
     #[test]
@@ -166,6 +184,9 @@ mod tests {
         let m3 = caller("m3", Role::Manager, "03");
         check_raft(&[], &m3).unwrap();
         check_raft(&[peer("m1"), peer("m3")], &m3).unwrap();
-        refused(check_raft(&[peer("m1"), peer("m2")], &m3), "not a Raft voter");
+        refused(
+            check_raft(&[peer("m1"), peer("m2")], &m3),
+            "not a Raft voter",
+        );
     }
 }

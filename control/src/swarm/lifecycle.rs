@@ -18,7 +18,9 @@ use super::{
     TokenOptions, TokenReply,
 };
 use crate::api;
-use crate::pki::{ClusterCa, JoinToken, NODE_CERT_VALIDITY, NodeCert, NodeKey, Tokens, check_validity};
+use crate::pki::{
+    ClusterCa, JoinToken, NODE_CERT_VALIDITY, NodeCert, NodeKey, Tokens, check_validity,
+};
 use crate::state::{
     Availability, CertRecord, ClusterState, Command, Node, NodeStatus, NodeUpdate, SecretBytes,
 };

@@ -172,9 +172,7 @@ impl Swarm {
             return Err(SwarmError::AlreadyInSwarm);
         }
         let (addr, gossip_addr) = self.inner.config.advertised(opts.advertise_addr)?;
-        let cert_expiry = opts
-            .cert_expiry
-            .unwrap_or(crate::pki::NODE_CERT_VALIDITY);
+        let cert_expiry = opts.cert_expiry.unwrap_or(crate::pki::NODE_CERT_VALIDITY);
         crate::pki::check_validity(cert_expiry)?;
         let (member, reply) = member::init(
             &self.inner.config,

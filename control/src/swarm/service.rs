@@ -315,9 +315,9 @@ impl Cluster for Service {
         let consensus = self.consensus().await?;
         // A voter forwards the leave of the manager that asked it; nobody
         // else may speak for another manager.
-        let forwarded = request.metadata().contains_key(FORWARDED)
+        let speaks_for_another = request.metadata().contains_key(FORWARDED)
             && consensus.voters().iter().any(|p| p.id == caller.node_id);
-        if &caller.node_id != node && !forwarded {
+        if &caller.node_id != node && !speaks_for_another {
             return Err(Status::permission_denied(
                 "a manager can only take itself out of the swarm; use `shoal node demote` for \
                  others",

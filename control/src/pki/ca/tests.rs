@@ -38,7 +38,10 @@ fn certificates_live_as_long_as_asked_within_bounds() {
         .issue_for(&node("n1"), Role::Worker, &csr, Duration::from_secs(10))
         .unwrap();
     let left = cert.not_after().duration_since(SystemTime::now()).unwrap();
-    assert!(left <= Duration::from_secs(10) && left > Duration::from_secs(8), "{left:?}");
+    assert!(
+        left <= Duration::from_secs(10) && left > Duration::from_secs(8),
+        "{left:?}"
+    );
     for bad in [Duration::ZERO, Duration::from_secs(2), CA_VALIDITY * 2] {
         let err = ca
             .issue_for(&node("n1"), Role::Worker, &csr, bad)

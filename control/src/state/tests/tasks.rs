@@ -250,7 +250,10 @@ fn the_redacted_view_drops_every_secret_and_keeps_the_rest() {
     assert_eq!(view.secret_names().count(), 0);
     assert!(view.secret("swarm-ca-key").is_none());
     let json = serde_json::to_string(&view).unwrap();
-    assert!(!json.contains("PRIVATE KEY") && !json.contains("swarm-tokens"), "{json}");
+    assert!(
+        !json.contains("PRIVATE KEY") && !json.contains("swarm-tokens"),
+        "{json}"
+    );
     assert_eq!(view.nodes(), s.nodes());
     assert_eq!(view.networks(), s.networks());
     assert_eq!(view.services(), s.services());

@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::Vote;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use shoal_dataplane::tables::Tables;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -194,7 +194,10 @@ async fn every_call(c: &mut ClusterClient<Channel>, me: &NodeId) -> Vec<(&'stati
         update: NodeUpdate::default(),
     };
     vec![
-        ("Propose", code(c.propose(ProposeRequest { command: harmless }).await)),
+        (
+            "Propose",
+            code(c.propose(ProposeRequest { command: harmless }).await),
+        ),
         ("ReadState", code(c.read_state(Empty {}).await)),
         ("WatchState", code(c.watch_state(Empty {}).await)),
         (
@@ -206,7 +209,10 @@ async fn every_call(c: &mut ClusterClient<Channel>, me: &NodeId) -> Vec<(&'stati
                 .await,
             ),
         ),
-        ("AddVoter", code(c.add_voter(VoterRequest { node: me.clone() }).await)),
+        (
+            "AddVoter",
+            code(c.add_voter(VoterRequest { node: me.clone() }).await),
+        ),
         (
             "TaskLogs",
             code(
@@ -228,8 +234,14 @@ async fn every_call(c: &mut ClusterClient<Channel>, me: &NodeId) -> Vec<(&'stati
                 .await,
             ),
         ),
-        ("Leave", code(c.leave(VoterRequest { node: me.clone() }).await)),
-        ("RaftVote", code(c.raft_vote(VoteRequest::new(vote, None)).await)),
+        (
+            "Leave",
+            code(c.leave(VoterRequest { node: me.clone() }).await),
+        ),
+        (
+            "RaftVote",
+            code(c.raft_vote(VoteRequest::new(vote, None)).await),
+        ),
         (
             "RaftAppend",
             code(
@@ -306,7 +318,9 @@ async fn a_worker_is_streamed_the_state_without_any_secret() {
     let labelled = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let s = stream.message().await.unwrap().unwrap().state;
-            if s.node(&worker.id).is_some_and(|n| n.labels.contains_key("zone")) {
+            if s.node(&worker.id)
+                .is_some_and(|n| n.labels.contains_key("zone"))
+            {
                 return s;
             }
         }
@@ -358,15 +372,21 @@ async fn a_demoted_managers_old_certificate_loses_every_manager_power() {
     denied(c.propose(harmless()).await.map(drop), "Propose");
     denied(c.read_state(Empty {}).await.map(drop), "ReadState");
     denied(
-        c.add_voter(VoterRequest { node: m2.id.clone() })
-            .await
-            .map(drop),
+        c.add_voter(VoterRequest {
+            node: m2.id.clone(),
+        })
+        .await
+        .map(drop),
         "AddVoter",
     );
     let vote = || VoteRequest::new(Vote::new(0, raft_id(&m2.id)), None);
     let err = c.raft_vote(vote()).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "RaftVote: {err:?}");
-    assert!(err.message().contains("not a Raft voter"), "{}", err.message());
+    assert!(
+        err.message().contains("not a Raft voter"),
+        "{}",
+        err.message()
+    );
     // The same vote from a voter reaches Raft.
     let mut voter = own.client(m.addr).await;
     voter
@@ -415,7 +435,10 @@ async fn a_removed_workers_certificate_is_refused_every_call() {
         .iter()
         .filter(|(_, code)| *code != Code::PermissionDenied)
         .collect();
-    assert!(allowed.is_empty(), "a removed node was answered: {allowed:?}");
+    assert!(
+        allowed.is_empty(),
+        "a removed node was answered: {allowed:?}"
+    );
     assert_eq!(after.len(), 11);
     m.swarm.shutdown().await;
 }
@@ -485,10 +508,22 @@ async fn the_leader_renews_its_own_certificate_before_it_expires() {
     let now = m.own().cert;
     assert_ne!(now.serial(), first.serial(), "not renewed");
     assert!(now.not_after() > std::time::SystemTime::now(), "it expired");
-    let recorded = m.state().await.node(&m.own().id).unwrap().cert.clone().unwrap();
+    let recorded = m
+        .state()
+        .await
+        .node(&m.own().id)
+        .unwrap()
+        .cert
+        .clone()
+        .unwrap();
     assert_eq!(recorded.serial, now.serial(), "the state names the new one");
     // And its own calls work with it.
-    m.own().client(m.addr).await.read_state(Empty {}).await.unwrap();
+    m.own()
+        .client(m.addr)
+        .await
+        .read_state(Empty {})
+        .await
+        .unwrap();
 
     let err = m
         .swarm
