@@ -5,7 +5,6 @@ mod cli;
 mod client;
 mod logging;
 mod node_dataplane;
-mod private_dir;
 mod web;
 
 fn main() -> std::process::ExitCode {

@@ -17,7 +17,8 @@
 //! - [`api`]: node-to-node gRPC over mutual TLS;
 //! - [`agent`]: runs this node's tasks and turns the state into this
 //!   node's data-plane tables;
-//! - [`swarm`]: a node's life in the swarm, joining all of the above.
+//! - [`swarm`]: a node's life in the swarm, joining all of the above;
+//! - [`private_dir`]: the state directory's modes (0700/0600).
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod ids;
 pub mod membership;
 pub mod orchestrator;
 pub mod pki;
+pub mod private_dir;
 pub mod role;
 pub mod scheduler;
 pub mod stack;

@@ -125,6 +125,19 @@ impl Swarm {
     /// Starts the node: as the member it was before a restart, or outside
     /// any swarm until `init` or `join`.
     pub async fn start(config: SwarmConfig) -> Result<Swarm, SwarmError> {
+        // Before anything is written: the node's key, and on managers the
+        // CA's, live under the state directory.
+        let tightened =
+            crate::private_dir::claim(&config.state_dir).map_err(|source| SwarmError::Io {
+                path: config.state_dir.clone(),
+                source,
+            })?;
+        if tightened > 0 {
+            tracing::info!(
+                "made {tightened} entries under {} private (0700 folders, 0600 files)",
+                config.state_dir.display()
+            );
+        }
         let dir = SwarmDir::new(&config.state_dir);
         let member = match dir.load()? {
             Some(identity) => {

@@ -1,9 +1,9 @@
 //! The daemon's state directory is private: it holds the node's key, and
 //! on managers the Raft log with the cluster CA's key. Folders are 0700
-//! and files 0600 under it, whoever creates them (the umask is set at
-//! start, so redb's file and task logs get those modes too), and a
-//! directory left by an older daemon with wider modes is tightened on
-//! start.
+//! and files 0600 under it, whoever creates them (the umask is set when
+//! the swarm starts, so redb's file and task logs get those modes too),
+//! and a directory left by an older daemon with wider modes is tightened
+//! then.
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
