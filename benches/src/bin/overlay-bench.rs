@@ -1,5 +1,7 @@
-//! Overlay throughput, shoal vs the kernel's VXLAN on the same two-host
-//! topology in one run: iperf3 TCP (1 and 4 streams) and small-packet UDP.
+//! Overlay throughput, shoal's two engines vs the kernel's VXLAN on the same
+//! two-host topology in one run: iperf3 TCP (1 and 4 streams) and
+//! small-packet UDP. The lab's switch ports behave like a NIC's wire (tx
+//! checksum offload off, GRO on; `netns-tests/src/lab.rs`) for all three.
 //!
 //! `cargo run --release -p shoal-benches --bin overlay-bench [SECONDS]`
 //! (root; build `--bin shoal` in release first).
@@ -26,21 +28,29 @@ fn main() -> Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(300));
             measure(&k.lab, &k.tasks[0], TASK_IPS[1], test, seconds)?
         };
-        let shoal = {
-            let mut s = shoal_pair(&[])?;
+        let shoal = |engine: &str| -> Result<f64> {
+            let mut s = shoal_pair(&["--dataplane", engine])?;
             s.lab.spawn(&s.tasks[1].clone(), &["iperf3", "-s"])?;
             std::thread::sleep(std::time::Duration::from_millis(300));
-            measure(&s.lab, &s.tasks[0], TASK_IPS[1], test, seconds)?
+            measure(&s.lab, &s.tasks[0], TASK_IPS[1], test, seconds)
         };
-        eprintln!("{}: kernel {kernel:.2}, shoal {shoal:.2}", test.label());
-        rows.push((test.label(), kernel, shoal));
+        let userspace = shoal("userspace")?;
+        let ebpf = shoal("ebpf")?;
+        eprintln!(
+            "{}: kernel {kernel:.2}, userspace {userspace:.2}, ebpf {ebpf:.2}",
+            test.label()
+        );
+        rows.push((test.label(), kernel, userspace, ebpf));
     }
-    println!("| overlay, 2 hosts, {seconds} s per run | kernel VXLAN | shoal userspace | ratio |");
-    println!("|---|---:|---:|---:|");
-    for (label, kernel, shoal) in rows {
+    println!(
+        "| overlay, 2 hosts, {seconds} s per run | kernel VXLAN | shoal userspace | ratio | shoal ebpf | ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (label, kernel, userspace, ebpf) in rows {
         println!(
-            "| {label} | {kernel:.2} | {shoal:.2} | {:.2}x |",
-            shoal / kernel
+            "| {label} | {kernel:.2} | {userspace:.2} | {:.2}x | {ebpf:.2} | {:.2}x |",
+            userspace / kernel,
+            ebpf / kernel
         );
     }
     Ok(())
