@@ -536,8 +536,13 @@ fn a_swarm_with_certificates_of_seconds_runs_through_several_lifetimes() -> Resu
         let replicas = scale.next().unwrap_or(3);
         let out = swarm.nodes[1].shoal_ok(&["service", "scale", &format!("http={replicas}")])?;
         assert!(out.contains("verify: Service converged"), "{out}");
-        let tasks = shoal_netns_tests::swarm::running_tasks(m1, "http")?;
-        assert_eq!(tasks.len(), replicas, "{tasks:?}");
+        // A replica that is stopping may still be listed a moment.
+        let tasks = wait_until(&format!("{replicas} running replicas"), T, || {
+            shoal_netns_tests::swarm::running_tasks(m1, "http")
+                .ok()
+                .filter(|t| t.len() == replicas)
+        })
+        .with_context(|| logs(&swarm))?;
         let want = tasks.keys().cloned().collect();
         wait_mesh(&lab, &nodes, &client, 80, &want).with_context(|| logs(&swarm))?;
     }
