@@ -111,6 +111,7 @@ pub async fn start_engine(
                 underlay_ifindex: link.index,
                 underlay_mtu: link.mtu,
                 vxlan_port,
+                reaper: reaper_argv(),
             },
         )?),
     }
@@ -170,4 +171,11 @@ impl DataPlane for NodeDataplane {
         }
         r.resolver.apply(tables).map_err(|e| e.to_string())
     }
+}
+
+/// `shoal reap-task-interfaces`, by the path of this very binary: the eBPF
+/// engine's reaper. Without a path to itself (deleted binary), none.
+fn reaper_argv() -> Option<Vec<std::ffi::OsString>> {
+    let exe = std::env::current_exe().ok()?;
+    Some(vec![exe.into_os_string(), "reap-task-interfaces".into()])
 }

@@ -60,6 +60,10 @@ enum Command {
     Sandbox(sandbox::Args),
     /// Show the version of this program and of the daemon.
     Version(version::Args),
+    /// The eBPF engine's helper: removes its task interfaces once standard
+    /// input ends, i.e. once the daemon that started it is gone.
+    #[command(hide = true)]
+    ReapTaskInterfaces,
     /// Print a shell completion script: `source <(shoal completion bash)`.
     Completion {
         /// bash, zsh, fish, elvish or powershell.
@@ -114,6 +118,12 @@ pub fn main() -> ExitCode {
         Command::Stack(args) => daemon().and_then(|d| stack::run(&d, args)),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Version(args) => version::run(cli.host.as_deref(), args),
+        Command::ReapTaskInterfaces => {
+            use shoal_dataplane::engine::ebpf::NODE_END_PREFIX;
+            shoal_dataplane::sys::veth::reap_after_eof(std::io::stdin(), NODE_END_PREFIX)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("removing task interfaces: {e}"))
+        }
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "shoal", &mut std::io::stdout());

@@ -30,6 +30,12 @@ pub struct VethConfig {
     pub default_gateway: Ipv4Addr,
 }
 
+/// MTU of the node end: a veth drops what exceeds its receiving end's MTU
+/// before any program sees it, and a task that raised its own MTU past the
+/// overlay's must get ICMP "fragmentation needed" from the task program,
+/// not silence. The overlay's MTU is enforced by that program.
+const NODE_END_MTU: u32 = 65_535;
+
 /// Largest GSO frame the task may hand over: room is kept for the VXLAN
 /// headers, so an encapsulated super-frame still fits an IPv4 length.
 const TASK_GSO_MAX_SIZE: u32 = 65_536 - 128;
@@ -83,7 +89,7 @@ pub fn create(netns_path: &Path, cfg: &VethConfig) -> io::Result<u32> {
             .build();
         let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(c.node_name.clone())
-            .mtu(u32::from(c.mtu))
+            .mtu(NODE_END_MTU)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
         handle
@@ -179,6 +185,28 @@ pub fn delete(index: u32) -> io::Result<()> {
             Err(e) => Err(nl_err("deleting a task interface")(e)),
         }
     })
+}
+
+/// The reaper of a crashed engine's task interfaces: waits until `input`
+/// ends (its writer, the engine's process, closed it by exiting, however it
+/// exited), then deletes every interface of this namespace whose name
+/// starts with `prefix`. A veth pair, unlike a TAP, outlives the process
+/// that made it.
+pub fn reap_after_eof(mut input: impl io::Read, prefix: &str) -> io::Result<usize> {
+    let mut sink = [0u8; 64];
+    loop {
+        match input.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let links = list(prefix)?;
+    for (_, index) in &links {
+        delete(*index)?;
+    }
+    Ok(links.len())
 }
 
 /// Names and indices of this namespace's interfaces whose name starts with

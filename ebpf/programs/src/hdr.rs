@@ -9,6 +9,7 @@ pub const ETH_P_IPV4: [u8; 2] = [0x08, 0x00];
 pub const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_TCP: u8 = 6;
 pub const IPV4_MIN_LEN: usize = 20;
 pub const UDP_LEN: usize = 8;
 pub const VXLAN_LEN: usize = 8;

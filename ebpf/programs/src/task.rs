@@ -97,10 +97,18 @@ fn ipv4(ctx: &TcContext, vni: u32, segment: &Segment, len: u32) -> Out {
         return Out::Drop(DropReason::MalformedFrame);
     }
     // SAFETY: as in `handle`.
-    let gso_size = unsafe { (*ctx.skb.skb).gso_size };
-    // A GSO super-frame is segmented to the task's MSS later, so the MTU
-    // check is for single frames, as in the userspace engine.
-    if gso_size == 0 && total > usize::from(segment.mtu) {
+    let gso_size = unsafe { (*ctx.skb.skb).gso_size } as usize;
+    // A GSO super-frame leaves as segments of `gso_size` bytes of payload
+    // each: those are what must fit the overlay's MTU, not its length.
+    let on_the_wire = if gso_size == 0 {
+        total
+    } else {
+        match l4_header_len(ctx, ip.protocol, ihl) {
+            Some(l4) => ihl + l4 + gso_size,
+            None => return Out::Drop(DropReason::BadOffload),
+        }
+    };
+    if on_the_wire > usize::from(segment.mtu) {
         if !ip.dont_frag() {
             return Out::Drop(DropReason::TooBig);
         }
@@ -120,6 +128,20 @@ fn ipv4(ctx: &TcContext, vni: u32, segment: &Segment, len: u32) -> Out {
     match CONFIG.get(0) {
         Some(config) if config.vxlan_port != 0 => encap(ctx, config, vni, entry, len),
         _ => Out::Drop(DropReason::IoError),
+    }
+}
+
+/// The TCP or UDP header length of a GSO frame (the segments repeat it),
+/// or `None` for what the kernel cannot have segmented.
+#[inline(always)]
+fn l4_header_len(ctx: &TcContext, proto: u8, ihl: usize) -> Option<usize> {
+    match proto {
+        hdr::IPPROTO_TCP => {
+            let doff = ctx.load::<u8>(ETH_LEN + (ihl & 0x3c) + 12).ok()?;
+            Some(usize::from(doff >> 4) * 4)
+        }
+        hdr::IPPROTO_UDP => Some(8),
+        _ => None,
     }
 }
 

@@ -12,19 +12,15 @@ use aya::programs::XdpMode;
 use aya::programs::tc::SchedClassifierLinkId;
 use shoal_ebpf_common::{Counters as Raw, counters};
 
-use super::Options;
 use super::loader::Programs;
 use super::maps::{Maps, Underlay};
+use super::{NODE_END_PREFIX, Options};
 use crate::engine::counters::Counters;
 use crate::engine::ports::{self, EndpointKey, PortSpec, free_ifname};
 use crate::engine::{ApplyReport, Dataplane, EngineError, Metrics};
 use crate::overlay::vtep::DropReason;
 use crate::sys;
 use crate::tables::Tables;
-
-/// Prefix of the node ends of task interfaces; at start, interfaces with it
-/// are a crashed daemon's leftovers and are removed.
-pub const NODE_END_PREFIX: &str = "shv";
 
 struct Installed {
     spec: PortSpec,
@@ -42,6 +38,39 @@ pub struct EbpfEngine {
     programs: Option<Programs>,
     installed: HashMap<EndpointKey, Installed>,
     metrics: Arc<EbpfMetrics>,
+    reaper: Option<Reaper>,
+}
+
+/// The process that removes the task interfaces when the engine's process
+/// ends without doing it (`kill -9`): it waits for the end of the pipe the
+/// engine holds.
+struct Reaper {
+    child: std::process::Child,
+    pipe: Option<std::process::ChildStdin>,
+}
+
+impl Reaper {
+    fn spawn(argv: &[std::ffi::OsString]) -> std::io::Result<Reaper> {
+        use std::os::unix::process::CommandExt;
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("the reaper's command line is empty"))?;
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            // A group of its own: whoever kills the daemon's group (a
+            // supervisor, a test harness) must not take the reaper along.
+            .process_group(0)
+            .spawn()?;
+        let pipe = child.stdin.take();
+        Ok(Reaper { child, pipe })
+    }
+
+    /// Ends the pipe and waits for the reaper to finish.
+    fn finish(mut self) {
+        self.pipe = None;
+        let _ = self.child.wait();
+    }
 }
 
 impl EbpfEngine {
@@ -53,6 +82,12 @@ impl EbpfEngine {
             return Err(EngineError::Ebpf(why.to_string()));
         }
         remove_leftovers();
+        let reaper = match &options.reaper {
+            Some(argv) => Some(Reaper::spawn(argv).map_err(|e| {
+                EngineError::Ebpf(format!("starting the task interface reaper: {e}"))
+            })?),
+            None => None,
+        };
         let mut programs = Programs::load().map_err(|e| EngineError::Ebpf(e.to_string()))?;
         let ifindex = options.underlay_ifindex;
         if let Err(native) = programs.attach(ifindex, XdpMode::Driver) {
@@ -75,6 +110,7 @@ impl EbpfEngine {
                 counters: Counters::new("ebpf"),
                 map: Mutex::new((counters, [Raw::default(), Raw::default()])),
             }),
+            reaper,
         })
     }
 
@@ -279,6 +315,9 @@ impl Dataplane for EbpfEngine {
         }
         // Dropping the programs detaches them and frees their maps.
         self.programs = None;
+        if let Some(reaper) = self.reaper.take() {
+            reaper.finish();
+        }
     }
 
     fn metrics(&self) -> Arc<dyn Metrics> {

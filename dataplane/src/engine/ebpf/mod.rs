@@ -33,7 +33,16 @@ pub struct Options {
     pub underlay_mtu: u16,
     /// UDP port of VXLAN (4789).
     pub vxlan_port: u16,
+    /// The program and arguments of a process that removes the task
+    /// interfaces once its standard input ends (`sys::veth::reap_after_eof`
+    /// with [`NODE_END_PREFIX`]); the engine holds the writing end, so a
+    /// crashed daemon leaves no veth behind. `None`: no reaper (the next
+    /// start removes what a crash left).
+    pub reaper: Option<Vec<std::ffi::OsString>>,
 }
+
+/// Prefix of the node ends of the eBPF engine's task interfaces.
+pub const NODE_END_PREFIX: &str = "shv";
 
 /// Starts the eBPF engine, or says why it cannot run here. Must run in the
 /// node's network namespace.
