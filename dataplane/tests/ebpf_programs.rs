@@ -605,12 +605,19 @@ endpoints:
         let before = task_counters(&programs);
         let (action, out) = run_task(&programs, &big);
         assert_eq!(action, TC_ACT_REDIRECT, "back into the task");
-        let (verdict, reference) = userspace(&big);
-        assert_eq!(verdict, FromPort::Reply);
-        assert_eq!(
-            out, reference,
-            "the userspace VTEP's ICMP error, byte for byte"
-        );
+        // A full 1500-byte Ethernet payload too: the same answer as
+        // `overlay::icmp` builds, byte for byte.
+        let full = task_udp([10, 0, 1, 3], 1500 - 28, true);
+        for frame in [&big, &full] {
+            let (action, out) = run_task(&programs, frame);
+            assert_eq!(action, TC_ACT_REDIRECT, "{} bytes", frame.len());
+            let (verdict, reference) = userspace(frame);
+            assert_eq!(verdict, FromPort::Reply);
+            assert_eq!(
+                out, reference,
+                "the userspace VTEP's ICMP error, byte for byte"
+            );
+        }
         assert_eq!(out.len(), 14 + 20 + 8 + 28);
         assert_eq!(&out[0..6], &TASK_MAC);
         assert_eq!(&out[6..12], &[0x02, 0x53, 0x48, 0, 0x10, 0x01]);
@@ -626,10 +633,10 @@ endpoints:
         assert_eq!(&icmp[8..], &big[14..42], "quotes the header and 8 bytes");
         assert_eq!(checksum(icmp), 0);
         let d = delta(&before, &task_counters(&programs));
-        assert_eq!((d.answered, d.icmp_errors), (1, 1));
-        // Without don't-fragment the packet is dropped as too big.
+        assert_eq!((d.answered, d.icmp_errors), (3, 3));
+        // Without don't-fragment the 1500-byte packet is dropped as too big.
         let before = task_counters(&programs);
-        let no_df = task_udp([10, 0, 1, 3], mtu - 27, false);
+        let no_df = task_udp([10, 0, 1, 3], 1500 - 28, false);
         let (action, _) = run_task(&programs, &no_df);
         assert_eq!(action, TC_ACT_SHOT);
         assert_eq!(

@@ -635,6 +635,66 @@ fn a_crashed_daemon_leaves_nothing_and_restarts_cleanly(engine: &str) {
     );
 }
 
+/// A node's `/metrics` has the same families and labels with either engine,
+/// and they move with traffic: VXLAN datagrams and bytes both ways, task
+/// frames both ways, ARP answers; every drop reason is listed.
+fn metrics_follow_overlay_traffic(engine: &str) {
+    let o = Overlay::build(
+        "overlay-metrics",
+        engine,
+        2,
+        &[RED],
+        &[("red", "10.10.0.11", 0), ("red", "10.10.0.12", 1)],
+    );
+    let before = o.daemons[0].metrics().expect("metrics");
+    let info = format!("shoal_dataplane_engine_info{{engine=\"{engine}\"}} 1");
+    assert!(before.contains(&info), "{before}");
+    for _ in 0..5 {
+        assert!(o.ping("10.10.0.11", "10.10.0.12"), "the overlay works");
+    }
+    let after = o.daemons[0].metrics().expect("metrics");
+    for (name, label, at_least) in [
+        ("shoal_dataplane_vxlan_packets_total", "direction=\"tx\"", 5),
+        ("shoal_dataplane_vxlan_packets_total", "direction=\"rx\"", 5),
+        (
+            "shoal_dataplane_vxlan_bytes_total",
+            "direction=\"tx\"",
+            5 * 98,
+        ),
+        (
+            "shoal_dataplane_vxlan_bytes_total",
+            "direction=\"rx\"",
+            5 * 98,
+        ),
+        ("shoal_dataplane_task_frames_total", "direction=\"rx\"", 5),
+        ("shoal_dataplane_task_frames_total", "direction=\"tx\"", 5),
+        ("shoal_dataplane_arp_replies_total", "", 1),
+    ] {
+        let moved = counter(&after, name, label) - counter(&before, name, label);
+        assert!(
+            moved >= at_least,
+            "{name}{{{label}}} moved by {moved}, not {at_least}: {after}"
+        );
+    }
+    for reason in [
+        "malformed_vxlan",
+        "unknown_vni",
+        "malformed_frame",
+        "unknown_destination",
+        "not_local",
+        "no_route",
+        "unsupported_protocol",
+        "too_big",
+        "bad_offload",
+        "io_error",
+        "no_service_port",
+        "no_backend",
+    ] {
+        let series = format!("shoal_dataplane_drops_total{{reason=\"{reason}\"}}");
+        assert!(after.contains(&series), "{series} missing: {after}");
+    }
+}
+
 /// The eBPF engine's programs are in the kernel while its daemon runs: XDP
 /// on the host's underlay interface, the task program on the node end of
 /// each task interface, both listed by `bpftool prog show` under their
@@ -768,4 +828,5 @@ for_each_engine!(
     interoperates_with_the_kernel_vxlan_device,
     large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed,
     a_crashed_daemon_leaves_nothing_and_restarts_cleanly,
+    metrics_follow_overlay_traffic,
 );
