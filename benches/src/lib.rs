@@ -2,6 +2,7 @@
 //! run, reported side by side as ratios (timings on a shared machine are
 //! noisy; ratios measured together are not).
 
+pub mod cpu;
 pub mod iperf;
 pub mod topo;
 

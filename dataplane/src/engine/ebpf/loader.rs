@@ -308,3 +308,12 @@ fn sync<K: Pod + Ord, V: Pod + PartialEq>(
     }
     Ok(())
 }
+
+/// Turns on the kernel's run-time accounting of every BPF program
+/// (`run_time_ns`, `run_cnt` in `bpftool prog show`) for as long as the
+/// returned descriptor is open: BPF_ENABLE_STATS, which, unlike the
+/// `kernel.bpf_stats_enabled` sysctl, ends with the process.
+pub fn run_time_stats() -> Result<std::os::fd::OwnedFd, LoadError> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| LoadError::Missing(format!("BPF run-time statistics: {e}")))
+}

@@ -58,6 +58,19 @@ pub fn start(options: Options) -> Result<Box<dyn Dataplane>, EngineError> {
     }
 }
 
+/// Turns on the kernel's run-time accounting of BPF programs while the
+/// descriptor is open (for benchmarks: CPU per packet of the programs).
+pub fn run_time_stats() -> Result<std::os::fd::OwnedFd, EngineError> {
+    #[cfg(shoal_ebpf)]
+    {
+        loader::run_time_stats().map_err(|e| EngineError::Ebpf(e.to_string()))
+    }
+    #[cfg(not(shoal_ebpf))]
+    {
+        Err(EngineError::Ebpf(Unavailable::NotBuilt.to_string()))
+    }
+}
+
 /// Why the eBPF engine cannot run here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unavailable {
