@@ -702,3 +702,89 @@ fn a_worker_whose_manager_goes_silent_follows_another_within_ten_seconds() -> Re
     drop_traffic(&lab, &w1.host, &[])?;
     Ok(())
 }
+
+/// Opens up to `n` TCP connections to `to` and keeps them, sending nothing.
+fn idle_connections(to: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_millis(500)).ok()
+        })
+        .collect()
+}
+
+/// How many of `conns` the other end has closed.
+fn closed(conns: &[std::net::TcpStream]) -> usize {
+    use std::io::{ErrorKind, Read};
+    conns
+        .iter()
+        .filter(|c| {
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_millis(20)));
+            let mut buf = [0u8; 64];
+            let mut stream: &std::net::TcpStream = c;
+            match stream.read(&mut buf) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            }
+        })
+        .count()
+}
+
+#[test]
+fn idle_connections_to_metrics_and_the_visualizer_do_not_stop_the_daemon() -> Result<()> {
+    use std::time::{Duration, Instant};
+    let mut lab = Lab::new("trust-idle")?;
+    let host = lab.add_host("m1")?;
+    let metrics: SocketAddr = format!("{}:9323", host.underlay).parse()?;
+    let web: SocketAddr = format!("{}:8080", host.underlay).parse()?;
+    let (m, w) = (metrics.to_string(), web.to_string());
+    let m1 = lab.start_swarm_node(&host, &["--metrics-addr", &m, "--web", &w])?;
+    m1.shoal_ok(&["swarm", "init"])?;
+    let client = lab.add_host("client")?;
+    let opened = Instant::now();
+    let (to_metrics, to_web) = lab.in_netns(&client.netns, move || {
+        (idle_connections(metrics, 400), idle_connections(web, 400))
+    })?;
+    eprintln!(
+        "{} idle connections to /metrics, {} to the visualizer",
+        to_metrics.len(),
+        to_web.len()
+    );
+    assert!(
+        to_metrics.len() + to_web.len() >= 600,
+        "{} + {} connections opened",
+        to_metrics.len(),
+        to_web.len()
+    );
+
+    // The admin API, Raft and new tasks still work at once.
+    let start = Instant::now();
+    m1.shoal_ok(&["node", "ls"])?;
+    let out = m1.shoal_ok(&[
+        "service", "create", "--name", "after", "--", "sleep", "1000",
+    ])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", m1.proc.pid))?.count();
+    assert!(fds < 800, "the daemon holds {fds} descriptors");
+
+    // Those it accepted, it closes once they have been idle long enough
+    // (the rest wait in the backlog, costing it nothing).
+    wait_until(
+        "the idle connections to be closed",
+        Duration::from_secs(60),
+        || {
+            let (cm, cw) = (closed(&to_metrics), closed(&to_web));
+            (cm >= 32 && cw >= 256).then_some((cm, cw))
+        },
+    )?;
+    assert!(
+        opened.elapsed() >= Duration::from_secs(15),
+        "closed before the idle timeout"
+    );
+    Ok(())
+}

@@ -69,12 +69,19 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
+/// `/metrics` is scraped every few seconds by one or two collectors.
+const LIMITS: super::guarded::Limits = super::guarded::Limits {
+    connections: 32,
+    idle: std::time::Duration::from_secs(15),
+};
+
 /// Serves `/metrics` on `listener` until the returned task is aborted.
 pub fn serve(listener: TcpListener, exposition: Exposition) -> JoinHandle<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("serving /metrics on http://{addr}/metrics");
     }
     tokio::spawn(async move {
+        let listener = super::guarded::Guarded::new(listener, LIMITS);
         if let Err(e) = axum::serve(listener, route(exposition)).await {
             tracing::error!("metrics endpoint stopped: {e}");
         }

@@ -4,12 +4,14 @@
 //! /tables` the tables in force; [`swarm`] has the swarm and node
 //! operations.
 
+pub mod guarded;
 pub mod metrics;
 pub mod swarm;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -27,6 +29,13 @@ pub struct Sources {
     pub tables: Render,
 }
 
+/// The admin socket's limits: the CLI opens one connection per command,
+/// and some commands wait minutes for a service to converge.
+const LIMITS: guarded::Limits = guarded::Limits {
+    connections: 64,
+    idle: Duration::from_secs(600),
+};
+
 /// Binds `path` and serves `app` until the returned task is aborted.
 pub async fn serve(path: &Path, app: Router) -> anyhow::Result<JoinHandle<()>> {
     let listener = UnixListener::bind(path)
@@ -34,7 +43,7 @@ pub async fn serve(path: &Path, app: Router) -> anyhow::Result<JoinHandle<()>> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {} to its owner", path.display()))?;
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(guarded::Guarded::new(listener, LIMITS), app).await {
             tracing::error!("admin API stopped: {e}");
         }
     }))

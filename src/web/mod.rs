@@ -45,6 +45,17 @@ const POLL: Duration = Duration::from_millis(400);
 /// browser keep it open and a gone client is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// Pages open at once (each holds an event stream), and how long a
+/// connection may be silent: longer than [`KEEP_ALIVE`], so an open page
+/// is never cut.
+const LIMITS: crate::admin::guarded::Limits = crate::admin::guarded::Limits {
+    connections: 256,
+    idle: Duration::from_secs(30),
+};
+
+/// How long `/api/cluster` waits for the feed's first snapshot.
+const FIRST_SNAPSHOT: Duration = Duration::from_secs(10);
+
 /// Binds the visualizer's address, before anything else starts, so that
 /// a taken or wrong address stops the daemon at once.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -62,6 +73,7 @@ pub fn serve(listener: TcpListener, swarm: Swarm) -> JoinHandle<()> {
         tracing::info!("visualizer on http://{addr}/ (served while this node is a manager)");
     }
     let app = routes(swarm, port);
+    let listener = crate::admin::guarded::Guarded::new(listener, LIMITS);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("visualizer stopped: {e}");
@@ -193,15 +205,27 @@ async fn page(State(web): State<Arc<Web>>) -> Response {
         .into_response()
 }
 
-/// `GET /api/cluster`.
+/// `GET /api/cluster`: the feed's latest snapshot, so that any number of
+/// requests cost one read of the swarm per poll, not one each.
 async fn cluster(State(web): State<Arc<Web>>) -> Response {
-    match fetch(&web.swarm, web.port).await {
-        Ok(snapshot) => {
+    let mut rx = web.feed.subscribe();
+    let latest = tokio::time::timeout(FIRST_SNAPSHOT, rx.wait_for(Option::is_some)).await;
+    let update = match latest {
+        Ok(Ok(latest)) => latest.clone(),
+        _ => None,
+    };
+    match update.as_deref() {
+        Some(Ok(snapshot)) => {
             let mut response = Json(snapshot).into_response();
             no_store(&mut response);
             response
         }
-        Err(why) => why.into_response(),
+        Some(Err(why)) => why.clone().into_response(),
+        None => Unavailable {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("no snapshot of the swarm within {FIRST_SNAPSHOT:?}; try again"),
+        }
+        .into_response(),
     }
 }
 

@@ -38,6 +38,28 @@ pub fn set_umask(mask: libc::mode_t) -> libc::mode_t {
     unsafe { libc::umask(mask) }
 }
 
+/// Raises this process's soft limit on open descriptors to its hard limit
+/// (a node's tasks, TAPs and connections all take descriptors); returns
+/// the limit now in force.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads one rlimit from the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
 /// Spawns `command` (already configured with args, env, stdio, cwd) as the
 /// leader of a new process group, inside `iso.netns`, in new UTS and mount
 /// namespaces with `iso.hostname` as hostname and (if given and existing)
