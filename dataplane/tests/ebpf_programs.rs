@@ -97,21 +97,7 @@ endpoints:
     }
 
     fn arp_request(target: [u8; 4]) -> Vec<u8> {
-        let arp = ArpPacket::new(
-            ArpHardwareId::ETHERNET,
-            EtherType::IPV4,
-            ArpOperation::REQUEST,
-            &PEER_MAC,
-            &PEER,
-            &[0; 6],
-            &target,
-        )
-        .unwrap();
-        let mut frame = Vec::new();
-        PacketBuilder::ethernet2(PEER_MAC, [0xff; 6])
-            .arp(arp)
-            .write(&mut frame)
-            .unwrap();
+        let mut frame = arp_request_from(PEER_MAC, PEER, target);
         // Padded to the Ethernet minimum, as on the wire.
         frame.resize(60, 0);
         frame
@@ -463,18 +449,23 @@ endpoints:
     }
 
     fn task_arp(target: [u8; 4]) -> Vec<u8> {
+        arp_request_from(TASK_MAC, TASK_IP, target)
+    }
+
+    /// An ARP request from `mac`/`ip` for `target`, unpadded.
+    fn arp_request_from(mac: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
         let arp = ArpPacket::new(
             ArpHardwareId::ETHERNET,
             EtherType::IPV4,
             ArpOperation::REQUEST,
-            &TASK_MAC,
-            &TASK_IP,
+            &mac,
+            &ip,
             &[0; 6],
             &target,
         )
         .unwrap();
         let mut frame = Vec::new();
-        PacketBuilder::ethernet2(TASK_MAC, [0xff; 6])
+        PacketBuilder::ethernet2(mac, [0xff; 6])
             .arp(arp)
             .write(&mut frame)
             .unwrap();
