@@ -372,15 +372,7 @@ fn large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed(engine: 
         if reverse {
             args.push("-R");
         }
-        let out = wait_until("iperf3 between tasks", T, || {
-            let o = lab.run(&t1, &args).ok()?;
-            iperf_outcome(&o)
-        })
-        .expect("bulk TCP over the overlay");
-        let json: serde_json::Value = serde_json::from_str(&out).expect("iperf3 json");
-        let bytes = json["end"]["sum_received"]["bytes"]
-            .as_u64()
-            .expect("bytes received");
+        let bytes = iperf_received(&lab, &t1, &args, "bulk TCP over the overlay");
         assert!(bytes >= 190_000_000, "received only {bytes} of 200 MiB");
     }
 
@@ -409,29 +401,21 @@ fn large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed(engine: 
     // TCP from that interface sends segments (TSO super-frames) too large
     // for the overlay: they are judged by their segment size, answered with
     // "fragmentation needed", and the transfer completes at the path MTU.
-    let out = wait_until("iperf3 with the raised MTU", T, || {
-        let o = lab
-            .run(
-                &t1,
-                &[
-                    "iperf3",
-                    "-c",
-                    "10.10.0.12",
-                    "-p",
-                    "5201",
-                    "-n",
-                    "20M",
-                    "-J",
-                ],
-            )
-            .ok()?;
-        iperf_outcome(&o)
-    })
-    .expect("bulk TCP from an interface with too large an MTU");
-    let json: serde_json::Value = serde_json::from_str(&out).expect("iperf3 json");
-    let bytes = json["end"]["sum_received"]["bytes"]
-        .as_u64()
-        .expect("bytes received");
+    let bytes = iperf_received(
+        &lab,
+        &t1,
+        &[
+            "iperf3",
+            "-c",
+            "10.10.0.12",
+            "-p",
+            "5201",
+            "-n",
+            "20M",
+            "-J",
+        ],
+        "bulk TCP from an interface with too large an MTU",
+    );
     // The receiver's count stops when the sender is done: what is still in
     // flight then is not in it.
     assert!(bytes >= 15_000_000, "received only {bytes} of 20 MiB");
@@ -440,6 +424,17 @@ fn large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed(engine: 
         counter(&metrics, "shoal_dataplane_icmp_errors_total", "") >= 1,
         "{metrics}"
     );
+}
+
+/// Bytes the iperf3 server received, once `args` (an iperf3 client with
+/// `-J`) run in `netns` got through.
+fn iperf_received(lab: &Lab, netns: &str, args: &[&str], what: &str) -> u64 {
+    let out = wait_until(what, T, || iperf_outcome(&lab.run(netns, args).ok()?))
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let json: serde_json::Value = serde_json::from_str(&out).expect("iperf3 json");
+    json["end"]["sum_received"]["bytes"]
+        .as_u64()
+        .expect("bytes received")
 }
 
 fn malformed_vxlan_is_dropped_and_counted_while_forwarding_goes_on(engine: &str) {
