@@ -48,6 +48,7 @@ if ! rustup run "$EBPF_TOOLCHAIN" rustc -V >/dev/null 2>&1; then
   toolchains="${RUSTUP_HOME:-$HOME/.rustup}/toolchains"
   if rustup run nightly rustc -V 2>/dev/null | grep -q "$EBPF_NIGHTLY_COMMIT"; then
     echo "setup.sh: copying the installed nightly as $EBPF_TOOLCHAIN"
+    rustup component add rust-src --toolchain nightly
     rm -rf "$toolchains/$EBPF_TOOLCHAIN.tmp"
     cp -a "$(rustup run nightly rustc --print sysroot)" "$toolchains/$EBPF_TOOLCHAIN.tmp"
     mv "$toolchains/$EBPF_TOOLCHAIN.tmp" "$toolchains/$EBPF_TOOLCHAIN"
@@ -57,8 +58,15 @@ if ! rustup run "$EBPF_TOOLCHAIN" rustc -V >/dev/null 2>&1; then
     rustup toolchain link "$EBPF_TOOLCHAIN" "$(rustup run "$EBPF_NIGHTLY" rustc --print sysroot)"
   fi
 fi
-if [ ! -d "$(rustup run "$EBPF_TOOLCHAIN" rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
-  rustup component add rust-src --toolchain "$EBPF_NIGHTLY"
+ebpf_sysroot="$(rustup run "$EBPF_TOOLCHAIN" rustc --print sysroot)"
+if [ ! -d "$ebpf_sysroot/lib/rustlib/src/rust/library" ]; then
+  if rustup run nightly rustc -V 2>/dev/null | grep -q "$EBPF_NIGHTLY_COMMIT"; then
+    # A copy of `nightly` made before it had rust-src: add it there, copy it over.
+    rustup component add rust-src --toolchain nightly
+    cp -a "$(rustup run nightly rustc --print sysroot)/lib/rustlib/src" "$ebpf_sysroot/lib/rustlib/"
+  else
+    rustup component add rust-src --toolchain "$EBPF_NIGHTLY"
+  fi
 fi
 if ! command -v bpf-linker >/dev/null 2>&1; then
   echo "setup.sh: installing bpf-linker"
