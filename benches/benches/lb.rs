@@ -7,10 +7,11 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use shoal_dataplane::lb::conntrack::{Conntrack, FlowKey, TcpFlags};
+use shoal_dataplane::lb::conntrack::Conntrack;
 use shoal_dataplane::lb::hash::flow_hash;
 use shoal_dataplane::lb::maglev::{DEFAULT_TABLE_SIZE, Maglev, MaglevBackend};
 use shoal_dataplane::tables::Protocol;
+use shoal_dataplane::wire::flow::{FlowKey, TcpFlags};
 
 fn backends(n: u32) -> Vec<MaglevBackend> {
     (0..n)

@@ -656,6 +656,9 @@ endpoints:
             assert_eq!(d.drops[reason.index()], 1, "{reason:?}");
             match userspace(&frame).0 {
                 FromPort::Drop(r) => assert_eq!(r.name(), reason.name(), "userspace agrees"),
+                // Outside the overlay, the userspace engine drops as no route
+                // what no routing-mesh flow knows: none here.
+                FromPort::Outside => assert_eq!(reason, DropReason::NoRoute),
                 other => panic!("userspace does not drop it: {other:?}"),
             }
         }

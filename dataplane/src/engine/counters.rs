@@ -1,11 +1,12 @@
 //! Data-plane counters, shared by the engine's threads and rendered in the
-//! OpenMetrics text format for `/metrics`.
+//! OpenMetrics text format for `/metrics`. Each is a [`ShardedCounter`]:
+//! workers add to a slot of their own, a scrape sums the slots.
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use super::stats::ShardedCounter as Counter;
 use crate::overlay::vtep::DropReason;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -18,7 +19,8 @@ struct DirectionLabel {
     direction: &'static str,
 }
 
-/// Counters of one engine. Increments are relaxed atomic adds.
+/// Counters of one engine. Increments are relaxed atomic adds to the
+/// calling thread's slot.
 #[derive(Debug)]
 pub struct Counters {
     registry: Registry,

@@ -138,6 +138,68 @@ impl Cell {
     }
 }
 
+/// A counter that every packet-moving thread bumps: one cache line per
+/// worker slot, summed when read. The engine's counters (`engine::counters`)
+/// are these, so no two workers write one line per packet. Clones share the
+/// count (as a prometheus-client `Counter`'s do), and it encodes as an
+/// OpenMetrics counter.
+#[derive(Clone)]
+pub struct ShardedCounter {
+    slots: std::sync::Arc<[Slot]>,
+}
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Slot(AtomicU64);
+
+impl Default for ShardedCounter {
+    fn default() -> Self {
+        ShardedCounter {
+            slots: (0..shard_count()).map(|_| Slot::default()).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ShardedCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ShardedCounter({})", self.get())
+    }
+}
+
+impl ShardedCounter {
+    pub fn inc(&self) {
+        self.inc_by(1);
+    }
+
+    pub fn inc_by(&self, n: u64) {
+        let slot = &self.slots[worker_slot() & (self.slots.len() - 1)];
+        slot.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sum over all slots.
+    pub fn get(&self) -> u64 {
+        self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for ShardedCounter {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Counter;
+}
+
+impl prometheus_client::encoding::EncodeMetric for ShardedCounter {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&self.get(), None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Counter
+    }
+}
+
 /// Where a direction's counts sit in [`Totals`].
 pub fn direction_index(dir: Direction) -> usize {
     match dir {
@@ -178,6 +240,24 @@ mod tests {
         f[ETH + 9] = 6;
         f[ETH + 20 + 12] = 5 << 4;
         f
+    }
+
+    #[test]
+    fn a_sharded_counter_sums_every_threads_counts_and_clones_share_them() {
+        let c = ShardedCounter::default();
+        let handle = c.clone();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        handle.inc();
+                    }
+                });
+            }
+        });
+        c.inc_by(5);
+        assert_eq!(c.get(), 4005);
+        assert_eq!(handle.get(), 4005);
     }
 
     #[test]

@@ -26,25 +26,17 @@
 pub mod state;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 use thiserror::Error;
 
 use self::state::CLASSES;
-pub use self::state::{Direction, FlowState, TcpFlags};
-use crate::tables::Protocol;
+pub use self::state::{Direction, FlowState};
+use crate::wire::flow::{FlowKey, TcpFlags};
 
 /// The largest capacity accepted (about 1 GiB of entries at worst), so a bad
 /// setting cannot ask for unbounded memory.
 pub const MAX_CAPACITY: usize = 1 << 24;
-
-/// A flow as the client sent it: to the service address, before NAT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub proto: Protocol,
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
-}
 
 /// What is known of one flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

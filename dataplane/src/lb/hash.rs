@@ -15,8 +15,11 @@
 //! 0x7368_6f61_6c2d_6c62` (ASCII "shoal-lb"). Blocks are read little-endian;
 //! the last block holds the remaining 0..=7 bytes and `len mod 256` in its top
 //! byte, as in the reference implementation. SipHash-1-3 is what Rust's std
-//! and many kernels use for short keys: fast on 13-byte 5-tuples and a PRF, so
-//! a cluster-secret seed keeps clients from aiming flows at one backend.
+//! and many kernels use for short keys: fast on 13-byte 5-tuples and a PRF.
+//! The seed in use is the fixed `shoal_ebpf_common::LB_FLOW_SEED`, the same
+//! in every cluster; a per-cluster secret seed (which would keep clients from
+//! aiming flows at one backend) needs the tables to carry it, and is not
+//! done.
 //!
 //! [`flow_hash`] hashes the 13 bytes `src ‖ dst ‖ sport ‖ dport ‖ proto`
 //! (addresses and ports in network byte order, as on the wire) and folds the
@@ -25,7 +28,7 @@
 use std::net::Ipv4Addr;
 
 /// The second SipHash key word: ASCII "shoal-lb".
-pub const K1: u64 = 0x7368_6f61_6c2d_6c62;
+pub use shoal_ebpf_common::LB_HASH_K1 as K1;
 
 /// SipHash-1-3 of `data` keyed with `(seed, K1)`; see the module docs.
 pub fn hash_bytes(seed: u64, data: &[u8]) -> u64 {

@@ -17,6 +17,11 @@
 //!   promptly rather than hanging; engines that want to reset at once call
 //!   [`conntrack::Conntrack::remove_backend`] when they apply the tables.
 //!
+//! On top of that sit the two conversations the engines carry out, pure
+//! state machines with an explicit clock: [`vip`] (a task to a service VIP)
+//! and [`mesh`] (a client outside the cluster to a published port), kept in
+//! [`shards`] by client, and translating frames through [`nat`].
+//!
 //! Cross-node contract: a backend's Maglev name is its IPv4 address's four
 //! octets in network order, and the flow hash is [`hash::flow_hash`] with the
 //! set's seed, so every node and the eBPF side pick the same backend.
@@ -24,14 +29,21 @@
 pub mod conntrack;
 pub mod hash;
 pub mod maglev;
+pub mod mesh;
+pub mod nat;
+pub mod path;
+pub mod shards;
+pub mod vip;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use thiserror::Error;
 
-use self::conntrack::{Conntrack, Direction, FlowKey, FlowState, TcpFlags};
+use self::conntrack::{Conntrack, Direction, FlowState};
 use self::maglev::{Maglev, MaglevBackend, MaglevError};
-use crate::tables::{self, EndpointState, Protocol};
+use crate::tables::{self, EndpointState};
+use crate::wire::flow::{FlowKey, Protocol, TcpFlags};
 
 /// One backend of a service, as the load balancer needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +78,8 @@ pub struct BackendSet {
     /// `(ip, index in backends)`, sorted by ip, for the per-packet check
     /// that a flow's backend is still listed.
     by_ip: Vec<(Ipv4Addr, u32)>,
-    maglev: Maglev,
+    /// Shared by the sets that a table update carries over unchanged.
+    maglev: Arc<Maglev>,
     flow_seed: u64,
 }
 
@@ -97,13 +110,39 @@ impl BackendSet {
                 MaglevBackend::new(b.ip.octets(), weight)
             })
             .collect();
-        let maglev = Maglev::new(&weighted, table_size)?;
+        let maglev = Arc::new(Maglev::new(&weighted, table_size)?);
         Ok(BackendSet {
             backends,
             by_ip,
             maglev,
             flow_seed,
         })
+    }
+
+    /// [`BackendSet::new`], or a copy of `previous` (sharing its Maglev
+    /// table) when it was built from the same backends, size and seed: a
+    /// table update rebuilds only the tables whose backends changed.
+    pub fn new_or_kept(
+        backends: Vec<LbBackend>,
+        table_size: u32,
+        flow_seed: u64,
+        previous: Option<&BackendSet>,
+    ) -> Result<BackendSet, LbError> {
+        match previous {
+            Some(p)
+                if p.backends == backends
+                    && p.flow_seed == flow_seed
+                    && p.maglev.size() == table_size =>
+            {
+                Ok(p.clone())
+            }
+            _ => BackendSet::new(backends, table_size, flow_seed),
+        }
+    }
+
+    /// Whether `other` shares this set's Maglev table (it was kept).
+    pub fn shares_table_with(&self, other: &BackendSet) -> bool {
+        Arc::ptr_eq(&self.maglev, &other.maglev)
     }
 
     pub fn backends(&self) -> &[LbBackend] {
@@ -122,15 +161,11 @@ impl BackendSet {
 
     /// The active backend Maglev picks for a new flow.
     pub fn pick(&self, key: &FlowKey) -> Option<Ipv4Addr> {
-        let proto = match key.proto {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        };
         let h = hash::flow_hash(
             self.flow_seed,
             *key.src.ip(),
             *key.dst.ip(),
-            proto,
+            key.proto.number(),
             key.src.port(),
             key.dst.port(),
         );
@@ -178,9 +213,7 @@ pub fn select(
     // A client reusing the ports of a connection that is closing or closed
     // opens a new one: it gets a fresh pick (and never a draining backend),
     // as Linux conntrack reopens a TIME_WAIT entry on a new SYN.
-    let opening = key.proto == Protocol::Tcp
-        && flags.contains(TcpFlags::SYN)
-        && !flags.contains(TcpFlags::ACK);
+    let opening = key.proto == Protocol::Tcp && flags.is_opening();
     if opening
         && ct.lookup(key, now).is_some_and(|e| {
             matches!(

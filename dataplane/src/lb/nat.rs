@@ -1,110 +1,103 @@
-//! VIP address translation on Ethernet/IPv4 frames: the flow a frame
-//! belongs to, and rewriting its source or destination address with the IP
-//! and TCP/UDP checksums updated incrementally (RFC 1624), including the
-//! partial checksums of frames whose checksum a NIC (or the VTEP) finishes
-//! later.
+//! Address translation on Ethernet/IPv4 frames: the source or destination
+//! of a TCP/UDP flow rewritten to another address and port, with the IP and
+//! TCP/UDP checksums updated incrementally (RFC 1624), including the partial
+//! checksums of frames whose checksum a NIC (or the VTEP) finishes later.
+//!
+//! A translation enters as a [`Nat`] (decided by `lb::vip` or `lb::mesh`)
+//! with the frame's [`Flow`], parsed once; the updated view leaves.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
-use crate::lb::conntrack::{FlowKey, TcpFlags};
-use crate::tables::Protocol;
 use crate::wire::checksum;
+use crate::wire::flow::{ETH_LEN as ETH, Flow, Protocol};
 
-const ETH: usize = 14;
+/// Where the IPv4 header checksum sits in the frame.
+const IP_CHECKSUM: usize = ETH + 10;
+const IP_SRC: usize = ETH + 12;
+const IP_DST: usize = ETH + 16;
 
-/// Which address to rewrite.
+/// Which end of a flow to rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Src,
     Dst,
 }
 
-/// The transport flow of a frame and its TCP flags (empty for UDP). `None`
-/// for anything but a first (or only) fragment of TCP or UDP over IPv4.
-pub fn flow_of(frame: &[u8]) -> Option<(FlowKey, TcpFlags)> {
-    let ip = frame.get(ETH..)?;
-    if frame.get(12..14)? != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ihl < 20 || u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
-        return None;
-    }
-    let proto = match ip[9] {
-        6 => Protocol::Tcp,
-        17 => Protocol::Udp,
-        _ => return None,
-    };
-    let l4 = ip.get(ihl..)?;
-    let flags = match proto {
-        Protocol::Tcp => TcpFlags(*l4.get(13)?),
-        Protocol::Udp => TcpFlags(0),
-    };
-    let addr = |at: usize| Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
-    let port = |at: usize| l4.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    let key = FlowKey {
-        proto,
-        src: SocketAddrV4::new(addr(12), port(0)?),
-        dst: SocketAddrV4::new(addr(16), port(2)?),
-    };
-    Some((key, flags))
+/// One rewrite: `side` of the flow becomes `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nat {
+    pub side: Side,
+    pub to: SocketAddrV4,
 }
 
-/// Rewrites the `side` address of the IPv4 frame `frame` to `new`. With
-/// `partial_l4`, the TCP/UDP checksum field holds a partial sum (the
-/// pseudo header's, not complemented) that someone finishes later; it is
-/// updated as such. A UDP checksum of zero (none) stays zero. `proto` is
-/// the one [`flow_of`] found: the frame is parsed once per packet, there.
-pub fn rewrite(frame: &mut [u8], proto: Protocol, side: Side, new: Ipv4Addr, partial_l4: bool) {
-    if l4_header(frame, proto).is_none() {
-        return;
+impl Nat {
+    pub fn src(to: SocketAddrV4) -> Nat {
+        Nat {
+            side: Side::Src,
+            to,
+        }
     }
-    let at = ETH + if side == Side::Src { 12 } else { 16 };
-    let old = Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
-    frame[at..at + 4].copy_from_slice(&new.octets());
 
-    let ip_sum = u16::from_be_bytes([frame[ETH + 10], frame[ETH + 11]]);
-    let ip_sum = checksum::update_ipv4_addr(ip_sum, old, new);
-    frame[ETH + 10..ETH + 12].copy_from_slice(&ip_sum.to_be_bytes());
+    pub fn dst(to: SocketAddrV4) -> Nat {
+        Nat {
+            side: Side::Dst,
+            to,
+        }
+    }
 
-    update_l4_checksum(frame, proto, partial_l4, |sum| {
-        checksum::update_ipv4_addr(sum, old, new)
-    });
-}
-
-/// Rewrites the `side` TCP/UDP port of the frame to `new`, updating the
-/// checksum as [`rewrite`] does.
-pub fn rewrite_port(frame: &mut [u8], proto: Protocol, side: Side, new: u16, partial_l4: bool) {
-    let Some(l4) = l4_header(frame, proto) else {
-        return;
-    };
-    let at = l4 + if side == Side::Src { 0 } else { 2 };
-    let old = u16::from_be_bytes([frame[at], frame[at + 1]]);
-    frame[at..at + 2].copy_from_slice(&new.to_be_bytes());
-    // A partial sum covers only the pseudo header, which has no ports.
-    if !partial_l4 {
-        update_l4_checksum(frame, proto, false, |sum| {
-            checksum::update_u16(sum, old, new)
-        });
+    /// Rewrites `frame`, whose headers `flow` describes, and returns the view
+    /// of the result. With `partial_l4`, the TCP/UDP checksum field holds a
+    /// partial sum (the pseudo header's, not complemented) that someone
+    /// finishes later; it is updated as such. A UDP checksum of zero (none)
+    /// stays zero. A flow without TCP/UDP ports is left as it is.
+    pub fn apply(self, frame: &mut [u8], flow: &Flow, partial_l4: bool) -> Flow {
+        let Some(key) = flow.key else {
+            return *flow;
+        };
+        let (addr_at, port_at, old) = match self.side {
+            Side::Src => (IP_SRC, flow.l4, key.src),
+            Side::Dst => (IP_DST, flow.l4 + 2, key.dst),
+        };
+        let checksum_at = flow.l4 + key.proto.checksum_offset();
+        if frame.len() < checksum_at + 2 {
+            return *flow;
+        }
+        let (old_ip, new_ip) = (*old.ip(), *self.to.ip());
+        if old_ip != new_ip {
+            frame[addr_at..addr_at + 4].copy_from_slice(&new_ip.octets());
+            let ip_sum = be16(&frame[IP_CHECKSUM..]);
+            let ip_sum = checksum::update_ipv4_addr(ip_sum, old_ip, new_ip);
+            frame[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&ip_sum.to_be_bytes());
+            update_l4_checksum(frame, checksum_at, key.proto, partial_l4, |sum| {
+                checksum::update_ipv4_addr(sum, old_ip, new_ip)
+            });
+        }
+        let (old_port, new_port) = (old.port(), self.to.port());
+        if old_port != new_port {
+            frame[port_at..port_at + 2].copy_from_slice(&new_port.to_be_bytes());
+            // A partial sum covers only the pseudo header, which has no ports.
+            if !partial_l4 {
+                update_l4_checksum(frame, checksum_at, key.proto, false, |sum| {
+                    checksum::update_u16(sum, old_port, new_port)
+                });
+            }
+        }
+        flow.translated(self.side == Side::Dst, self.to)
     }
 }
 
 /// Applies `update` (an RFC 1624 update of a complemented checksum) to the
-/// frame's TCP/UDP checksum. A partial sum (`partial_l4`) is the complement
+/// TCP/UDP checksum at `at`. A partial sum (`partial_l4`) is the complement
 /// of a checksum, so it is updated through complements. A UDP checksum of
 /// zero (none) stays zero.
 fn update_l4_checksum(
     frame: &mut [u8],
+    at: usize,
     proto: Protocol,
     partial_l4: bool,
     update: impl Fn(u16) -> u16,
 ) {
-    let Some(l4) = l4_header(frame, proto) else {
-        return;
-    };
-    let field = l4 + checksum_offset(proto);
-    let bytes = &mut frame[field..field + 2];
-    let sum = u16::from_be_bytes([bytes[0], bytes[1]]);
+    let sum = be16(&frame[at..]);
     let updated = if partial_l4 {
         !update(!sum)
     } else if proto == Protocol::Udp && sum == 0 {
@@ -112,22 +105,11 @@ fn update_l4_checksum(
     } else {
         update(sum)
     };
-    bytes.copy_from_slice(&updated.to_be_bytes());
+    frame[at..at + 2].copy_from_slice(&updated.to_be_bytes());
 }
 
-/// Where the TCP/UDP header starts, if the frame holds an IPv4 header and
-/// the transport header up to its checksum field.
-fn l4_header(frame: &[u8], proto: Protocol) -> Option<usize> {
-    let ihl = usize::from(*frame.get(ETH)? & 0x0f) * 4;
-    let l4 = ETH + ihl;
-    (ihl >= 20 && frame.len() >= l4 + checksum_offset(proto) + 2).then_some(l4)
-}
-
-fn checksum_offset(proto: Protocol) -> usize {
-    match proto {
-        Protocol::Tcp => 16,
-        Protocol::Udp => 6,
-    }
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
 }
 
 /// Writes an Ethernet header for IPv4 from `src` to `dst` into the first 14
@@ -140,6 +122,13 @@ pub fn set_ethernet(frame: &mut [u8], src: [u8; 6], dst: [u8; 6]) {
     }
 }
 
+/// Sets the source MAC address of an Ethernet frame.
+pub fn set_src_mac(frame: &mut [u8], mac: [u8; 6]) {
+    if let Some(src) = frame.get_mut(6..12) {
+        src.copy_from_slice(&mac);
+    }
+}
+
 /// Sets the destination MAC address of an Ethernet frame.
 pub fn set_dst_mac(frame: &mut [u8], mac: [u8; 6]) {
     if let Some(dst) = frame.get_mut(..6) {
@@ -149,6 +138,8 @@ pub fn set_dst_mac(frame: &mut [u8], mac: [u8; 6]) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 
     use super::*;
@@ -165,10 +156,6 @@ mod tests {
             b.udp(5000, 53).write(&mut out, b"query").expect("write");
         }
         out
-    }
-
-    fn proto(tcp: bool) -> Protocol {
-        if tcp { Protocol::Tcp } else { Protocol::Udp }
     }
 
     fn checksums_valid(f: &[u8]) -> bool {
@@ -195,35 +182,25 @@ mod tests {
         ip_ok && l4_ok
     }
 
+    fn flow(f: &[u8]) -> Flow {
+        crate::wire::flow::parse_ipv4(f).expect("an ipv4 frame")
+    }
+
+    fn to(s: &str) -> SocketAddrV4 {
+        s.parse().expect("addr")
+    }
+
     #[test]
-    fn flows_are_read_from_tcp_and_udp() {
-        let (key, flags) = flow_of(&frame(true)).expect("tcp flow");
-        assert_eq!(key.proto, Protocol::Tcp);
-        assert_eq!(key.src, "10.0.0.5:40000".parse().expect("addr"));
-        assert_eq!(key.dst, "10.0.0.100:80".parse().expect("addr"));
-        assert_eq!(flags.0 & 0x02, 0x02);
-        let (key, _) = flow_of(&frame(false)).expect("udp flow");
-        assert_eq!(key.proto, Protocol::Udp);
-        for len in 0..60 {
-            let mut f = frame(true)[..len].to_vec();
-            let _ = flow_of(&f);
-            rewrite(
-                &mut f,
-                Protocol::Tcp,
-                Side::Dst,
-                Ipv4Addr::new(1, 2, 3, 4),
-                false,
-            );
-            rewrite_port(&mut f, Protocol::Udp, Side::Src, 9, false);
-            if len > ETH {
-                f[ETH] = 0x41; // an IPv4 header claiming 4 bytes
-                rewrite(
-                    &mut f,
-                    Protocol::Tcp,
-                    Side::Src,
-                    Ipv4Addr::new(1, 2, 3, 4),
-                    true,
-                );
+    fn truncated_frames_and_garbage_are_left_alone() {
+        let whole = frame(true);
+        let view = flow(&whole);
+        for len in 0..whole.len() {
+            let mut f = whole[..len].to_vec();
+            let before = f.clone();
+            let after = Nat::dst(to("1.2.3.4:9")).apply(&mut f, &view, false);
+            if len < view.l4 + 18 {
+                assert_eq!(f, before, "{len}");
+                assert_eq!(after, view);
             }
         }
     }
@@ -232,26 +209,12 @@ mod tests {
     fn rewriting_keeps_checksums_valid_both_ways() {
         for tcp in [true, false] {
             let mut f = frame(tcp);
-            rewrite(
-                &mut f,
-                proto(tcp),
-                Side::Dst,
-                Ipv4Addr::new(10, 0, 0, 7),
-                false,
-            );
+            let v = Nat::dst(to("10.0.0.7:80")).apply(&mut f, &flow(&frame(tcp)), false);
             assert!(checksums_valid(&f));
-            assert_eq!(
-                flow_of(&f).expect("flow").0.dst.ip(),
-                &Ipv4Addr::new(10, 0, 0, 7)
-            );
-            rewrite(
-                &mut f,
-                proto(tcp),
-                Side::Src,
-                Ipv4Addr::new(10, 0, 0, 99),
-                false,
-            );
+            assert_eq!(v, flow(&f), "the returned view is the frame's");
+            let v = Nat::src(to("10.0.0.99:40000")).apply(&mut f, &v, false);
             assert!(checksums_valid(&f));
+            assert_eq!(v, flow(&f));
         }
     }
 
@@ -259,17 +222,24 @@ mod tests {
     fn port_rewrites_keep_checksums_valid() {
         for tcp in [true, false] {
             let mut f = frame(tcp);
-            rewrite_port(&mut f, proto(tcp), Side::Dst, 8080, false);
-            rewrite(
-                &mut f,
-                proto(tcp),
-                Side::Dst,
-                Ipv4Addr::new(10, 0, 0, 7),
-                false,
-            );
+            let v = Nat::dst(to("10.0.0.7:8080")).apply(&mut f, &flow(&frame(tcp)), false);
             assert!(checksums_valid(&f));
-            assert_eq!(flow_of(&f).expect("flow").0.dst.port(), 8080);
+            assert_eq!(v.key.map(|k| k.dst), Some(to("10.0.0.7:8080")));
+            assert_eq!(v, flow(&f));
+            let v = Nat::src(to("10.0.0.1:30000")).apply(&mut f, &v, false);
+            assert!(checksums_valid(&f));
+            assert_eq!(v, flow(&f));
         }
+    }
+
+    #[test]
+    fn a_udp_frame_without_checksum_keeps_none() {
+        let mut f = frame(false);
+        let field = ETH + 20 + 6;
+        f[field..field + 2].copy_from_slice(&[0, 0]);
+        let v = flow(&f);
+        Nat::dst(to("10.9.9.9:5353")).apply(&mut f, &v, false);
+        assert_eq!(&f[field..field + 2], &[0, 0]);
     }
 
     #[test]
@@ -289,13 +259,8 @@ mod tests {
         };
         let p = pseudo(&f);
         f[field..field + 2].copy_from_slice(&p.to_be_bytes());
-        rewrite(
-            &mut f,
-            Protocol::Tcp,
-            Side::Dst,
-            Ipv4Addr::new(10, 9, 9, 9),
-            true,
-        );
+        let v = flow(&f);
+        Nat::dst(to("10.9.9.9:8080")).apply(&mut f, &v, true);
         assert_eq!(u16::from_be_bytes([f[field], f[field + 1]]), pseudo(&f));
     }
 }

@@ -20,7 +20,15 @@ fn backend(last: u8, state: EndpointState) -> LbBackend {
 
 /// Backends 10.10.0.2..=4, with `states` overriding some.
 fn set(states: &[(u8, EndpointState)]) -> BackendSet {
+    set_without(states, &[])
+}
+
+/// Backends 10.10.0.2..=4 (active unless `states` says otherwise), less
+/// those whose last octet is in `gone`: the service of the conversations'
+/// tests too.
+pub(super) fn set_without(states: &[(u8, EndpointState)], gone: &[u8]) -> BackendSet {
     let backends = (2..=4)
+        .filter(|last| !gone.contains(last))
         .map(|last| {
             let state = states
                 .iter()

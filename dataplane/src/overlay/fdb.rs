@@ -3,7 +3,7 @@
 //! endpoint, so nothing is learned from traffic) and swapped atomically by
 //! the engines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -11,9 +11,7 @@ use ipnet::Ipv4Net;
 use crate::lb::{BackendSet, LbBackend, maglev};
 use crate::tables::{MacAddr, Protocol, PublishMode, Tables};
 
-/// Seed of the flow hash that picks a backend. Every node (and the eBPF
-/// engine) uses this value, so a flow maps to the same backend everywhere.
-pub const LB_FLOW_SEED: u64 = 0x7368_6f61_6c5f_6c62;
+pub use shoal_ebpf_common::LB_FLOW_SEED;
 
 /// Index of a local port (a task interface) in the engine's port table.
 pub type PortId = usize;
@@ -116,6 +114,7 @@ pub struct Fdb {
     segments: Vec<Segment>,
     by_vni: HashMap<u32, SegmentId>,
     published: HashMap<(Protocol, u16), Published>,
+    has_vips: bool,
 }
 
 impl Fdb {
@@ -127,7 +126,25 @@ impl Fdb {
         underlay_mtu: u16,
         local_port: impl Fn(&str, Ipv4Addr) -> Option<PortId>,
     ) -> Fdb {
+        Fdb::rebuild(tables, underlay_mtu, local_port, &Fdb::default())
+    }
+
+    /// [`Fdb::build`], keeping the Maglev tables of `previous` (the state in
+    /// force) whose backends did not change.
+    pub fn rebuild(
+        tables: &Tables,
+        underlay_mtu: u16,
+        local_port: impl Fn(&str, Ipv4Addr) -> Option<PortId>,
+        previous: &Fdb,
+    ) -> Fdb {
         let mut fdb = Fdb::default();
+        // Where every endpoint is, indexed once rather than searched per
+        // backend.
+        let endpoints: HashSet<(&str, Ipv4Addr)> = tables
+            .endpoints
+            .iter()
+            .map(|e| (e.network.as_str(), e.ip))
+            .collect();
         for net in &tables.networks {
             let gateway = net.gateway_or_default();
             fdb.by_vni.insert(net.vni, fdb.segments.len());
@@ -165,23 +182,24 @@ impl Fdb {
                 let Some(segment) = fdb.segments.iter_mut().find(|s| &s.name == net) else {
                     continue;
                 };
-                let on_segment = |ip: &Ipv4Addr| {
-                    tables
-                        .endpoints
-                        .iter()
-                        .any(|e| &e.network == net && e.ip == *ip)
-                };
                 let backends = svc
                     .backends
                     .iter()
-                    .filter(|b| on_segment(&b.ip))
+                    .filter(|b| endpoints.contains(&(net.as_str(), b.ip)))
                     .map(LbBackend::from)
                     .collect();
+                let kept = previous
+                    .segment_by_name(net)
+                    .and_then(|(_, s)| s.vip(vip))
+                    .map(|v| &v.backends);
                 // Validated tables never list a backend twice; a set that
                 // cannot be built leaves the VIP out rather than half-made.
-                let Ok(backends) =
-                    BackendSet::new(backends, maglev::DEFAULT_TABLE_SIZE, LB_FLOW_SEED)
-                else {
+                let Ok(backends) = BackendSet::new_or_kept(
+                    backends,
+                    maglev::DEFAULT_TABLE_SIZE,
+                    LB_FLOW_SEED,
+                    kept,
+                ) else {
                     continue;
                 };
                 let ports = svc.ports.iter().map(|p| (p.protocol, p.target)).collect();
@@ -223,8 +241,15 @@ impl Fdb {
                             if mine.is_empty() {
                                 continue;
                             }
-                            let set =
-                                BackendSet::new(mine, maglev::DEFAULT_TABLE_SIZE, LB_FLOW_SEED);
+                            let kept = previous
+                                .published(p.protocol, published)
+                                .and_then(|p| p.local.as_ref());
+                            let set = BackendSet::new_or_kept(
+                                mine,
+                                maglev::DEFAULT_TABLE_SIZE,
+                                LB_FLOW_SEED,
+                                kept,
+                            );
                             match set {
                                 Ok(set) => Some(set),
                                 Err(_) => continue,
@@ -242,6 +267,7 @@ impl Fdb {
                 }
             }
         }
+        fdb.has_vips = fdb.segments.iter().any(|s| !s.vips.is_empty());
         fdb
     }
 
@@ -259,7 +285,7 @@ impl Fdb {
 
     /// Whether any network has a service VIP (replies then need reverse NAT).
     pub fn has_vips(&self) -> bool {
-        self.segments.iter().any(|s| !s.vips.is_empty())
+        self.has_vips
     }
 
     pub fn segment(&self, id: SegmentId) -> &Segment {
@@ -375,5 +401,46 @@ endpoints:
             assert_eq!(vip.serves(Protocol::Tcp, 5432), all_ports);
             assert_eq!(vip.serves(Protocol::Udp, 53), all_ports);
         }
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_maglev_tables_whose_backends_did_not_change() {
+        let t = Tables::from_yaml_str(
+            r#"
+node: { name: n1, underlay: 198.18.0.1 }
+networks:
+  - { name: skynet, vni: 4097, subnet: 10.10.0.0/24 }
+endpoints:
+  - { network: skynet, ip: 10.10.0.2, node: 198.18.0.1, netns: web1 }
+  - { network: skynet, ip: 10.10.0.3, node: 198.18.0.2 }
+  - { network: skynet, ip: 10.10.0.4, node: 198.18.0.2 }
+services:
+  - { name: web, vips: { skynet: 10.10.0.100 }, ports: [ { target: 80 } ],
+      backends: [ { ip: 10.10.0.2 }, { ip: 10.10.0.3 } ] }
+  - { name: api, vips: { skynet: 10.10.0.101 }, ports: [ { target: 80 } ],
+      backends: [ { ip: 10.10.0.4 } ] }
+"#,
+        )
+        .expect("valid tables");
+        let set = |fdb: &Fdb, vip: [u8; 4]| {
+            let (_, sky) = fdb.segment_by_vni(4097).expect("skynet");
+            sky.vip(Ipv4Addr::from(vip)).expect("vip").backends.clone()
+        };
+        let first = Fdb::build(&t, 1500, |_, _| None);
+        let mut changed = t.clone();
+        changed.services[0].backends[1].state = crate::tables::EndpointState::Draining;
+        let second = Fdb::rebuild(&changed, 1500, |_, _| None, &first);
+        assert!(set(&second, [10, 10, 0, 101]).shares_table_with(&set(&first, [10, 10, 0, 101])));
+        let web = set(&second, [10, 10, 0, 100]);
+        assert!(!web.shares_table_with(&set(&first, [10, 10, 0, 100])));
+        assert_eq!(
+            web.maglev(),
+            Fdb::build(&changed, 1500, |_, _| None)
+                .segment(0)
+                .vip(Ipv4Addr::new(10, 10, 0, 100))
+                .expect("vip")
+                .backends
+                .maglev()
+        );
     }
 }

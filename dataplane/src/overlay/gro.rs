@@ -9,7 +9,6 @@
 
 use std::net::Ipv4Addr;
 
-use super::fdb::PortId;
 use crate::wire::{checksum, virtio_net};
 
 const ETH: usize = 14;
@@ -87,8 +86,8 @@ fn same_flow(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A super-frame being built for one flow.
-struct Pending {
-    port: PortId,
+struct Pending<D> {
+    to: D,
     headers: usize,
     mss: usize,
     segments: usize,
@@ -99,14 +98,14 @@ struct Pending {
     buf: Vec<u8>,
 }
 
-impl Pending {
+impl<D: Copy + PartialEq> Pending<D> {
     fn frame(&self) -> &[u8] {
         &self.buf[virtio_net::HEADER_LEN..]
     }
 
-    fn accepts(&self, port: PortId, c: &Candidate, frame: &[u8]) -> bool {
+    fn accepts(&self, to: D, c: &Candidate, frame: &[u8]) -> bool {
         let merged_ip_len = self.frame().len() - ETH + c.payload;
-        self.port == port
+        self.to == to
             && !self.closed
             && c.headers == self.headers
             && c.seq == self.next_seq
@@ -163,20 +162,30 @@ impl Pending {
 /// Flows merged at once; more interleaved flows evict the oldest.
 const MAX_FLOWS: usize = 8;
 
-/// The merging state of one receive loop. Frames go in with [`Gro::push`];
-/// frames ready for a task interface (behind a virtio-net header) come out
-/// through the `emit` callback. [`Gro::flush`] at the end of every batch.
-#[derive(Default)]
-pub struct Gro {
+/// The merging state of one receive loop. Frames go in with [`Gro::push`],
+/// each with the destination `D` it is bound for (frames merge only with
+/// frames for the same one); frames ready for it (behind a virtio-net
+/// header) come out through the `emit` callback. [`Gro::flush`] at the end
+/// of every batch.
+pub struct Gro<D> {
     /// Flows being merged, oldest first.
-    flows: Vec<Pending>,
+    flows: Vec<Pending<D>>,
     /// Buffers of flushed flows, for reuse.
     spare: Vec<Vec<u8>>,
 }
 
-impl Gro {
-    /// Offers `frame`, bound for `port`.
-    pub fn push(&mut self, port: PortId, frame: &[u8], emit: &mut impl FnMut(PortId, &[u8])) {
+impl<D> Default for Gro<D> {
+    fn default() -> Self {
+        Gro {
+            flows: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+}
+
+impl<D: Copy + PartialEq> Gro<D> {
+    /// Offers `frame`, bound for `to`.
+    pub fn push(&mut self, to: D, frame: &[u8], emit: &mut impl FnMut(D, &[u8])) {
         let Some(c) = candidate(frame) else {
             // Not mergeable: it must not overtake what is pending.
             self.flush(emit);
@@ -184,12 +193,12 @@ impl Gro {
             buf.clear();
             buf.extend_from_slice(&[0; virtio_net::HEADER_LEN]);
             buf.extend_from_slice(frame);
-            emit(port, &buf);
+            emit(to, &buf);
             self.spare.push(buf);
             return;
         };
         if let Some(i) = self.flows.iter().position(|p| same_flow(p.frame(), frame)) {
-            if self.flows[i].accepts(port, &c, frame) {
+            if self.flows[i].accepts(to, &c, frame) {
                 self.flows[i].merge(&c, frame);
                 return;
             }
@@ -202,7 +211,7 @@ impl Gro {
         buf.extend_from_slice(&[0; virtio_net::HEADER_LEN]);
         buf.extend_from_slice(&frame[..c.len]);
         self.flows.push(Pending {
-            port,
+            to,
             headers: c.headers,
             mss: c.payload,
             segments: 1,
@@ -213,16 +222,16 @@ impl Gro {
     }
 
     /// Emits every frame being built.
-    pub fn flush(&mut self, emit: &mut impl FnMut(PortId, &[u8])) {
+    pub fn flush(&mut self, emit: &mut impl FnMut(D, &[u8])) {
         while !self.flows.is_empty() {
             self.emit_flow(0, emit);
         }
     }
 
-    fn emit_flow(&mut self, i: usize, emit: &mut impl FnMut(PortId, &[u8])) {
+    fn emit_flow(&mut self, i: usize, emit: &mut impl FnMut(D, &[u8])) {
         let mut p = self.flows.remove(i);
         p.seal();
-        emit(p.port, &p.buf);
+        emit(p.to, &p.buf);
         self.spare.push(p.buf);
     }
 }

@@ -7,5 +7,4 @@ pub mod fdb;
 pub mod gro;
 pub mod gso;
 pub mod icmp;
-pub mod nat;
 pub mod vtep;

@@ -5,120 +5,62 @@
 
 use std::net::Ipv4Addr;
 
-use smoltcp::wire::{EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Packet};
+use smoltcp::wire::EthernetAddress;
 
 use super::arp::{self, ArpOutcome};
 use super::fdb::{Fdb, Location, PortId, Segment};
 use super::icmp;
+use crate::wire::flow::{self, ETH_LEN, Frame, Malformed};
 use crate::wire::vxlan;
 
-/// Why a frame was dropped. Every drop is counted by reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// A datagram on the VXLAN port that is no valid VXLAN (short, bad flags).
-    MalformedVxlan,
-    /// A VXLAN datagram for a VNI this node does not serve.
-    UnknownVni,
-    /// An inner frame too short or malformed to forward.
-    MalformedFrame,
-    /// An IPv4 destination on the network that the tables do not know.
-    UnknownDestination,
-    /// A frame from the underlay for an address that does not live here.
-    NotLocal,
-    /// A destination outside the overlay network (no route).
-    NoRoute,
-    /// An ethertype the overlay does not carry (IPv6, LLDP, ...).
-    UnsupportedProtocol,
-    /// A frame larger than the overlay MTU that may not be fragmented
-    /// further (a "fragmentation needed" answer went back for DF packets).
-    TooBig,
-    /// A TSO/USO super-frame the engine could not segment.
-    BadOffload,
-    /// Writing to a task interface or the underlay socket failed.
-    IoError,
-    /// Traffic to a VIP on a port or protocol the service does not publish,
-    /// or that is not TCP/UDP.
-    NoServicePort,
-    /// A service with no active backend.
-    NoBackend,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 12] = [
-        DropReason::MalformedVxlan,
-        DropReason::UnknownVni,
-        DropReason::MalformedFrame,
-        DropReason::UnknownDestination,
-        DropReason::NotLocal,
-        DropReason::NoRoute,
-        DropReason::UnsupportedProtocol,
-        DropReason::TooBig,
-        DropReason::BadOffload,
-        DropReason::IoError,
-        DropReason::NoServicePort,
-        DropReason::NoBackend,
-    ];
-
-    /// The reason's label in metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::MalformedVxlan => "malformed_vxlan",
-            DropReason::UnknownVni => "unknown_vni",
-            DropReason::MalformedFrame => "malformed_frame",
-            DropReason::UnknownDestination => "unknown_destination",
-            DropReason::NotLocal => "not_local",
-            DropReason::NoRoute => "no_route",
-            DropReason::UnsupportedProtocol => "unsupported_protocol",
-            DropReason::TooBig => "too_big",
-            DropReason::BadOffload => "bad_offload",
-            DropReason::IoError => "io_error",
-            DropReason::NoServicePort => "no_service_port",
-            DropReason::NoBackend => "no_backend",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
+/// Why a frame was dropped: defined once, for both engines, in the map ABI.
+pub use shoal_ebpf_common::DropReason;
 
 /// What to do with a frame that a task sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FromPort {
     /// Send the frame now in `out` back to the task (ARP reply, ICMP error).
     Reply,
-    /// Deliver the frame unchanged to another task interface on this node.
+    /// Deliver the frame to another task interface on this node.
     Local(PortId),
     /// Encapsulate with the segment's VNI and send to this node.
     Remote(Ipv4Addr),
     /// Load-balance: the destination is this service VIP of the segment.
     Service(Ipv4Addr),
+    /// The destination is outside the overlay network: a reply to a
+    /// routing-mesh client if a mesh flow knows it, else no route.
+    Outside,
     /// Nothing to do and nothing wrong (an ARP reply, a gratuitous ARP).
     Ignore,
     Drop(DropReason),
 }
 
-/// Decides where a frame sent by a task on `segment` goes. `offloaded` says
-/// the frame is a TSO/USO super-frame (the engine segments it later), so the
-/// MTU check does not apply to it.
+/// Decides where a frame sent by a task on `segment` goes (parsing it).
+/// `offloaded` says the frame is a TSO/USO super-frame (the engine segments
+/// it later), so the MTU check does not apply to it.
 pub fn from_port(segment: &Segment, frame: &[u8], offloaded: bool, out: &mut Vec<u8>) -> FromPort {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return FromPort::Drop(DropReason::MalformedFrame);
-    };
-    match eth.ethertype() {
-        EthernetProtocol::Arp => match arp::answer(eth.payload(), segment, out) {
+    route_from_port(segment, frame, flow::parse(frame), offloaded, out)
+}
+
+/// [`from_port`] for a frame already parsed into `parsed`.
+pub fn route_from_port(
+    segment: &Segment,
+    frame: &[u8],
+    parsed: Result<Frame, Malformed>,
+    offloaded: bool,
+    out: &mut Vec<u8>,
+) -> FromPort {
+    match parsed {
+        Err(Malformed) => FromPort::Drop(DropReason::MalformedFrame),
+        Ok(Frame::Arp) => match arp::answer(&frame[ETH_LEN..], segment, out) {
             Ok(ArpOutcome::Answered) => FromPort::Reply,
             Ok(ArpOutcome::Unknown) => FromPort::Drop(DropReason::UnknownDestination),
             Ok(ArpOutcome::Ignored) => FromPort::Ignore,
             Err(_) => FromPort::Drop(DropReason::MalformedFrame),
         },
-        EthernetProtocol::Ipv4 => {
-            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-                return FromPort::Drop(DropReason::MalformedFrame);
-            };
-            let dst = ip.dst_addr();
-            if !offloaded && ip.total_len() > segment.mtu {
-                if !ip.dont_frag() {
+        Ok(Frame::Ipv4(ip)) => {
+            if !offloaded && ip.total_len > segment.mtu {
+                if !ip.dont_frag {
                     return FromPort::Drop(DropReason::TooBig);
                 }
                 let gw_mac = EthernetAddress(segment.gateway_mac.0);
@@ -127,15 +69,15 @@ pub fn from_port(segment: &Segment, frame: &[u8], offloaded: bool, out: &mut Vec
                     Err(_) => FromPort::Drop(DropReason::MalformedFrame),
                 };
             }
-            if !segment.subnet.contains(&dst) {
-                return FromPort::Drop(DropReason::NoRoute);
+            if !segment.subnet.contains(&ip.dst) {
+                return FromPort::Outside;
             }
-            if segment.vip(dst).is_some() {
-                return FromPort::Service(dst);
+            if segment.vip(ip.dst).is_some() {
+                return FromPort::Service(ip.dst);
             }
-            to_station(segment, dst)
+            to_station(segment, ip.dst)
         }
-        _ => FromPort::Drop(DropReason::UnsupportedProtocol),
+        Ok(Frame::Other) => FromPort::Drop(DropReason::UnsupportedProtocol),
     }
 }
 
@@ -153,9 +95,10 @@ pub fn to_station(segment: &Segment, ip: Ipv4Addr) -> FromPort {
 pub enum FromUnderlay {
     /// Deliver the inner frame (`datagram[vxlan::HEADER_LEN..]`) to this port.
     Local(PortId),
-    /// A reply for a routing-mesh client outside the overlay, sent back to
-    /// the node its flow entered by (this one).
-    MeshReply,
+    /// The inner frame is for an address outside the overlay network: a
+    /// reply for a routing-mesh client, sent back to the node its flow
+    /// entered by (this one), if a mesh flow knows it.
+    Outside,
     /// Encapsulate the frame now in `out` with `vni` and send it back to the
     /// datagram's sender (an ARP reply to a remote VTEP).
     Reply {
@@ -165,7 +108,7 @@ pub enum FromUnderlay {
     Drop(DropReason),
 }
 
-/// Decides where the inner frame of a VXLAN datagram goes.
+/// Decides where the inner frame of a VXLAN datagram goes (parsing it).
 pub fn from_underlay(fdb: &Fdb, datagram: &[u8], out: &mut Vec<u8>) -> FromUnderlay {
     let Some((vni, inner)) = decap(datagram) else {
         return FromUnderlay::Drop(DropReason::MalformedVxlan);
@@ -173,30 +116,36 @@ pub fn from_underlay(fdb: &Fdb, datagram: &[u8], out: &mut Vec<u8>) -> FromUnder
     let Some((_, segment)) = fdb.segment_by_vni(vni) else {
         return FromUnderlay::Drop(DropReason::UnknownVni);
     };
-    let Ok(eth) = EthernetFrame::new_checked(inner) else {
-        return FromUnderlay::Drop(DropReason::MalformedFrame);
-    };
-    match eth.ethertype() {
-        EthernetProtocol::Ipv4 => {
-            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-                return FromUnderlay::Drop(DropReason::MalformedFrame);
-            };
-            if !segment.subnet.contains(&ip.dst_addr()) {
-                return FromUnderlay::MeshReply;
+    route_from_underlay(segment, inner, flow::parse(inner), out)
+}
+
+/// [`from_underlay`] for the inner frame `inner` of a datagram for
+/// `segment`, already parsed into `parsed`.
+pub fn route_from_underlay(
+    segment: &Segment,
+    inner: &[u8],
+    parsed: Result<Frame, Malformed>,
+    out: &mut Vec<u8>,
+) -> FromUnderlay {
+    match parsed {
+        Err(Malformed) => FromUnderlay::Drop(DropReason::MalformedFrame),
+        Ok(Frame::Ipv4(ip)) => {
+            if !segment.subnet.contains(&ip.dst) {
+                return FromUnderlay::Outside;
             }
-            match segment.station(ip.dst_addr()).map(|s| s.at) {
+            match segment.station(ip.dst).map(|s| s.at) {
                 Some(Location::Local(port)) => FromUnderlay::Local(port),
                 Some(Location::Remote(_)) => FromUnderlay::Drop(DropReason::NotLocal),
                 None => FromUnderlay::Drop(DropReason::UnknownDestination),
             }
         }
-        EthernetProtocol::Arp => match arp::answer(eth.payload(), segment, out) {
-            Ok(ArpOutcome::Answered) => FromUnderlay::Reply { vni },
+        Ok(Frame::Arp) => match arp::answer(&inner[ETH_LEN..], segment, out) {
+            Ok(ArpOutcome::Answered) => FromUnderlay::Reply { vni: segment.vni },
             Ok(ArpOutcome::Unknown) => FromUnderlay::Drop(DropReason::UnknownDestination),
             Ok(ArpOutcome::Ignored) => FromUnderlay::Ignore,
             Err(_) => FromUnderlay::Drop(DropReason::MalformedFrame),
         },
-        _ => FromUnderlay::Drop(DropReason::UnsupportedProtocol),
+        Ok(Frame::Other) => FromUnderlay::Drop(DropReason::UnsupportedProtocol),
     }
 }
 
@@ -212,30 +161,6 @@ pub fn decap(datagram: &[u8]) -> Option<(u32, &[u8])> {
 pub fn encap_header(vni: u32, buf: &mut [u8]) {
     let mut packet = vxlan::Packet::new_unchecked(&mut buf[..vxlan::HEADER_LEN]);
     vxlan::Repr { vni }.emit(&mut packet);
-}
-
-/// A hash of the inner flow (addresses, protocol, ports) of an IPv4 frame,
-/// for choosing the outer UDP source port so the underlay can spread flows.
-pub fn flow_hash(frame: &[u8]) -> u32 {
-    // FNV-1a over the bytes that identify the flow; stable across builds.
-    let mut h: u32 = 0x811c_9dc5;
-    let mut mix = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    };
-    if frame.len() >= 14 + 20 && frame[12..14] == [0x08, 0x00] {
-        let ihl = usize::from(frame[14] & 0x0f) * 4;
-        mix(&frame[14 + 9..14 + 10]);
-        mix(&frame[14 + 12..14 + 20]);
-        if let Some(ports) = frame.get(14 + ihl..14 + ihl + 4) {
-            mix(ports);
-        }
-    } else {
-        mix(&frame[..frame.len().min(12)]);
-    }
-    h
 }
 
 #[cfg(test)]

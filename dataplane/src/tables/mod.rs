@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use crate::wire::flow::Protocol;
 pub use load::LoadError;
 pub use validate::Problem;
 
@@ -148,14 +149,6 @@ impl EndpointState {
     pub fn is_active(&self) -> bool {
         *self == EndpointState::Active
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    #[default]
-    Tcp,
-    Udp,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

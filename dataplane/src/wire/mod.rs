@@ -5,6 +5,7 @@
 //! `fuzz/`.
 
 pub mod checksum;
+pub mod flow;
 pub mod virtio_net;
 pub mod vxlan;
 

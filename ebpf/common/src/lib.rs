@@ -45,6 +45,16 @@ pub mod program {
     pub const TC_TASK: &str = "shoal_tc_task";
 }
 
+/// Seed (SipHash `k0`) of the flow hash that picks a flow's backend
+/// (`lb::hash::flow_hash` in the data plane). Every node and both engines
+/// use this value, so a flow maps to the same backend everywhere. It is the
+/// same in every cluster: clients that know it can compute which backend a
+/// 5-tuple lands on (as with any unkeyed hash, e.g. Katran's jhash).
+pub const LB_FLOW_SEED: u64 = 0x7368_6f61_6c5f_6c62;
+
+/// The flow hash's second SipHash key word: ASCII "shoal-lb".
+pub const LB_HASH_K1: u64 = 0x7368_6f61_6c2d_6c62;
+
 /// Capacity of the maps keyed by address.
 pub const MAX_ENTRIES: u32 = 65_536;
 /// Capacity of the segment map.
@@ -146,22 +156,37 @@ impl FdbEntry {
     }
 }
 
-/// Why a program dropped a packet. Numbered as the userspace engine's
-/// `overlay::vtep::DropReason`, so both engines count under one label.
+/// Why a packet was dropped, in either engine: the userspace engine and
+/// the programs count every drop under one of these, by the same label.
 #[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
+    /// A datagram on the VXLAN port that is no valid VXLAN (short, bad flags).
     MalformedVxlan = 0,
+    /// A VXLAN datagram for a VNI this node does not serve.
     UnknownVni = 1,
+    /// An inner frame too short or malformed to forward.
     MalformedFrame = 2,
+    /// An IPv4 destination on the network that the tables do not know.
     UnknownDestination = 3,
+    /// A frame from the underlay for an address that does not live here.
     NotLocal = 4,
+    /// A destination outside the overlay network that no routing-mesh flow
+    /// knows (no route).
     NoRoute = 5,
+    /// An ethertype the overlay does not carry (IPv6, LLDP, ...).
     UnsupportedProtocol = 6,
+    /// A frame larger than the overlay MTU that may not be fragmented
+    /// further (a "fragmentation needed" answer went back for DF packets).
     TooBig = 7,
+    /// A TSO/USO super-frame the engine could not segment.
     BadOffload = 8,
+    /// Writing to a task interface or the underlay failed.
     IoError = 9,
+    /// Traffic to a VIP on a port or protocol the service does not publish,
+    /// or that is not TCP/UDP.
     NoServicePort = 10,
+    /// A service with no active backend.
     NoBackend = 11,
 }
 

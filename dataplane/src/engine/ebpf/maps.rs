@@ -181,15 +181,4 @@ endpoints:
         };
         assert_eq!(maps.owned[&key].mac, [2, 0, 0, 0, 0, 10]);
     }
-
-    #[test]
-    fn drop_reasons_match_the_userspace_engine() {
-        use crate::overlay::vtep::DropReason as Userspace;
-        use shoal_ebpf_common::DropReason as Ebpf;
-        assert_eq!(Userspace::ALL.len(), Ebpf::ALL.len());
-        for (u, e) in Userspace::ALL.iter().zip(Ebpf::ALL) {
-            assert_eq!(u.index(), e.index());
-            assert_eq!(u.name(), e.name());
-        }
-    }
 }

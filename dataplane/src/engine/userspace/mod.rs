@@ -1,11 +1,14 @@
 //! The userspace engine: a TAP device (with TSO/USO offloads) per local
-//! endpoint, UDP sockets (with GSO/GRO) for VXLAN, and worker threads that
-//! run the sans-IO VTEP core between them. Forwarding state is one immutable
-//! [`Snapshot`] swapped atomically on every apply, so workers never lock.
+//! endpoint, UDP sockets (with GSO/GRO) for VXLAN, the mesh TUN, and worker
+//! threads between them. Each frame is parsed once, decided by the sans-IO
+//! `lb::path` (VTEP, VIP and mesh conversations), and carried out by
+//! [`pipeline`]. Forwarding state is one immutable [`Snapshot`] swapped
+//! atomically on every apply; the conversations' state is sharded by client
+//! ([`crate::lb::shards`]), so workers lock only the shard of their flow.
 
 mod mesh;
+mod pipeline;
 mod port;
-mod service;
 mod underlay;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -14,6 +17,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use quinn_udp::RecvMeta;
@@ -24,11 +28,14 @@ use super::counters::Counters;
 use super::ports::{self, EndpointKey, PortSpec, free_ifname};
 use super::service_stats::{ServiceSeries, ServiceStats, Tracked};
 use super::{ApplyReport, Dataplane, EngineError};
-use crate::overlay::fdb::{Fdb, PortId, Segment, SegmentId};
+use crate::lb::path::{self, Context, Verdict};
+use crate::lb::shards::Shards;
+use crate::overlay::fdb::{Fdb, Location, PortId, Segment, SegmentId};
 use crate::overlay::gro::Gro;
-use crate::overlay::vtep::{self, DropReason, FromUnderlay};
+use crate::overlay::vtep::{self, DropReason};
 use crate::sys;
 use crate::tables::Tables;
+use crate::wire::flow::{self, Frame};
 use crate::wire::{virtio_net, vxlan};
 
 /// Options of the userspace engine.
@@ -68,13 +75,48 @@ pub struct Shared {
     pub counters: Counters,
     snapshot: ArcSwap<Snapshot>,
     underlay: Underlay,
-    flows: service::Flows,
+    /// The VIP and mesh conversations, sharded by client.
+    shards: Shards,
+    /// The conversations' clock starts here.
+    epoch: Instant,
     mesh: Option<mesh::Mesh>,
     /// This node's underlay address.
     node: Ipv4Addr,
 }
 
+/// Flows tracked per conversation table, over all shards; the oldest go
+/// first beyond that.
+const FLOWS: usize = 1 << 17;
+/// Expired flows dropped per table and shard at each sweep.
+const EXPIRE_BUDGET: usize = 1024;
+/// How often the conversations are swept for expired flows.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
 impl Shared {
+    /// Milliseconds on the conversations' clock.
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// What `lb::path` reads to decide on a frame now.
+    fn context<'a>(&'a self, fdb: &'a Fdb) -> Context<'a> {
+        Context {
+            fdb,
+            shards: &self.shards,
+            node: self.node,
+            now: self.now(),
+        }
+    }
+
+    /// Drops expired flows, a budget per table and shard.
+    fn sweep(&self) {
+        let now = self.now();
+        self.shards.each(|shard| {
+            shard.vip.expire(now, EXPIRE_BUDGET);
+            shard.mesh.expire(now, EXPIRE_BUDGET);
+        });
+    }
+
     /// Whether two flow hashes leave through the same socket (source port).
     fn same_socket(&self, a: u32, b: u32) -> bool {
         self.underlay.socket_of(a) == self.underlay.socket_of(b)
@@ -89,21 +131,26 @@ impl Shared {
         let snapshot = self.snapshot.load();
         let stats = &snapshot.services;
         let mut tracked = Tracked::new(stats);
-        let (flows, [vip, vip_reply]) = self.flows.tracked();
-        for (proto, dst, backend) in flows {
-            tracked.add(stats.cell_index_by_vip(proto, dst, backend));
-        }
-        let mut tables = vec![("vip", vip), ("vip_reply", vip_reply)];
-        if let Some(mesh) = &self.mesh {
-            let (flows, [entry, returns]) = mesh.tracked();
-            for (proto, published, backend) in flows {
+        let now = self.now();
+        let (mut vip, mut mesh) = ([0; 2], [0; 2]);
+        self.shards.each(|shard| {
+            for (proto, dst, backend) in shard.vip.tracked(now) {
+                tracked.add(stats.cell_index_by_vip(proto, dst, backend));
+            }
+            for (proto, published, backend) in shard.mesh.tracked(now) {
                 let at = snapshot
                     .fdb
                     .published(proto, published)
                     .and_then(|p| stats.cell_index(p.segment, p.vip, proto, p.target, backend));
                 tracked.add(at);
             }
-            tables.extend([("mesh", entry), ("mesh_return", returns)]);
+            let ([v, vr], [m, mr]) = (shard.vip.len(), shard.mesh.len());
+            vip = [vip[0] + v, vip[1] + vr];
+            mesh = [mesh[0] + m, mesh[1] + mr];
+        });
+        let mut tables = vec![("vip", vip[0]), ("vip_reply", vip[1])];
+        if self.mesh.is_some() {
+            tables.extend([("mesh", mesh[0]), ("mesh_return", mesh[1])]);
         }
         ServiceSeries::new(stats, &tracked, tables).encode(out);
     }
@@ -153,7 +200,9 @@ impl UserspaceEngine {
             counters: Counters::new("userspace"),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             underlay,
-            flows: service::Flows::new().map_err(|e| EngineError::Underlay(io::Error::other(e)))?,
+            shards: Shards::new(FLOWS, sys::mesh::MESH_ADDR)
+                .map_err(|e| EngineError::Underlay(io::Error::other(e)))?,
+            epoch: Instant::now(),
             mesh: Some(mesh::Mesh::new().map_err(EngineError::Mesh)?),
             node: options.underlay,
         });
@@ -170,13 +219,25 @@ impl UserspaceEngine {
         let mut underlay_workers = underlay_workers;
         for queue in 0..mesh::QUEUES {
             let (shared, stop) = (shared.clone(), stop.clone());
-            let node = options.underlay;
             let worker = std::thread::Builder::new()
                 .name(format!("shoal-mesh{queue}"))
-                .spawn(move || mesh::run(&shared, node, queue, &stop))
+                .spawn(move || mesh::run(&shared, queue, &stop))
                 .map_err(EngineError::Underlay)?;
             underlay_workers.push(worker);
         }
+        let sweeper = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("shoal-flows".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(SWEEP_INTERVAL);
+                        shared.sweep();
+                    }
+                })
+                .map_err(EngineError::Underlay)?
+        };
+        underlay_workers.push(sweeper);
         Ok(UserspaceEngine {
             options,
             shared,
@@ -230,9 +291,12 @@ impl Dataplane for UserspaceEngine {
         // forwarding database (Maglev tables and all) is built once, and
         // its published ports can be checked before anything changes.
         let ids = self.plan_ids(&desired);
-        let fdb = Fdb::build(tables, self.options.underlay_mtu, |net, ip| {
-            ids.get(&(net.to_owned(), ip)).copied()
-        });
+        let fdb = Fdb::rebuild(
+            tables,
+            self.options.underlay_mtu,
+            |net, ip| ids.get(&(net.to_owned(), ip)).copied(),
+            &self.shared.snapshot.load().fdb,
+        );
         // A port that a program on this node already serves is not taken
         // over.
         let publishes = fdb.published_ports();
@@ -389,9 +453,12 @@ impl UserspaceEngine {
             .iter()
             .map(|((net, ip), inst)| ((net.as_str(), *ip), inst.id))
             .collect();
-        let fdb = Fdb::build(tables, self.options.underlay_mtu, |net, ip| {
-            ids.get(&(net, ip)).copied()
-        });
+        let fdb = Fdb::rebuild(
+            tables,
+            self.options.underlay_mtu,
+            |net, ip| ids.get(&(net, ip)).copied(),
+            &self.shared.snapshot.load().fdb,
+        );
         self.store(tables, fdb);
     }
 
@@ -423,8 +490,14 @@ impl Drop for UserspaceEngine {
     }
 }
 
-/// The GRO "port" of replies leaving through the mesh TUN.
-const MESH_PORT: PortId = PortId::MAX;
+/// Where a decapsulated frame goes after GRO: a task interface, or the
+/// kernel through the mesh device; with the flow's hash, which picks the
+/// queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    Port(PortId),
+    Mesh,
+}
 
 /// Receive buffers per batch; each holds a GRO train of up to 64 KiB.
 const RX_BATCH: usize = 8;
@@ -445,29 +518,29 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
         match n {
             Ok(n) => {
                 let snapshot = shared.snapshot.load();
-                let mut to_task = |id: PortId, frame: &[u8]| match (id, &shared.mesh) {
-                    (MESH_PORT, Some(mesh)) => mesh.write_tun(frame, shared),
-                    _ => match snapshot.port(id) {
-                        Some(port) => port.send(frame, shared),
+                let mut to_task = |(sink, hash): (Sink, u32), frame: &[u8]| match sink {
+                    Sink::Mesh => match &shared.mesh {
+                        Some(mesh) => mesh.write_tun(frame, hash, shared),
+                        None => shared.counters.drop(DropReason::NoRoute),
+                    },
+                    Sink::Port(id) => match snapshot.port(id) {
+                        Some(port) => port.send(frame, hash, shared),
                         None => shared.counters.drop(DropReason::UnknownDestination),
                     },
                 };
                 for (buf, meta) in storage.iter_mut().zip(&meta).take(n) {
+                    let std::net::IpAddr::V4(sender) = meta.addr.ip() else {
+                        continue;
+                    };
                     let stride = meta.stride.max(1);
                     for datagram in buf[..meta.len].chunks_mut(stride) {
-                        on_datagram(
-                            shared,
-                            &snapshot,
-                            datagram,
-                            meta,
-                            &mut gro,
-                            &mut to_task,
-                            &mut reply,
-                        );
+                        let verdict = on_datagram(shared, &snapshot, datagram, sender, &mut reply);
+                        if let Some((sink, hash)) = verdict {
+                            gro.push((sink, hash), &datagram[vxlan::HEADER_LEN..], &mut to_task);
+                        }
                     }
                 }
                 gro.flush(&mut to_task);
-                shared.flows.expire();
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if let Err(e) =
@@ -483,61 +556,69 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
     }
 }
 
-/// The IPv4 source of a frame (unspecified if there is none).
-fn mesh_source(frame: &[u8]) -> Ipv4Addr {
-    match frame.get(14 + 12..14 + 16) {
-        Some(b) => Ipv4Addr::new(b[0], b[1], b[2], b[3]),
-        None => Ipv4Addr::UNSPECIFIED,
-    }
-}
-
+/// Decides on one VXLAN datagram from `sender` and carries out what does
+/// not deliver; what does (its inner frame translated in place) leaves as
+/// the sink it goes to, for GRO.
 fn on_datagram(
     shared: &Shared,
     snapshot: &Snapshot,
     datagram: &mut [u8],
-    meta: &RecvMeta,
-    gro: &mut Gro,
-    to_task: &mut impl FnMut(PortId, &[u8]),
+    sender: Ipv4Addr,
     reply: &mut Vec<u8>,
-) {
+) -> Option<(Sink, u32)> {
     shared.counters.vxlan_rx_packets.inc();
     shared.counters.vxlan_rx_bytes.inc_by(datagram.len() as u64);
-    match vtep::from_underlay(&snapshot.fdb, datagram, reply) {
-        FromUnderlay::Local(id) => {
-            let frame = &mut datagram[vxlan::HEADER_LEN..];
-            let segment = snapshot.segment_of(id);
-            if let (Some(mesh), Some((_, segment)), std::net::IpAddr::V4(entry)) =
-                (&shared.mesh, segment, meta.addr.ip())
-                && !segment.subnet.contains(&mesh_source(frame))
-            {
-                mesh.note_entry(frame, entry);
-            }
-            if let Some((seg, _)) = segment {
-                service::reverse(shared, snapshot, seg, frame, &virtio_net::Repr::NONE);
-            }
-            gro.push(id, frame, to_task);
-        }
-        FromUnderlay::MeshReply => match &shared.mesh {
-            Some(mesh) => {
-                let frame = &mut datagram[vxlan::HEADER_LEN..];
-                if mesh.translate_reply(frame, &virtio_net::Repr::NONE, snapshot, shared) {
-                    gro.push(MESH_PORT, frame, to_task);
-                }
-            }
-            None => shared.counters.drop(DropReason::NoRoute),
-        },
-        FromUnderlay::Reply { vni } => {
-            let std::net::IpAddr::V4(sender) = meta.addr.ip() else {
-                return;
+    let Some((vni, _)) = vtep::decap(datagram) else {
+        shared.counters.drop(DropReason::MalformedVxlan);
+        return None;
+    };
+    let Some((seg, _)) = snapshot.fdb.segment_by_vni(vni) else {
+        shared.counters.drop(DropReason::UnknownVni);
+        return None;
+    };
+    let inner = &mut datagram[vxlan::HEADER_LEN..];
+    let parsed = flow::parse(inner);
+    let cx = shared.context(&snapshot.fdb);
+    let verdict = path::from_underlay(&cx, seg, inner, parsed, sender, reply);
+    let flow = match parsed {
+        Ok(Frame::Ipv4(flow)) => Some(flow),
+        _ => None,
+    };
+    let mut translated = |t: &path::Translation| {
+        flow.map(|f| pipeline::translate(snapshot, t, inner, &f, &virtio_net::Repr::NONE))
+    };
+    match verdict {
+        Verdict::Deliver {
+            to: Location::Local(id),
+            translation,
+            ..
+        } => {
+            let flow = match &translation {
+                Some(t) => translated(t),
+                None => flow,
             };
+            Some((Sink::Port(id), flow.map_or(0, |f| f.hash())))
+        }
+        Verdict::MeshExit(t) => Some((Sink::Mesh, translated(&t).map_or(0, |f| f.hash()))),
+        Verdict::Reply => {
             shared.counters.arp_replies.inc();
             let mut datagram = vec![0u8; vxlan::HEADER_LEN];
             vtep::encap_header(vni, &mut datagram);
             datagram.extend_from_slice(reply);
             let len = datagram.len();
             shared.transmit(sender, 0, &datagram, len);
+            None
         }
-        FromUnderlay::Ignore => {}
-        FromUnderlay::Drop(reason) => shared.counters.drop(reason),
+        // Frames off the wire are never sent on: a remote destination is
+        // another node's to deliver.
+        Verdict::Deliver { .. } => {
+            shared.counters.drop(DropReason::NotLocal);
+            None
+        }
+        Verdict::Ignore => None,
+        Verdict::Drop(reason) => {
+            shared.counters.drop(reason);
+            None
+        }
     }
 }

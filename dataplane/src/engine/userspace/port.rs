@@ -1,9 +1,8 @@
 //! Task interfaces of the userspace engine: what one looks like (its spec),
-//! and the worker that reads the frames a task sends and carries out the
-//! VTEP's verdicts.
+//! and the worker that reads the frames a task sends, has `lb::path` decide
+//! and `pipeline` carry the verdict out.
 
 use std::io;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,12 +10,15 @@ use std::time::Duration;
 
 use tun_rs::SyncDevice;
 
-use super::{Shared, service};
+use super::Shared;
+use super::pipeline::{self, Batch};
 use crate::engine::ports::PortSpec;
-use crate::overlay::fdb::PortId;
+use crate::lb::path::{self, Translation, Verdict};
+use crate::overlay::fdb::{Location, PortId};
 use crate::overlay::gso;
-use crate::overlay::vtep::{self, DropReason, FromPort};
+use crate::overlay::vtep::DropReason;
 use crate::sys;
+use crate::wire::flow::{self, Frame};
 use crate::wire::virtio_net;
 
 /// Queues per task interface, each read by a worker thread of its own.
@@ -51,13 +53,11 @@ impl Port {
     }
 
     /// Writes one frame (behind a virtio-net header) to the task, on the
-    /// queue of its flow: the kernel steers the flow's replies to the queue
-    /// it was last written on, so each flow stays with one reader.
-    pub fn send(&self, with_header: &[u8], shared: &Shared) {
-        let frame = with_header
-            .get(virtio_net::HEADER_LEN..)
-            .unwrap_or_default();
-        let queue = &self.queues[vtep::flow_hash(frame) as usize % self.queues.len()];
+    /// queue of its flow (by `flow_hash`, [`crate::wire::flow::Flow::hash`]):
+    /// the kernel steers the flow's replies to the queue it was last written
+    /// on, so each flow stays with one reader.
+    pub fn send(&self, with_header: &[u8], flow_hash: u32, shared: &Shared) {
+        let queue = &self.queues[flow_hash as usize % self.queues.len()];
         match queue.send(with_header) {
             Ok(_) => {
                 shared.counters.task_tx_frames.inc();
@@ -97,60 +97,6 @@ pub fn run(id: PortId, queue: usize, port: Arc<Port>, shared: Arc<Shared>, stop:
     }
 }
 
-/// Frames for one node gathered while the task keeps sending, to leave in
-/// one GSO send: VXLAN datagrams of one size, the last possibly shorter.
-#[derive(Default)]
-pub(super) struct Batch {
-    node: Option<Ipv4Addr>,
-    flow: u32,
-    stride: usize,
-    /// A shorter datagram was added: it must stay last.
-    closed: bool,
-    buf: Vec<u8>,
-}
-
-/// Datagrams one send may carry (the kernel's UDP_MAX_SEGMENTS).
-const BATCH_SEGMENTS: usize = 64;
-const BATCH_BYTES: usize = 60_000;
-
-impl Batch {
-    /// Adds `prefix` + `frame` for `node`, sending what was gathered first
-    /// if the datagram cannot join it.
-    pub(super) fn add(
-        &mut self,
-        shared: &Shared,
-        node: Ipv4Addr,
-        flow: u32,
-        prefix: &[u8],
-        frame: &[u8],
-    ) {
-        let len = prefix.len() + frame.len();
-        let joins = self.node == Some(node)
-            && shared.same_socket(self.flow, flow)
-            && !self.closed
-            && len <= self.stride
-            && self.buf.len() / self.stride < BATCH_SEGMENTS
-            && self.buf.len() + len <= BATCH_BYTES;
-        if !joins {
-            self.flush(shared);
-            self.node = Some(node);
-            self.flow = flow;
-            self.stride = len;
-        }
-        self.closed = len < self.stride;
-        self.buf.extend_from_slice(prefix);
-        self.buf.extend_from_slice(frame);
-    }
-
-    pub(super) fn flush(&mut self, shared: &Shared) {
-        if let Some(node) = self.node.take() {
-            shared.transmit(node, self.flow, &self.buf, self.stride);
-        }
-        self.buf.clear();
-        self.closed = false;
-    }
-}
-
 fn on_frame(
     id: PortId,
     me: &Port,
@@ -168,77 +114,65 @@ fn on_frame(
         return;
     };
     let snapshot = shared.snapshot.load();
-    let Some((seg, segment)) = snapshot.segment_of(id) else {
+    let Some((seg, _)) = snapshot.segment_of(id) else {
         return;
     };
-    let offloaded = gso::is_gso(&hdr);
     let frame = &mut buf[virtio_net::HEADER_LEN..];
-    let mut verdict = vtep::from_port(segment, frame, offloaded, scratch);
-    if let FromPort::Service(vip) = verdict {
-        verdict = service::balance(shared, &snapshot, seg, vip, frame, &hdr);
-    }
-    if verdict == FromPort::Drop(DropReason::NoRoute)
-        && let Some(mesh) = shared.mesh.as_ref()
-        && let Some(entry) = mesh.route_reply(frame)
+    let parsed = flow::parse(frame);
+    let cx = shared.context(&snapshot.fdb);
+    let verdict = path::from_port(&cx, seg, frame, parsed, gso::is_gso(&hdr), scratch);
+    let flow = match parsed {
+        Ok(Frame::Ipv4(flow)) => Some(flow),
+        _ => None,
+    };
+    let translated = |t: &Option<Translation>, frame: &mut [u8]| match (t, flow) {
+        (Some(t), Some(flow)) => Some(pipeline::translate(&snapshot, t, frame, &flow, &hdr)),
+        _ => flow,
+    };
+    if let Verdict::Deliver {
+        to: Location::Remote(node),
+        segment,
+        translation,
+    } = verdict
     {
-        // A reply to a routing-mesh client: back to the node it came by.
-        if entry != shared.node {
-            verdict = FromPort::Remote(entry);
-        } else {
-            batch.flush(shared);
-            if mesh.translate_reply(frame, &hdr, &snapshot, shared) {
-                mesh.write_tun(buf, shared);
-            }
-            return;
-        }
-    }
-    if let FromPort::Remote(node) = verdict {
-        let flow = vtep::flow_hash(frame);
-        let mut prefix = [0u8; crate::wire::vxlan::HEADER_LEN];
-        vtep::encap_header(segment.vni, &mut prefix);
-        if !offloaded {
-            if gso::complete_checksum(&hdr, frame).is_err() {
-                shared.counters.drop(DropReason::BadOffload);
-                return;
-            }
-            batch.add(shared, node, flow, &prefix, frame);
-            return;
-        }
-        batch.flush(shared);
-        match gso::segment(&hdr, frame, &prefix, scratch) {
-            Ok(segs) => shared.transmit(node, flow, scratch, segs.stride),
-            Err(_) => shared.counters.drop(DropReason::BadOffload),
-        }
+        let flow = translated(&translation, frame);
+        let vni = snapshot.fdb.segment(segment).vni;
+        let hash = flow.map_or(0, |f| f.hash());
+        pipeline::encapsulate(shared, batch, scratch, node, vni, hash, &hdr, frame);
         return;
     }
     // Everything else goes out now, after what was gathered, in order.
     batch.flush(shared);
     match verdict {
-        FromPort::Reply => {
+        Verdict::Deliver {
+            to: Location::Local(peer),
+            translation,
+            ..
+        } => {
+            let flow = translated(&translation, frame);
+            match snapshot.port(peer) {
+                // Same node: the offload header passes unchanged.
+                Some(peer) => peer.send(buf, flow.map_or(0, |f| f.hash()), shared),
+                None => shared.counters.drop(DropReason::UnknownDestination),
+            }
+        }
+        Verdict::MeshExit(t) => {
+            let flow = translated(&Some(t), frame);
+            match &shared.mesh {
+                Some(mesh) => mesh.write_tun(buf, flow.map_or(0, |f| f.hash()), shared),
+                None => shared.counters.drop(DropReason::NoRoute),
+            }
+        }
+        Verdict::Reply => {
             if scratch.get(12..14) == Some(&[0x08, 0x06]) {
                 shared.counters.arp_replies.inc();
             } else {
                 shared.counters.icmp_errors.inc();
             }
             scratch.splice(0..0, [0u8; virtio_net::HEADER_LEN]);
-            me.send(scratch, shared);
+            me.send(scratch, 0, shared);
         }
-        FromPort::Local(peer) => match snapshot.port(peer) {
-            // Same node: the frame and its offload header pass unchanged,
-            // but a backend's reply gets its VIP back first.
-            Some(peer) => {
-                service::reverse(
-                    shared,
-                    &snapshot,
-                    seg,
-                    &mut buf[virtio_net::HEADER_LEN..],
-                    &hdr,
-                );
-                peer.send(buf, shared);
-            }
-            None => shared.counters.drop(DropReason::UnknownDestination),
-        },
-        FromPort::Remote(_) | FromPort::Service(_) | FromPort::Ignore => {}
-        FromPort::Drop(reason) => shared.counters.drop(reason),
+        Verdict::Deliver { .. } | Verdict::Ignore => {}
+        Verdict::Drop(reason) => shared.counters.drop(reason),
     }
 }

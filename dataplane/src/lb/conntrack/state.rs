@@ -8,9 +8,7 @@
 //! forgotten, which is the bug (Swarm's IPVS dropping idle TCP after 900 s,
 //! moby/moby#31208) this exists to avoid.
 
-use std::ops::BitOr;
-
-use crate::tables::Protocol;
+use crate::wire::flow::{Protocol, TcpFlags};
 
 /// The direction of a packet relative to the flow's first packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,30 +17,6 @@ pub enum Direction {
     Original,
     /// Backend to client.
     Reply,
-}
-
-/// The flags byte of a TCP header (byte 13); only FIN, SYN, RST and ACK are
-/// looked at.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    pub const NONE: TcpFlags = TcpFlags(0);
-    pub const FIN: TcpFlags = TcpFlags(0x01);
-    pub const SYN: TcpFlags = TcpFlags(0x02);
-    pub const RST: TcpFlags = TcpFlags(0x04);
-    pub const ACK: TcpFlags = TcpFlags(0x10);
-
-    pub fn contains(self, other: TcpFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl BitOr for TcpFlags {
-    type Output = TcpFlags;
-    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
-        TcpFlags(self.0 | rhs.0)
-    }
 }
 
 const SECOND: u64 = 1000;

@@ -1,6 +1,9 @@
+use std::net::SocketAddrV4;
+
 use proptest::prelude::*;
 
 use super::*;
+use crate::wire::flow::Protocol;
 
 const S: u64 = 1000;
 const DAY: u64 = 86_400 * S;
