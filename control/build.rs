@@ -39,8 +39,9 @@ fn main() {
             "WatchState",
             RPC,
             "Empty",
-            "StateMessage",
+            "WatchMessage",
         ))
+        .method(unary("progress", "Progress", RPC, "Empty", "Progress"))
         .method(unary(
             "renew_cert",
             "RenewCert",

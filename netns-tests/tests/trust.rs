@@ -45,7 +45,8 @@ fn call_as(state_dir: &Path, to: SocketAddr) -> Result<Seen> {
             .message()
             .await?
             .context("the state stream ended before its first state")?
-            .state;
+            .state
+            .context("the state stream's first message carries no state")?;
         let read = match client.read_state(Empty {}).await {
             Ok(r) => Ok(r.into_inner().state),
             Err(s) => Err(s.code()),
@@ -446,11 +447,16 @@ fn demoted_and_removed_nodes_lose_their_powers_with_their_old_certificates() -> 
 
 /// How many times `node`'s daemon says it renewed its certificate.
 fn renewals(node: &shoal_netns_tests::SwarmNode) -> usize {
+    daemon_log(node)
+        .matches("renewed this node's certificate")
+        .count()
+}
+
+/// What `node`'s daemon has logged so far.
+fn daemon_log(node: &shoal_netns_tests::SwarmNode) -> String {
     let log = node.state_dir.parent().map(|d| d.join("daemon.log"));
     log.and_then(|l| std::fs::read_to_string(l).ok())
         .unwrap_or_default()
-        .matches("renewed this node's certificate")
-        .count()
 }
 
 /// Waits until port `port` on every node of `nodes` answers from exactly
@@ -610,6 +616,92 @@ fn a_swarm_with_certificates_of_seconds_runs_through_several_lifetimes() -> Resu
     Ok(())
 }
 
+/// When the certificate in `node`'s files expires.
+fn cert_expiry(node: &shoal_netns_tests::SwarmNode) -> Result<std::time::SystemTime> {
+    let identity = SwarmDir::new(&node.state_dir)
+        .load()?
+        .ok_or_else(|| anyhow!("{} holds no swarm identity", node.state_dir.display()))?;
+    Ok(identity.cert.not_after())
+}
+
+#[test]
+fn a_node_whose_certificate_expired_while_it_was_down_rejoins_and_keeps_its_place() -> Result<()> {
+    use std::time::{Duration, SystemTime};
+    let mut lab = Lab::new("trust-rejoin")?;
+    let mut swarm =
+        shoal_netns_tests::swarm::form_with(&mut lab, 1, 1, &[], &["--cert-expiry", "6s"])?;
+    wait_converged(&swarm, &[0], 2)?;
+    let m1 = &swarm.nodes[0];
+    m1.shoal_ok(&["node", "update", "--label-add", "zone=a", "w1"])?;
+    let out = m1.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "pinned",
+        "--constraint",
+        "node.labels.zone==a",
+        "--",
+        "sleep",
+        "1000",
+    ])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let on_w1 = |m1: &shoal_netns_tests::SwarmNode| {
+        shoal_netns_tests::swarm::running_tasks(m1, "pinned")
+            .ok()
+            .filter(|t| t.len() == 1 && t.values().all(|n| n == "w1"))
+    };
+    wait_until("the pinned task on w1", T, || on_w1(m1)).with_context(|| logs(&swarm))?;
+    let id = info_of(&swarm.nodes[1], "node_id").context("w1's node id")?;
+    let nodes = shoal_netns_tests::swarm::node_ls(m1)?.len();
+
+    // w1 is down while its certificate is due for renewal, and past its
+    // expiry.
+    swarm.nodes[1].proc.terminate()?;
+    let expiry = cert_expiry(&swarm.nodes[1])?;
+    while SystemTime::now() < expiry + Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    swarm.nodes[1] = lab.restart_swarm_node(&swarm.nodes[1])?;
+    let (m1, w1) = (&swarm.nodes[0], &swarm.nodes[1]);
+    assert!(cert_expiry(w1)? < SystemTime::now(), "w1 came back expired");
+    // Its state stream is refused: it cannot follow the swarm by itself.
+    let err = lab
+        .in_netns(&w1.host.netns, {
+            let (dir, to) = (w1.state_dir.clone(), addr(m1).parse::<SocketAddr>()?);
+            move || call_as(&dir, to).err().map(|e| format!("{e:#}"))
+        })?
+        .context("a node with an expired certificate was streamed the state")?;
+    eprintln!("with the expired certificate: {err}");
+
+    let out = w1.shoal_ok(&["swarm", "join", "--token", &worker_token(m1)?, &addr(m1)])?;
+    assert!(
+        out.contains("rejoined the swarm as a worker") && out.contains(&id),
+        "{out}"
+    );
+    assert!(
+        cert_expiry(w1)? > SystemTime::now(),
+        "w1 has a new certificate"
+    );
+    assert_eq!(info_of(w1, "node_id"), Some(id.clone()), "w1 kept its id");
+    wait_converged(&swarm, &[0], nodes).with_context(|| logs(&swarm))?;
+    let listed = shoal_netns_tests::swarm::node_ls(m1)?;
+    assert_eq!(listed.len(), nodes, "no node was added: {listed:?}");
+    let w1_entry = listed
+        .iter()
+        .find(|n| n["id"] == id.as_str())
+        .context("w1 is listed under its old id")?;
+    assert_eq!(w1_entry["labels"]["zone"], "a", "{w1_entry}");
+    wait_until("the pinned task running on w1 again", T, || on_w1(m1))
+        .with_context(|| logs(&swarm))?;
+
+    // A node whose certificate is still good is in a swarm: no rejoin.
+    let refused = m1.shoal(&["swarm", "join", "--token", &worker_token(m1)?, &addr(m1)])?;
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(said.contains("already part of a swarm"), "{said}");
+    Ok(())
+}
+
 /// Running tasks in `node`'s own copy of the state, from its `/metrics`.
 fn running_seen_by(node: &shoal_netns_tests::SwarmNode) -> Option<f64> {
     let text = node.get("/metrics").ok()?;
@@ -700,6 +792,82 @@ fn a_worker_whose_manager_goes_silent_follows_another_within_ten_seconds() -> Re
         change.elapsed()
     );
     drop_traffic(&lab, &w1.host, &[])?;
+    Ok(())
+}
+
+/// What `node`'s `/info` says of `key`.
+fn info_of(node: &shoal_netns_tests::SwarmNode, key: &str) -> Option<String> {
+    let info: serde_json::Value = serde_json::from_str(&node.get("/info").ok()?).ok()?;
+    info[key].as_str().map(str::to_owned)
+}
+
+#[test]
+fn a_worker_whose_manager_falls_behind_the_others_follows_one_ahead_within_ten_seconds()
+-> Result<()> {
+    use std::time::{Duration, Instant};
+    let mut lab = Lab::new("trust-behind")?;
+    let swarm = form(&mut lab, 3, 1, &[])?;
+    wait_converged(&swarm, &[0], 4)?;
+    let (m1, m2, m3, w1) = (
+        &swarm.nodes[0],
+        &swarm.nodes[1],
+        &swarm.nodes[2],
+        &swarm.nodes[3],
+    );
+    m1.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "idle",
+        "--replicas",
+        "1",
+        "--constraint",
+        "node.hostname==m1",
+        "--",
+        "sleep",
+        "1000",
+    ])?;
+    let seen = |n: f64, within: Duration| -> Result<()> {
+        wait_until(&format!("w1 to see {n} running tasks"), within, || {
+            (running_seen_by(w1) == Some(n)).then_some(())
+        })
+        .with_context(|| logs(&swarm))
+        .map(drop)
+    };
+    seen(1.0, T)?;
+
+    // w1 can reach m2 only, so it streams from m2.
+    drop_traffic(&lab, &w1.host, &[&m1.host, &m3.host])?;
+    m1.shoal_ok(&["service", "scale", "idle=2"])?;
+    seen(2.0, T)?;
+
+    // m2 is cut off (the tasks run on m1, which carries on) from the other managers but not from w1: it keeps
+    // answering w1, heartbeats included, with a state that no longer
+    // moves. m1 and m3 carry on without it.
+    drop_traffic(&lab, &m2.host, &[&m1.host, &m3.host])?;
+    drop_traffic(&lab, &w1.host, &[])?;
+    let m2_id = info_of(m2, "node_id").context("m2's node id")?;
+    wait_until("m1 and m3 to agree on a leader other than m2", T, || {
+        let leader = info_of(m1, "leader")?;
+        (leader != m2_id && info_of(m3, "leader") == Some(leader.clone())).then_some(())
+    })
+    .with_context(|| logs(&swarm))?;
+    let change = Instant::now();
+    m1.shoal_ok(&["service", "scale", "--detach", "idle=3"])?;
+    seen(
+        3.0,
+        Duration::from_secs(10).saturating_sub(change.elapsed()),
+    )?;
+    eprintln!(
+        "w1 left m2, which fell behind, {:?} after the change",
+        change.elapsed()
+    );
+    let w1_log = daemon_log(w1);
+    assert!(
+        w1_log.contains("has not applied entry"),
+        "w1 followed another manager, but not because m2 fell behind:\n{w1_log}"
+    );
+    drop_traffic(&lab, &m2.host, &[])?;
     Ok(())
 }
 

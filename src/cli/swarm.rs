@@ -121,9 +121,16 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     advertise_addr,
                 },
             )?;
-            match reply.role {
-                Role::Worker => println!("This node joined a swarm as a worker."),
-                Role::Manager => println!("This node joined a swarm as a manager."),
+            if reply.rejoined {
+                println!(
+                    "This node rejoined the swarm as a {} (node {}, with a new certificate).",
+                    reply.role, reply.node_id
+                );
+            } else {
+                match reply.role {
+                    Role::Worker => println!("This node joined a swarm as a worker."),
+                    Role::Manager => println!("This node joined a swarm as a manager."),
+                }
             }
         }
         Command::JoinToken {

@@ -64,8 +64,9 @@ pub enum ApiError {
     },
     /// The server refused this node's certificate during the handshake.
     #[error(
-        "{target} refused this node's certificate (TLS alert {alert:?}); this node may belong \
-         to another swarm or have an expired certificate: leave the swarm and join again"
+        "{target} refused this node's certificate (TLS alert {alert:?}); if it expired, run \
+         `shoal swarm join` with a token of this swarm (the node keeps its id and tasks); if \
+         the node belongs to another swarm, leave that one first"
     )]
     Refused {
         /// Whom we called.

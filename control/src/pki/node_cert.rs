@@ -125,6 +125,11 @@ impl NodeCert {
         self.public_key == key.public_key_raw()
     }
 
+    /// True when both certificates are for the same public key.
+    pub fn same_key_as(&self, other: &NodeCert) -> bool {
+        self.public_key == other.public_key
+    }
+
     /// Checks the CA's signature on this certificate.
     pub fn verify_issued_by(&self, ca: &CaCertificate) -> Result<(), PkiError> {
         let not_ours = || PkiError::NotIssuedByCa {

@@ -19,7 +19,8 @@ use super::{
 };
 use crate::api;
 use crate::pki::{
-    ClusterCa, JoinToken, NODE_CERT_VALIDITY, NodeCert, NodeKey, Tokens, check_validity,
+    CaCertificate, ClusterCa, JoinToken, NODE_CERT_VALIDITY, NodeCert, NodeKey, Tokens,
+    check_validity,
 };
 use crate::state::{
     Availability, CertRecord, ClusterState, Command, Node, NodeStatus, NodeUpdate, SecretBytes,
@@ -201,22 +202,8 @@ pub(in crate::swarm) async fn join(
     addr: SocketAddr,
     gossip_addr: SocketAddr,
 ) -> Result<(Arc<Member>, JoinReply), SwarmError> {
-    let token = JoinToken::parse(&opts.token)?;
     let node_id = NodeId::generate().map_err(|e| SwarmError::Refused(e.to_string()))?;
     let key = NodeKey::generate()?;
-    let (tls, accepted) =
-        api::pinned_client_config(token.ca_digest()).map_err(super::member::api_error)?;
-    let unreachable = |reason: String| SwarmError::Unreachable {
-        addr: opts.remote,
-        reason,
-    };
-    let channel = api::connect(opts.remote, tls, super::member::ANY_MANAGER)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let ca = accepted
-        .get()
-        .ok_or_else(|| unreachable("the manager presented no CA certificate".into()))?;
-    token.pin(&ca)?;
     let request = JoinRequest {
         token: opts.token.trim().to_owned(),
         node_id: node_id.clone(),
@@ -225,17 +212,12 @@ pub(in crate::swarm) async fn join(
         addr,
         gossip_addr,
         engine: config.dataplane.clone(),
+        rejoin: None,
     };
-    let answer = super::service::client(channel)
-        .join(request)
-        .await
-        .map_err(|s| SwarmError::Refused(s.message().to_owned()))?
-        .into_inner();
-    let cert = NodeCert::from_pem(&answer.cert_pem)?;
-    cert.verify_issued_by(&ca)?;
-    if !cert.is_for_key(&key) || cert.node_id() != &node_id {
+    let (ca, cert, answer) = ask_to_join(opts, request).await?;
+    if !cert.is_for_key(&key) {
         return Err(SwarmError::Refused(
-            "the manager answered with a certificate for another node; not joined".into(),
+            "the manager answered with a certificate for another key; not joined".into(),
         ));
     }
     let role = cert.role();
@@ -265,10 +247,90 @@ pub(in crate::swarm) async fn join(
         member.wait_voter().await?;
     }
     tracing::info!("joined the swarm as {role} node {node_id}");
-    Ok((member, JoinReply { node_id, role }))
+    Ok((
+        member,
+        JoinReply {
+            node_id,
+            role,
+            rejoined: false,
+        },
+    ))
+}
+
+/// Sends `request` to the manager `opts` names, whose CA must be the one
+/// the token pins; returns that CA, the certificate it issued (checked to
+/// be signed by it, for the node asking) and the answer.
+async fn ask_to_join(
+    opts: &JoinOptions,
+    request: JoinRequest,
+) -> Result<(CaCertificate, NodeCert, JoinResponse), SwarmError> {
+    let token = JoinToken::parse(&opts.token)?;
+    let (tls, accepted) =
+        api::pinned_client_config(token.ca_digest()).map_err(super::member::api_error)?;
+    let unreachable = |reason: String| SwarmError::Unreachable {
+        addr: opts.remote,
+        reason,
+    };
+    let channel = api::connect(opts.remote, tls, super::member::ANY_MANAGER)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let ca = accepted
+        .get()
+        .ok_or_else(|| unreachable("the manager presented no CA certificate".into()))?;
+    token.pin(&ca)?;
+    let node_id = request.node_id.clone();
+    let answer = super::service::client(channel)
+        .join(request)
+        .await
+        .map_err(|s| SwarmError::Refused(s.message().to_owned()))?
+        .into_inner();
+    let cert = NodeCert::from_pem(&answer.cert_pem)?;
+    cert.verify_issued_by(&ca)?;
+    if cert.node_id() != &node_id {
+        return Err(SwarmError::Refused(
+            "the manager answered with a certificate for another node; not joined".into(),
+        ));
+    }
+    Ok((ca, cert, answer))
 }
 
 impl Member {
+    /// `swarm join` on a node whose certificate expired while it was down
+    /// (it could not renew it, and no call is accepted with it): the token
+    /// admits the same node again, with its id, key and files, and it
+    /// carries on with a new certificate. Its place in the state (labels,
+    /// tasks) is untouched.
+    pub(super) async fn rejoin(&self, opts: &JoinOptions) -> Result<JoinReply, SwarmError> {
+        let token = JoinToken::parse(&opts.token)?;
+        if token.pin(&self.creds.ca()).is_err() {
+            return Err(SwarmError::Refused(format!(
+                "this token is for another swarm; this node belongs to swarm {} (its certificate \
+                 expired): rejoin it with a token of that swarm, or leave it first with `shoal \
+                 swarm leave --force`",
+                self.cluster_id
+            )));
+        }
+        let request = JoinRequest {
+            token: opts.token.trim().to_owned(),
+            node_id: self.node_id.clone(),
+            hostname: self.config.hostname.clone(),
+            csr_pem: self.creds.csr(&self.node_id)?,
+            addr: self.addr,
+            gossip_addr: self.gossip_addr(),
+            engine: self.config.dataplane.clone(),
+            rejoin: Some(self.creds.cert().pem().to_owned()),
+        };
+        let (_, cert, _) = ask_to_join(opts, request).await?;
+        let role = cert.role();
+        self.install(cert)?;
+        tracing::info!("rejoined the swarm as {role} node {}", self.node_id);
+        Ok(JoinReply {
+            node_id: self.node_id.clone(),
+            role,
+            rejoined: true,
+        })
+    }
+
     /// The role a join token grants by the tokens in `state`, or why it
     /// grants none.
     pub(super) fn check_token(&self, token: &str, state: &ClusterState) -> Result<Role, String> {
@@ -289,6 +351,9 @@ impl Member {
             return Err("a node's hostname must have 1 to 253 characters".into());
         }
         let ca = cluster_ca(state)?;
+        if let Some(node) = state.node(&req.node_id) {
+            return self.readmit(req, node, role, &ca, state).await;
+        }
         let cert = ca
             .issue_for(&req.node_id, role, &req.csr_pem, cert_expiry(state))
             .map_err(|e| e.to_string())?;
@@ -307,8 +372,84 @@ impl Member {
         self.write(Command::AddNode(node))
             .await
             .map_err(|e| e.to_string())?;
-        let after = self.local_state();
         tracing::info!("node {} joined as {role}", req.node_id);
+        self.welcome(role, &cert, state).await
+    }
+
+    /// Takes back a node the state still lists whose certificate expired
+    /// while it was down. It proves it is that node with its last
+    /// certificate (signed by the cluster CA, the one the state records)
+    /// and a CSR for the same key, and brings a token for the role the
+    /// state gives it. It gets a new certificate; nothing else in the
+    /// state changes, so its labels, its tasks and their definitions stay.
+    async fn readmit(
+        &self,
+        req: JoinRequest,
+        node: &Node,
+        role: Role,
+        ca: &ClusterCa,
+        state: &ClusterState,
+    ) -> Result<JoinResponse, String> {
+        let id = &req.node_id;
+        let Some(last) = req.rejoin.as_deref() else {
+            return Err(format!(
+                "node `{id}` is already a member of this swarm; it rejoins by presenting its last                  certificate, which `shoal swarm join` on that node does"
+            ));
+        };
+        let last = NodeCert::from_pem(last)
+            .map_err(|e| format!("the last certificate of node `{id}`: {e}"))?;
+        last.verify_issued_by(ca.certificate())
+            .map_err(|e| e.to_string())?;
+        if last.node_id() != id {
+            return Err(format!(
+                "the certificate presented is node `{}`'s, not `{id}`'s",
+                last.node_id()
+            ));
+        }
+        if let Some(record) = &node.cert
+            && record.serial != last.serial()
+        {
+            return Err(format!(
+                "the certificate of node `{id}` with serial {} was replaced by a newer one                  (serial {}); only the newest lets it rejoin",
+                last.serial(),
+                record.serial
+            ));
+        }
+        if node.role != role {
+            return Err(format!(
+                "node `{id}` is a {} in the cluster state; it rejoins with the {} join token",
+                node.role, node.role
+            ));
+        }
+        let cert = ca
+            .issue_for(id, role, &req.csr_pem, cert_expiry(state))
+            .map_err(|e| e.to_string())?;
+        if !cert.same_key_as(&last) {
+            return Err(format!(
+                "the CSR is not for the key of node `{id}`'s certificate; a node rejoins with its                  own key"
+            ));
+        }
+        self.write(Command::UpdateNode {
+            id: id.clone(),
+            update: NodeUpdate {
+                cert: Some(cert_record(&cert)),
+                ..NodeUpdate::default()
+            },
+        })
+        .await
+        .map_err(|e| format!("recording the new certificate: {e}"))?;
+        tracing::info!("node {id} rejoined as {role} with a new certificate");
+        self.welcome(role, &cert, state).await
+    }
+
+    /// What a node admitted with `cert` is told.
+    async fn welcome(
+        &self,
+        role: Role,
+        cert: &NodeCert,
+        state: &ClusterState,
+    ) -> Result<JoinResponse, String> {
+        let after = self.replica().await;
         Ok(JoinResponse {
             role,
             cert_pem: cert.pem().to_owned(),
@@ -327,7 +468,7 @@ impl Member {
     /// serial is committed to the state before it is handed out: from then
     /// on only the new certificate is accepted.
     pub(super) async fn renew(&self, node: &NodeId, csr: &str) -> Result<String, String> {
-        let state = self.local_state();
+        let state = self.replica().await;
         let role = state
             .node(node)
             .map(|n| n.role)
@@ -498,7 +639,7 @@ impl Member {
         if consensus.voters().iter().any(|p| &p.id == node) {
             return Ok(());
         }
-        let state = self.local_state();
+        let state = consensus.local_state();
         let n = state.node(node).ok_or_else(|| {
             SwarmError::Refused(format!("node `{node}` is not a member of this swarm"))
         })?;

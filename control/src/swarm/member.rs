@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 use super::channels::Channels;
 use super::files::{Identity, NodeRecord, SwarmDir};
 use super::gossip::{Gossip, LiveSet};
-use super::rpc::{Empty, RenewRequest};
+use super::rpc::RenewRequest;
 use super::service::{self, Service};
 use super::transport::GrpcTransport;
 use super::view::{Info, Liveness, RaftInfo};
@@ -96,12 +96,22 @@ impl Credentials {
         self.read().cert.not_after()
     }
 
+    /// The cluster CA's certificate.
+    pub(super) fn ca(&self) -> CaCertificate {
+        self.read().ca.clone()
+    }
+
+    /// The node's certificate.
+    pub(super) fn cert(&self) -> NodeCert {
+        self.read().cert.clone()
+    }
+
     fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, SwarmError> {
         let c = self.read();
         api::server_config(&c.ca, &c.cert, &c.key).map_err(api_error)
     }
 
-    fn csr(&self, node: &NodeId) -> Result<String, SwarmError> {
+    pub(super) fn csr(&self, node: &NodeId) -> Result<String, SwarmError> {
         Ok(self.read().key.csr_pem(node)?)
     }
 
@@ -125,7 +135,7 @@ pub(super) fn api_error(e: api::ApiError) -> SwarmError {
 
 /// What one feed has shown so far; see [`Member::relay`].
 #[derive(Default)]
-struct Relay {
+pub(super) struct Relay {
     seen_self: bool,
 }
 
@@ -309,7 +319,7 @@ impl Member {
                 }
                 Feed::Manager(consensus, forward)
             }
-            Role::Worker => Feed::Worker(tokio::spawn(stream_state(self.clone()))),
+            Role::Worker => Feed::Worker(tokio::spawn(super::follow::stream_state(self.clone()))),
         };
         Ok(())
     }
@@ -350,12 +360,24 @@ impl Member {
         self.state_tx.borrow().clone()
     }
 
+    /// The freshest state this node holds, for deciding who may do what:
+    /// on a manager, what its Raft has applied (the member's copy,
+    /// [`local_state`](Self::local_state), follows it a moment later, so
+    /// a write that has returned may not show there yet); on a worker,
+    /// the last state streamed to it.
+    pub(super) async fn replica(&self) -> Arc<ClusterState> {
+        match self.consensus().await {
+            Some(c) => c.local_state(),
+            None => self.local_state(),
+        }
+    }
+
     /// Publishes a state from a feed. A feed that starts from scratch (a
     /// manager replaying the log after a promotion) passes through states
     /// from before this node joined; they are held back until the feed
     /// has caught up to one that lists this node, so that only a real
     /// removal ever shows this node missing.
-    fn relay(&self, relay: &mut Relay, state: Arc<ClusterState>) {
+    pub(super) fn relay(&self, relay: &mut Relay, state: Arc<ClusterState>) {
         if state.node(&self.node_id).is_some() {
             relay.seen_self = true;
         } else if !relay.seen_self {
@@ -587,7 +609,14 @@ impl Member {
             .await?
         };
         let cert = NodeCert::from_pem(&cert_pem)?;
-        self.creds.replace_cert(cert.clone())?;
+        self.install(cert.clone())?;
+        Ok(cert)
+    }
+
+    /// Makes `cert` this node's certificate: the files, the client and the
+    /// server use it from now on.
+    pub(super) fn install(&self, cert: NodeCert) -> Result<(), SwarmError> {
+        self.creds.replace_cert(cert)?;
         {
             let c = self.creds.read();
             self.dir.save_cert(&c.ca, &c.cert)?;
@@ -595,7 +624,15 @@ impl Member {
         self.server_tls.replace(self.creds.server_config()?);
         // The state now names the new certificate only.
         self.channels.clear();
-        Ok(cert)
+        Ok(())
+    }
+
+    /// Where this node gossips.
+    pub(super) fn gossip_addr(&self) -> SocketAddr {
+        self.record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .gossip_addr
     }
 
     /// Gets a certificate for the role the state gives this node, and
@@ -636,44 +673,6 @@ impl Member {
         tracing::warn!(
             "still a Raft voter {LEAVE_RAFT_WAIT:?} after demotion; stopping Raft anyway"
         );
-    }
-}
-
-/// Workers: follows the state streamed by a manager, moving to another
-/// manager when one fails.
-async fn stream_state(member: Arc<Member>) {
-    let mut relay = Relay::default();
-    loop {
-        for addr in member.managers().await {
-            if addr == member.addr {
-                continue;
-            }
-            let mut client = match member.channel(addr, ANY_MANAGER).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!("state stream: {e}");
-                    continue;
-                }
-            };
-            match client.watch_state(Empty {}).await {
-                Ok(stream) => {
-                    let mut stream = stream.into_inner();
-                    loop {
-                        match stream.message().await {
-                            Ok(Some(msg)) => member.relay(&mut relay, Arc::new(msg.state)),
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::debug!("state stream from {addr} ended: {e}");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!("state stream from {addr} refused: {}", e.message()),
-            }
-            member.drop_channel(addr);
-        }
-        tokio::time::sleep(RETRY).await;
     }
 }
 

@@ -18,6 +18,7 @@ mod calls;
 mod channels;
 mod error;
 pub mod files;
+mod follow;
 mod gossip;
 mod leader;
 mod lifecycle;
@@ -34,6 +35,7 @@ mod stacks;
 mod tasks;
 mod transport;
 pub mod view;
+mod watchdog;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -206,8 +208,13 @@ impl Swarm {
     /// `shoal swarm join`.
     pub async fn join(&self, opts: JoinOptions) -> Result<JoinReply, SwarmError> {
         let _guard = self.inner.lifecycle.lock().await;
-        if self.member().await.is_ok() {
-            return Err(SwarmError::AlreadyInSwarm);
+        if let Ok(member) = self.member().await {
+            // A node whose certificate expired while it was down comes
+            // back with its id; any other is in a swarm already.
+            if member.creds.not_after() > std::time::SystemTime::now() {
+                return Err(SwarmError::AlreadyInSwarm);
+            }
+            return member.rejoin(&opts).await;
         }
         let (addr, gossip_addr) = self.inner.config.advertised(opts.advertise_addr)?;
         let (member, reply) = member::join(

@@ -57,6 +57,10 @@ pub struct JoinReply {
     pub node_id: NodeId,
     /// The role the token granted.
     pub role: Role,
+    /// Whether the node came back with its id, after its certificate
+    /// expired while it was down.
+    #[serde(default)]
+    pub rejoined: bool,
 }
 
 /// `shoal swarm join-token`.

@@ -25,6 +25,12 @@ pub struct JoinRequest {
     pub gossip_addr: SocketAddr,
     /// What runs its tasks.
     pub engine: String,
+    /// A node already in the swarm that comes back after its certificate
+    /// expired (it was down when it was due for renewal): that last
+    /// certificate, PEM. It keeps its id and its place in the state; the
+    /// CSR must be for the same key.
+    #[serde(default)]
+    pub rejoin: Option<String>,
 }
 
 /// What a joining node gets.
@@ -60,12 +66,33 @@ pub struct ProposeResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Empty {}
 
-/// The cluster state: whole between managers (`ReadState`), redacted in
-/// the stream workers follow (`WatchState`).
+/// The whole cluster state, between managers (`ReadState`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateMessage {
     /// The state.
     pub state: ClusterState,
+}
+
+/// Where a manager's copy of the state stands: what a worker compares
+/// across managers to notice one that fell behind (cut off from the
+/// others, or a leader that lost its majority without knowing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The manager's Raft term.
+    pub term: u64,
+    /// The index of the last log entry applied to its state.
+    pub applied: u64,
+}
+
+/// One message of the state stream a worker follows (`WatchState`): the
+/// redacted state whenever it changes, and at least every second the
+/// manager's [`Progress`], which is also the stream's heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WatchMessage {
+    /// The state, when it changed since the last message.
+    pub state: Option<ClusterState>,
+    /// Where the manager stands.
+    pub progress: Progress,
 }
 
 /// A node asks for a certificate for its current role (after promotion or

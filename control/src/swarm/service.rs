@@ -13,9 +13,17 @@
 //! state stream, the one call that returns state to workers, carries
 //! [`ClusterState::redacted`](crate::state::ClusterState::redacted); only
 //! `ReadState`, between managers, carries the whole state.
+//!
+//! The state stream is also a heartbeat: every message, and one every
+//! [`HEARTBEAT`] when nothing changes, carries the manager's Raft
+//! [`Progress`], which workers compare with other managers' (`Progress`)
+//! to leave one that went silent or fell behind.
 
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::Stream;
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -25,6 +33,8 @@ use openraft::raft::{
 };
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
+use tonic::body::Body;
+use tonic::codegen::http;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -32,14 +42,16 @@ use super::SwarmError;
 use super::access::{self, Need};
 use super::member::Member;
 use super::rpc::{
-    Empty, JoinRequest, JoinResponse, ProposeRequest, ProposeResponse, RenewRequest, RenewResponse,
-    ReportTaskRequest, StateMessage, TaskLogsRequest, TaskLogsResponse, VoterRequest,
+    Empty, JoinRequest, JoinResponse, Progress, ProposeRequest, ProposeResponse, RenewRequest,
+    RenewResponse, ReportTaskRequest, StateMessage, TaskLogsRequest, TaskLogsResponse,
+    VoterRequest, WatchMessage,
 };
 use crate::api::cluster_proto::cluster_client::ClusterClient;
 use crate::api::cluster_proto::cluster_server::{Cluster, ClusterServer};
 use crate::api::messages::{PingRequest, PingResponse};
-use crate::api::{Peer as Caller, require_manager, require_node};
+use crate::api::{ConnectionInfo, Peer as Caller, require_manager, require_node};
 use crate::consensus::{Consensus, Peer, RaftId, ReadError, TypeConfig, WriteError};
+use crate::state::ClusterState;
 
 /// Metadata on a call one manager forwards to the leader.
 const FORWARDED: &str = "x-shoal-forwarded";
@@ -55,11 +67,55 @@ pub(super) fn client(channel: Channel) -> ClusterClient<Channel> {
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
-/// The server of `service`, with shoal's message limits.
-pub(super) fn server(service: Service) -> ClusterServer<Service> {
-    ClusterServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
+/// The largest message a caller without a node certificate may send
+/// (`Join`, `Ping`): a token, a CSR and a few addresses take a few KiB.
+const MAX_UNAUTHENTICATED: usize = 64 << 10;
+
+/// The server of `service`: a caller with a node certificate may send
+/// messages up to [`MAX_MESSAGE`], one without (a node that is joining,
+/// or anyone who can reach the port) only up to [`MAX_UNAUTHENTICATED`],
+/// refused by its length prefix before it is read.
+pub(super) fn server(service: Service) -> Server {
+    let service = Arc::new(service);
+    let limited = |max: usize| {
+        ClusterServer::from_arc(service.clone())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(MAX_MESSAGE)
+    };
+    Server {
+        nodes: limited(MAX_MESSAGE),
+        strangers: limited(MAX_UNAUTHENTICATED),
+    }
+}
+
+/// The cluster API as served; see [`server`].
+#[derive(Clone)]
+pub(super) struct Server {
+    nodes: ClusterServer<Service>,
+    strangers: ClusterServer<Service>,
+}
+
+impl tower::Service<http::Request<Body>> for Server {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = <ClusterServer<Service> as tower::Service<http::Request<Body>>>::Future;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Both servers are always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let known = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .is_some_and(|c| c.peer.is_some());
+        if known {
+            self.nodes.call(request)
+        } else {
+            self.strangers.call(request)
+        }
+    }
 }
 
 /// The handlers, over a running member.
@@ -83,12 +139,12 @@ impl Service {
 
     /// The caller of `request`, if the state lets it make a call that
     /// needs `need`.
-    fn caller<T>(&self, request: &Request<T>, need: Need) -> Result<Caller, Status> {
+    async fn caller<T>(&self, request: &Request<T>, need: Need) -> Result<Caller, Status> {
         let caller = match need {
             Need::Member => require_node(request)?,
             Need::Manager(action) => require_manager(request, action)?,
         };
-        access::check(&self.member.local_state(), &caller, need)?;
+        access::check(&*self.member.replica().await, &caller, need)?;
         Ok(caller)
     }
 
@@ -139,41 +195,87 @@ fn refused(e: impl std::fmt::Display) -> Status {
     Status::failed_precondition(e.to_string())
 }
 
-type StateStream = Pin<Box<dyn Stream<Item = Result<StateMessage, Status>> + Send>>;
+type StateStream = Pin<Box<dyn Stream<Item = Result<WatchMessage, Status>> + Send>>;
 
-/// The redacted states for `caller`, while it may have them: when it is
-/// removed, its last message is the state without it (so that it leaves);
-/// when its certificate is replaced, the stream ends with the refusal (it
-/// calls again with the new one).
-fn watch(
-    states: tokio::sync::watch::Receiver<Arc<crate::state::ClusterState>>,
+/// How often the state stream carries this manager's progress when the
+/// state does not change: the stream's heartbeat.
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// What the state stream follows: the states this manager learns, and
+/// where its Raft stands.
+struct Watched {
+    states: WatchStream<Arc<ClusterState>>,
+    progress: Box<dyn Fn() -> Progress + Send>,
+    heartbeat: tokio::time::Interval,
     caller: Caller,
-) -> impl Stream<Item = Result<StateMessage, Status>> + Send {
-    futures_util::stream::unfold(
-        (WatchStream::new(states), caller, false),
-        |(mut states, caller, done)| async move {
-            if done {
-                return None;
-            }
-            let state = states.next().await?;
-            let item = match access::check(&state, &caller, Need::Member) {
-                Ok(()) => Ok(StateMessage {
-                    state: state.redacted(),
-                }),
-                Err(_) if state.node(&caller.node_id).is_none() => {
-                    return Some((
-                        Ok(StateMessage {
-                            state: state.redacted(),
-                        }),
-                        (states, caller, true),
-                    ));
-                }
-                Err(refused) => Err(refused),
+    done: bool,
+}
+
+/// The redacted states for `caller`, while it may have them, each with
+/// this manager's progress, and the progress alone every [`HEARTBEAT`]
+/// in between. When the caller is removed, its last message is the state
+/// without it (so that it leaves); when its certificate is replaced, the
+/// stream ends with the refusal (it calls again with the new one).
+fn watch(
+    states: tokio::sync::watch::Receiver<Arc<ClusterState>>,
+    progress: impl Fn() -> Progress + Send + 'static,
+    caller: Caller,
+) -> impl Stream<Item = Result<WatchMessage, Status>> + Send {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watched = Watched {
+        states: WatchStream::new(states),
+        progress: Box::new(progress),
+        heartbeat,
+        caller,
+        done: false,
+    };
+    futures_util::stream::unfold(watched, |mut w| async move {
+        if w.done {
+            return None;
+        }
+        let state = tokio::select! {
+            // A change goes out before a heartbeat that is also due.
+            biased;
+            state = w.states.next() => Some(state?),
+            _ = w.heartbeat.tick() => None,
+        };
+        let Some(state) = state else {
+            let beat = WatchMessage {
+                state: None,
+                progress: (w.progress)(),
             };
-            let done = item.is_err();
-            Some((item, (states, caller, done)))
-        },
-    )
+            return Some((Ok(beat), w));
+        };
+        w.heartbeat.reset();
+        let item = match access::check(&state, &w.caller, Need::Member) {
+            Ok(()) => Ok(WatchMessage {
+                state: Some(state.redacted()),
+                progress: (w.progress)(),
+            }),
+            Err(_) if state.node(&w.caller.node_id).is_none() => {
+                w.done = true;
+                Ok(WatchMessage {
+                    state: Some(state.redacted()),
+                    progress: (w.progress)(),
+                })
+            }
+            Err(refused) => {
+                w.done = true;
+                Err(refused)
+            }
+        };
+        Some((item, w))
+    })
+}
+
+/// Where `consensus` stands.
+fn progress_of(consensus: &Consensus) -> Progress {
+    let status = consensus.status();
+    Progress {
+        term: status.term,
+        applied: status.commit_index,
+    }
 }
 
 #[tonic::async_trait]
@@ -190,7 +292,7 @@ impl Cluster for Service {
         // manager's replica first, then (a rotation may be in flight)
         // against a linearizable read.
         self.member
-            .check_token(&request.get_ref().token, &self.member.local_state())
+            .check_token(&request.get_ref().token, &*self.member.replica().await)
             .map_err(Status::permission_denied)?;
         let state = match consensus.read().await {
             Ok(s) => s,
@@ -211,7 +313,8 @@ impl Cluster for Service {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
-        self.caller(&request, Need::Manager("change the cluster state"))?;
+        self.caller(&request, Need::Manager("change the cluster state"))
+            .await?;
         let consensus = self.consensus().await?;
         let result = match consensus.write(request.get_ref().command.clone()).await {
             Ok(outcome) => Ok(outcome),
@@ -226,7 +329,8 @@ impl Cluster for Service {
     }
 
     async fn read_state(&self, request: Request<Empty>) -> Result<Response<StateMessage>, Status> {
-        self.caller(&request, Need::Manager("read the cluster state"))?;
+        self.caller(&request, Need::Manager("read the cluster state"))
+            .await?;
         let consensus = self.consensus().await?;
         match consensus.read().await {
             Ok(state) => Ok(Response::new(StateMessage {
@@ -243,19 +347,26 @@ impl Cluster for Service {
     type WatchStateStream = StateStream;
 
     async fn watch_state(&self, request: Request<Empty>) -> Result<Response<StateStream>, Status> {
-        let caller = self.caller(&request, Need::Member)?;
-        self.consensus().await?;
+        let caller = self.caller(&request, Need::Member).await?;
+        let consensus = self.consensus().await?;
         Ok(Response::new(Box::pin(watch(
             self.member.watch_state(),
+            move || progress_of(&consensus),
             caller,
         ))))
+    }
+
+    async fn progress(&self, request: Request<Empty>) -> Result<Response<Progress>, Status> {
+        self.caller(&request, Need::Member).await?;
+        let consensus = self.consensus().await?;
+        Ok(Response::new(progress_of(&consensus)))
     }
 
     async fn renew_cert(
         &self,
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
-        let caller = self.caller(&request, Need::Member)?;
+        let caller = self.caller(&request, Need::Member).await?;
         self.consensus().await?;
         self.member
             .renew(&caller.node_id, &request.get_ref().csr_pem)
@@ -265,7 +376,8 @@ impl Cluster for Service {
     }
 
     async fn add_voter(&self, request: Request<VoterRequest>) -> Result<Response<Empty>, Status> {
-        self.caller(&request, Need::Manager("add Raft voters"))?;
+        self.caller(&request, Need::Manager("add Raft voters"))
+            .await?;
         let consensus = self.consensus().await?;
         let status = consensus.status();
         if !status.is_leader {
@@ -283,7 +395,8 @@ impl Cluster for Service {
         &self,
         request: Request<TaskLogsRequest>,
     ) -> Result<Response<TaskLogsResponse>, Status> {
-        self.caller(&request, Need::Manager("read task logs"))?;
+        self.caller(&request, Need::Manager("read task logs"))
+            .await?;
         self.member
             .read_task_log(request.get_ref())
             .map(Response::new)
@@ -294,10 +407,10 @@ impl Cluster for Service {
         &self,
         request: Request<ReportTaskRequest>,
     ) -> Result<Response<Empty>, Status> {
-        let caller = self.caller(&request, Need::Member)?;
+        let caller = self.caller(&request, Need::Member).await?;
         self.consensus().await?;
         let command = super::tasks::check_report(
-            &self.member.local_state(),
+            &*self.member.replica().await,
             &caller.node_id,
             request.get_ref(),
         )
@@ -310,7 +423,9 @@ impl Cluster for Service {
     }
 
     async fn leave(&self, request: Request<VoterRequest>) -> Result<Response<Empty>, Status> {
-        let caller = self.caller(&request, Need::Manager("leave as managers"))?;
+        let caller = self
+            .caller(&request, Need::Manager("leave as managers"))
+            .await?;
         let node = &request.get_ref().node;
         let consensus = self.consensus().await?;
         // A voter forwards the leave of the manager that asked it; nobody

@@ -16,7 +16,7 @@ use super::super::files::SwarmDir;
 use super::super::member::ANY_MANAGER;
 use super::super::rpc::{
     Empty, JoinRequest, ProposeRequest, RenewRequest, ReportTaskRequest, TaskLogsRequest,
-    VoterRequest,
+    VoterRequest, WatchMessage,
 };
 use super::super::{InitOptions, NodeChange, Swarm, SwarmConfig, TablesSink, TokenOptions};
 use super::client;
@@ -134,6 +134,7 @@ impl TestManager {
                 addr: SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port())),
                 gossip_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())),
                 engine: "none".into(),
+                rejoin: None,
             })
             .await
             .unwrap()
@@ -200,6 +201,7 @@ async fn every_call(c: &mut ClusterClient<Channel>, me: &NodeId) -> Vec<(&'stati
         ),
         ("ReadState", code(c.read_state(Empty {}).await)),
         ("WatchState", code(c.watch_state(Empty {}).await)),
+        ("Progress", code(c.progress(Empty {}).await)),
         (
             "RenewCert",
             code(
@@ -300,7 +302,7 @@ async fn a_worker_is_streamed_the_state_without_any_secret() {
     assert_eq!(worker.cert.role(), Role::Worker);
     let mut c = worker.client(m.addr).await;
     let mut stream = c.watch_state(Empty {}).await.unwrap().into_inner();
-    let first = stream.message().await.unwrap().unwrap().state;
+    let first = stream.message().await.unwrap().unwrap().state.unwrap();
     assert!(first.node(&worker.id).is_some(), "the stream is current");
     assert_eq!(leaks(&first, &[&wtoken, &mtoken]), Vec::<String>::new());
 
@@ -317,7 +319,9 @@ async fn a_worker_is_streamed_the_state_without_any_secret() {
         .unwrap();
     let labelled = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let s = stream.message().await.unwrap().unwrap().state;
+            let Some(s) = stream.message().await.unwrap().unwrap().state else {
+                continue;
+            };
             if s.node(&worker.id)
                 .is_some_and(|n| n.labels.contains_key("zone"))
             {
@@ -332,6 +336,69 @@ async fn a_worker_is_streamed_the_state_without_any_secret() {
     // The whole state is for managers only.
     let err = c.read_state(Empty {}).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    m.swarm.shutdown().await;
+}
+
+/// The stream's next message; a silent or ended stream fails the test.
+async fn next(stream: &mut tonic::Streaming<WatchMessage>) -> WatchMessage {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the stream went silent")
+        .unwrap()
+        .expect("the stream ended")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_stream_beats_with_the_managers_raft_progress() {
+    let m = TestManager::init().await;
+    let w1 = m.join("w1", &m.token(Role::Worker).await).await;
+    let mut c = w1.client(m.addr).await;
+    let mut stream = c.watch_state(Empty {}).await.unwrap().into_inner();
+    let first = next(&mut stream).await;
+    assert!(first.state.is_some(), "the first message carries the state");
+    assert!(first.progress.term >= 1, "{:?}", first.progress);
+
+    // With nothing to send, the stream still speaks: the progress alone,
+    // which is what `Progress` answers.
+    let beat = loop {
+        let msg = next(&mut stream).await;
+        if msg.state.is_none() {
+            break msg.progress;
+        }
+    };
+    assert!(beat.applied >= first.progress.applied);
+    let asked = c.progress(Empty {}).await.unwrap().into_inner();
+    assert_eq!(asked.term, beat.term);
+    assert!(asked.applied >= beat.applied);
+
+    // A change comes with a progress past it.
+    m.swarm
+        .update_node(
+            w1.id.as_str(),
+            NodeChange {
+                labels_add: [("zone".to_owned(), "a".to_owned())].into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The change arrives, and the progress moves past where it stood.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let (mut labelled, mut moved) = (false, false);
+        while !(labelled && moved) {
+            let msg = next(&mut stream).await;
+            labelled |= msg
+                .state
+                .as_ref()
+                .and_then(|s| s.node(&w1.id))
+                .is_some_and(|n| n.labels.contains_key("zone"));
+            moved |= msg.progress.applied > asked.applied;
+        }
+    })
+    .await
+    .expect("the change or the progress past it never came");
+    let after = c.progress(Empty {}).await.unwrap().into_inner();
+    assert!(after.applied > asked.applied, "{after:?} after {asked:?}");
     m.swarm.shutdown().await;
 }
 
@@ -415,7 +482,7 @@ async fn a_removed_workers_certificate_is_refused_every_call() {
     let w1 = m.join("w1", &m.token(Role::Worker).await).await;
     let mut c = w1.client(m.addr).await;
     let mut stream = c.watch_state(Empty {}).await.unwrap().into_inner();
-    let first = stream.message().await.unwrap().unwrap().state;
+    let first = stream.message().await.unwrap().unwrap().state.unwrap();
     assert!(first.node(&w1.id).is_some());
 
     m.swarm.remove_node(w1.id.as_str(), true).await.unwrap();
@@ -426,7 +493,9 @@ async fn a_removed_workers_certificate_is_refused_every_call() {
         .unwrap()
         .unwrap()
     {
-        last = Some(msg.state);
+        if msg.state.is_some() {
+            last = msg.state;
+        }
     }
     assert!(last.is_some_and(|s| s.node(&w1.id).is_none()));
 
@@ -439,7 +508,7 @@ async fn a_removed_workers_certificate_is_refused_every_call() {
         allowed.is_empty(),
         "a removed node was answered: {allowed:?}"
     );
-    assert_eq!(after.len(), 11);
+    assert_eq!(after.len(), 12);
     m.swarm.shutdown().await;
 }
 
@@ -463,6 +532,7 @@ async fn a_bad_or_rotated_token_is_refused_without_a_raft_read() {
                 addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
                 gossip_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
                 engine: "none".into(),
+                rejoin: None,
             })
             .await
     };
@@ -534,5 +604,148 @@ async fn the_leader_renews_its_own_certificate_before_it_expires() {
         .unwrap_err();
     assert!(err.to_string().contains("at least 3s"), "{err}");
     assert_eq!(err.to_string().lines().count(), 1);
+    m.swarm.shutdown().await;
+}
+
+/// A `Join` of `node` (a new one, or one coming back with its last
+/// certificate) with `token` and a CSR for `key`.
+fn join_request(
+    token: &str,
+    node: &NodeId,
+    key: &NodeKey,
+    rejoin: Option<&NodeCert>,
+) -> JoinRequest {
+    JoinRequest {
+        token: token.into(),
+        node_id: node.clone(),
+        hostname: "w".into(),
+        csr_pem: key.csr_pem(node).unwrap(),
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
+        gossip_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
+        engine: "none".into(),
+        rejoin: rejoin.map(|c| c.pem().to_owned()),
+    }
+}
+
+/// A client without a node certificate, as a joining node has.
+async fn stranger(m: &TestManager, token: &str) -> ClusterClient<Channel> {
+    let pin = JoinToken::parse(token).unwrap().ca_digest();
+    let (tls, _) = pinned_client_config(pin).unwrap();
+    client(api::connect(m.addr, tls, ANY_MANAGER).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_a_certificate_may_only_send_small_messages() {
+    let m = TestManager::init().await;
+    let token = m.token(Role::Worker).await;
+    let id = NodeId::generate().unwrap();
+    let mut big = join_request(&token, &id, &NodeKey::generate().unwrap(), None);
+    big.hostname = "h".repeat(100 << 10);
+
+    let before = m.reads().await;
+    let err = stranger(&m, &token)
+        .await
+        .join(big.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("too large"), "{}", err.message());
+    assert_eq!(
+        m.reads().await,
+        before,
+        "a refused message cost a Raft read"
+    );
+
+    // A node of the swarm may send it: the handler, not the size, refuses.
+    let err = m.own().client(m.addr).await.join(big).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("hostname"), "{}", err.message());
+    m.swarm.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_rejoins_with_its_last_certificate_its_key_and_a_token() {
+    let m = TestManager::init().await;
+    let (wtoken, mtoken) = (m.token(Role::Worker).await, m.token(Role::Manager).await);
+    let w1 = m.join("w1", &wtoken).await;
+    m.swarm
+        .update_node(
+            w1.id.as_str(),
+            NodeChange {
+                labels_add: [("zone".to_owned(), "a".to_owned())].into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut c = stranger(&m, &wtoken).await;
+    let refused = |r: Result<tonic::Response<_>, Status>, says: &str| {
+        let err = r.map(drop).unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{says}: {err:?}");
+        assert!(err.message().contains(says), "{says}: {}", err.message());
+    };
+
+    // Its id alone, another key, or the wrong role's token: refused.
+    refused(
+        c.join(join_request(&wtoken, &w1.id, &w1.key, None)).await,
+        "already a member",
+    );
+    refused(
+        c.join(join_request(
+            &wtoken,
+            &w1.id,
+            &NodeKey::generate().unwrap(),
+            Some(&w1.cert),
+        ))
+        .await,
+        "not for the key",
+    );
+    refused(
+        c.join(join_request(&mtoken, &w1.id, &w1.key, Some(&w1.cert)))
+            .await,
+        "worker join token",
+    );
+    let other = m.join("w2", &wtoken).await;
+    refused(
+        c.join(join_request(&wtoken, &w1.id, &w1.key, Some(&other.cert)))
+            .await,
+        "not `",
+    );
+
+    // With all three it gets a new certificate and keeps its place.
+    let nodes = m.state().await.nodes().len();
+    let answer = c
+        .join(join_request(&wtoken, &w1.id, &w1.key, Some(&w1.cert)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.role, Role::Worker);
+    let cert = NodeCert::from_pem(&answer.cert_pem).unwrap();
+    assert_eq!(cert.node_id(), &w1.id);
+    assert!(cert.is_for_key(&w1.key));
+    assert_ne!(cert.serial(), w1.cert.serial());
+    let state = m.state().await;
+    assert_eq!(state.nodes().len(), nodes, "no node was added");
+    let node = state.node(&w1.id).unwrap();
+    assert_eq!(node.labels.get("zone").map(String::as_str), Some("a"));
+    assert_eq!(node.cert.as_ref().unwrap().serial, cert.serial());
+
+    // The certificate it came back with is spent.
+    refused(
+        c.join(join_request(&wtoken, &w1.id, &w1.key, Some(&w1.cert)))
+            .await,
+        "replaced",
+    );
+    let back = TestNode {
+        id: w1.id.clone(),
+        ca: w1.ca.clone(),
+        cert,
+        key: NodeKey::from_pem(&w1.key.private_key_pem()).unwrap(),
+    };
+    back.client(m.addr)
+        .await
+        .watch_state(Empty {})
+        .await
+        .unwrap();
     m.swarm.shutdown().await;
 }
