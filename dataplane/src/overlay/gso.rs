@@ -92,7 +92,10 @@ pub fn segment(
         _ => 8,
     };
     let headers = l4_start + l4_len;
-    if l4_len < 8 || frame.len() < headers {
+    // A TCP header is at least 20 bytes (flags and checksum are in there);
+    // a task's super-frame claiming fewer is refused, not indexed past.
+    let min_l4 = if want_proto == PROTO_TCP { 20 } else { 8 };
+    if l4_len < min_l4 || frame.len() < headers {
         return Err(GsoError::Malformed);
     }
     let payload = &frame[headers..];
@@ -185,6 +188,19 @@ mod tests {
             csum_start: 34,
             csum_offset: 16,
         }
+    }
+
+    #[test]
+    fn a_tcp_header_shorter_than_twenty_bytes_is_refused() {
+        // Found by the gso fuzz target: data offset 2 (8 bytes) with no
+        // payload used to index the checksum past the frame.
+        let mut frame = tcp_super_frame(0, false);
+        frame[ETH_LEN + 20 + 12] = 2 << 4;
+        let mut out = Vec::new();
+        assert_eq!(
+            segment(&tso(1400), &frame, &[0; 8], &mut out),
+            Err(GsoError::Malformed)
+        );
     }
 
     #[test]

@@ -181,7 +181,10 @@ fn a_task_reaches_a_vip_and_its_replies_come_back_from_the_vip() {
             Location::Local(_) => n1.decide_task(&answer, 1),
             Location::Remote(node) => {
                 assert_eq!(node, N2);
-                assert!(matches!(n2.decide_wire(&syn, N1, 1), Verdict::Deliver { .. }));
+                assert!(matches!(
+                    n2.decide_wire(&syn, N1, 1),
+                    Verdict::Deliver { .. }
+                ));
                 let back = n2.decide_task(&answer, 1);
                 assert_eq!(
                     back,
