@@ -73,6 +73,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 const LIMITS: super::guarded::Limits = super::guarded::Limits {
     connections: 32,
     idle: std::time::Duration::from_secs(15),
+    header: std::time::Duration::from_secs(10),
 };
 
 /// Serves `/metrics` on `listener` until the returned task is aborted.

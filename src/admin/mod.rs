@@ -34,6 +34,7 @@ pub struct Sources {
 const LIMITS: guarded::Limits = guarded::Limits {
     connections: 64,
     idle: Duration::from_secs(600),
+    header: Duration::from_secs(10),
 };
 
 /// Binds `path` and serves `app` until the returned task is aborted.

@@ -75,6 +75,12 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::logging::init();
+    // Every task interface, DNS socket, connection and log file takes a
+    // descriptor from one table; the soft limit is often 1024.
+    match sys::process::raise_nofile_limit() {
+        Ok(n) => tracing::debug!("open descriptors allowed: {n}"),
+        Err(e) => tracing::warn!("raising the open-descriptor limit: {e}"),
+    }
     let Some(tables_path) = args.tables.clone() else {
         return swarm_mode(args);
     };
@@ -227,17 +233,25 @@ async fn serve(
 }
 
 /// The daemon's state directory, claimed by a pid file so that two daemons
-/// never share one. Leftovers of a crashed daemon (stale pid file and
-/// socket) are cleared on the next start; its task interfaces are already
-/// gone, since the kernel removes a TAP when its last descriptor closes.
+/// never share one, and private in either mode (umask 077; folders 0700
+/// and files 0600 under it, a wider one tightened). Leftovers of a
+/// crashed daemon (stale pid file and socket) are cleared on the next
+/// start; its task interfaces are already gone, since the kernel removes a
+/// TAP when its last descriptor closes.
 struct StateDir {
     dir: PathBuf,
 }
 
 impl StateDir {
     fn claim(dir: &Path) -> anyhow::Result<StateDir> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        let tightened = shoal_control::private_dir::claim(dir)
+            .with_context(|| format!("making the state directory {} private", dir.display()))?;
+        if tightened > 0 {
+            tracing::info!(
+                "made {tightened} entries under {} private (0700 folders, 0600 files)",
+                dir.display()
+            );
+        }
         let pid_file = dir.join("shoal.pid");
         if let Ok(text) = std::fs::read_to_string(&pid_file)
             && let Ok(pid) = text.trim().parse::<u32>()

@@ -51,6 +51,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const LIMITS: crate::admin::guarded::Limits = crate::admin::guarded::Limits {
     connections: 256,
     idle: Duration::from_secs(30),
+    header: Duration::from_secs(10),
 };
 
 /// How long `/api/cluster` waits for the feed's first snapshot.

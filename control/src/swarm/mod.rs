@@ -140,10 +140,6 @@ impl Swarm {
                 config.state_dir.display()
             );
         }
-        match shoal_dataplane::sys::process::raise_nofile_limit() {
-            Ok(n) => tracing::debug!("open descriptors allowed: {n}"),
-            Err(e) => tracing::warn!("raising the open-descriptor limit: {e}"),
-        }
         let dir = SwarmDir::new(&config.state_dir);
         let member = match dir.load()? {
             Some(identity) => {
