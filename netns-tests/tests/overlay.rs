@@ -417,8 +417,11 @@ fn large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed(engine: 
         "bulk TCP from an interface with too large an MTU",
     );
     // The receiver's count stops when the sender is done: what is still in
-    // flight then is not in it.
-    assert!(bytes >= 15_000_000, "received only {bytes} of 20 MiB");
+    // flight then (send and receive buffers, several MB on a loaded
+    // machine: 14.2 MB were counted once in the suite) is not in it. A
+    // path-MTU black hole gets next to nothing through, so half of it
+    // tells the two apart.
+    assert!(bytes >= 10_000_000, "received only {bytes} of 20 MiB");
     let metrics = o.daemons[0].metrics().expect("metrics");
     assert!(
         counter(&metrics, "shoal_dataplane_icmp_errors_total", "") >= 1,
