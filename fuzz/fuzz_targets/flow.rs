@@ -18,11 +18,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = view.hash();
     let to = SocketAddrV4::new(Ipv4Addr::new(10, 0, choice, 7), u16::from(choice) * 257);
-    let nat = if choice & 1 == 0 { Nat::dst(to) } else { Nat::src(to) };
+    let nat = if choice & 1 == 0 {
+        Nat::dst(to)
+    } else {
+        Nat::src(to)
+    };
     let mut frame = frame.to_vec();
     let after = nat.apply(&mut frame, &view, choice & 2 != 0);
     if view.key.is_some() {
-        assert_eq!(flow::parse_ipv4(&frame), Some(after), "the view follows the bytes");
+        assert_eq!(
+            flow::parse_ipv4(&frame),
+            Some(after),
+            "the view follows the bytes"
+        );
     } else {
         assert_eq!(after, view, "a flow without ports is left alone");
     }
