@@ -141,6 +141,7 @@ impl BackendSet {
     }
 
     /// Whether `other` shares this set's Maglev table (it was kept).
+    #[cfg(test)]
     pub fn shares_table_with(&self, other: &BackendSet) -> bool {
         Arc::ptr_eq(&self.maglev, &other.maglev)
     }

@@ -137,38 +137,38 @@ pub fn from_underlay(
 ) -> Verdict {
     let segment = cx.fdb.segment(seg);
     let routed = vtep::route_from_underlay(segment, inner, parsed, out);
-    let (flow, key) = match parsed {
-        Ok(Frame::Ipv4(flow @ Flow { key: Some(key), .. })) => (flow, key),
-        _ => {
-            return match routed {
-                FromUnderlay::Local(port) => Verdict::deliver(Location::Local(port), seg),
-                FromUnderlay::Outside => Verdict::Drop(DropReason::NoRoute),
-                FromUnderlay::Reply { .. } => Verdict::Reply,
-                FromUnderlay::Ignore => Verdict::Ignore,
-                FromUnderlay::Drop(reason) => Verdict::Drop(reason),
-            };
-        }
+    // TCP/UDP frames take part in the conversations; the rest only routes.
+    let keyed = match parsed {
+        Ok(Frame::Ipv4(flow @ Flow { key: Some(key), .. })) => Some((flow, key)),
+        _ => None,
     };
-    match routed {
-        FromUnderlay::Local(port) => {
-            // A client outside the overlay: its flow entered the cluster at
-            // the sender, where the backend's replies must go back.
-            if !segment.subnet.contains(&flow.src) {
-                cx.shards
-                    .of(key.src)
-                    .mesh
-                    .note_entry(&key, flow.flags, sender, cx.now);
-            }
+    match (routed, keyed) {
+        (FromUnderlay::Local(port), keyed) => {
+            let translation = keyed.and_then(|(flow, key)| {
+                // A client outside the overlay: its flow entered the cluster
+                // at the sender, where the backend's replies must go back.
+                if !segment.subnet.contains(&flow.src) {
+                    cx.shards
+                        .of(key.src)
+                        .mesh
+                        .note_entry(&key, flow.flags, sender, cx.now);
+                }
+                reverse(cx, seg, &flow, &key)
+            });
             Verdict::Deliver {
                 to: Location::Local(port),
                 segment: seg,
-                translation: reverse(cx, seg, &flow, &key),
+                translation,
             }
         }
-        FromUnderlay::Outside => mesh_exit(cx, &flow, &key),
-        FromUnderlay::Reply { .. } => Verdict::Reply,
-        FromUnderlay::Ignore => Verdict::Ignore,
-        FromUnderlay::Drop(reason) => Verdict::Drop(reason),
+        (FromUnderlay::Outside, Some((flow, key))) => {
+            let nat = cx.shards.of(key.dst).mesh.exit(&key, flow.flags, cx.now);
+            mesh_exit(cx, &key, nat)
+        }
+        (FromUnderlay::Outside, None) => Verdict::Drop(DropReason::NoRoute),
+        (FromUnderlay::Reply { .. }, _) => Verdict::Reply,
+        (FromUnderlay::Ignore, _) => Verdict::Ignore,
+        (FromUnderlay::Drop(reason), _) => Verdict::Drop(reason),
     }
 }
 
@@ -297,17 +297,23 @@ fn reverse(cx: &Context<'_>, seg: SegmentId, flow: &Flow, key: &FlowKey) -> Opti
 /// (or, if that is this one, out through the kernel); anything else has no
 /// route.
 fn mesh_reply(cx: &Context<'_>, seg: SegmentId, flow: &Flow, key: &FlowKey) -> Verdict {
-    let entry = cx.shards.of(key.dst).mesh.entry_of(key, flow.flags, cx.now);
-    match entry {
+    // One lock of the client's shard for both questions.
+    let mut shard = cx.shards.of(key.dst);
+    match shard.mesh.entry_of(key, flow.flags, cx.now) {
         None => Verdict::Drop(DropReason::NoRoute),
         Some(entry) if entry != cx.node => Verdict::deliver(Location::Remote(entry), seg),
-        Some(_) => mesh_exit(cx, flow, key),
+        Some(_) => {
+            let nat = shard.mesh.exit(key, flow.flags, cx.now);
+            drop(shard);
+            mesh_exit(cx, key, nat)
+        }
     }
 }
 
-/// A backend's reply to a routing-mesh client that entered at this node.
-fn mesh_exit(cx: &Context<'_>, flow: &Flow, key: &FlowKey) -> Verdict {
-    let nat = cx.shards.of(key.dst).mesh.exit(key, flow.flags, cx.now);
+/// A backend's reply to a routing-mesh client that entered at this node,
+/// with the translation the mesh conversation found for it (none: no mesh
+/// flow knows it).
+fn mesh_exit(cx: &Context<'_>, key: &FlowKey, nat: Option<Nat>) -> Verdict {
     let Some(nat) = nat else {
         return Verdict::Drop(DropReason::UnknownDestination);
     };

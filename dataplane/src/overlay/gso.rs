@@ -99,6 +99,10 @@ pub fn segment(
         return Err(GsoError::Malformed);
     }
     let payload = &frame[headers..];
+    // A super-frame carries payload; one with headers only cuts into nothing.
+    if payload.is_empty() {
+        return Err(GsoError::Malformed);
+    }
     let addr = |at: usize| Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
     let (src, dst) = (addr(ip_start + 12), addr(ip_start + 16));
     let ip_id = u16::from_be_bytes([frame[ip_start + 4], frame[ip_start + 5]]);
@@ -109,7 +113,7 @@ pub fn segment(
             .ok_or(GsoError::Malformed)?,
     );
 
-    let count = payload.len().div_ceil(mss).max(1);
+    let count = payload.len().div_ceil(mss);
     let stride = prefix.len() + headers + mss.min(payload.len());
     out.clear();
     out.reserve(prefix.len() * count + headers * count + payload.len());

@@ -203,7 +203,12 @@ pub fn parse(frame: &[u8]) -> Result<Frame, Malformed> {
 
 /// Parses a frame that must be IPv4: anything else is `None`.
 pub fn parse_ipv4(frame: &[u8]) -> Option<Flow> {
-    match parse(frame) {
+    ipv4(parse(frame))
+}
+
+/// The IPv4 view of a parse, if that is what it found.
+pub fn ipv4(parsed: Result<Frame, Malformed>) -> Option<Flow> {
+    match parsed {
         Ok(Frame::Ipv4(flow)) => Some(flow),
         _ => None,
     }

@@ -35,7 +35,7 @@ use crate::overlay::gro::Gro;
 use crate::overlay::vtep::{self, DropReason};
 use crate::sys;
 use crate::tables::Tables;
-use crate::wire::flow::{self, Frame};
+use crate::wire::flow;
 use crate::wire::{virtio_net, vxlan};
 
 /// Options of the userspace engine.
@@ -580,10 +580,7 @@ fn on_datagram(
     let parsed = flow::parse(inner);
     let cx = shared.context(&snapshot.fdb);
     let verdict = path::from_underlay(&cx, seg, inner, parsed, sender, reply);
-    let flow = match parsed {
-        Ok(Frame::Ipv4(flow)) => Some(flow),
-        _ => None,
-    };
+    let flow = flow::ipv4(parsed);
     let mut translated = |t: &path::Translation| {
         flow.map(|f| pipeline::translate(snapshot, t, inner, &f, &virtio_net::Repr::NONE))
     };

@@ -18,7 +18,7 @@ use crate::overlay::fdb::{Location, PortId};
 use crate::overlay::gso;
 use crate::overlay::vtep::DropReason;
 use crate::sys;
-use crate::wire::flow::{self, Frame};
+use crate::wire::flow;
 use crate::wire::virtio_net;
 
 /// Queues per task interface, each read by a worker thread of its own.
@@ -121,10 +121,7 @@ fn on_frame(
     let parsed = flow::parse(frame);
     let cx = shared.context(&snapshot.fdb);
     let verdict = path::from_port(&cx, seg, frame, parsed, gso::is_gso(&hdr), scratch);
-    let flow = match parsed {
-        Ok(Frame::Ipv4(flow)) => Some(flow),
-        _ => None,
-    };
+    let flow = flow::ipv4(parsed);
     let translated = |t: &Option<Translation>, frame: &mut [u8]| match (t, flow) {
         (Some(t), Some(flow)) => Some(pipeline::translate(&snapshot, t, frame, &flow, &hdr)),
         _ => flow,
