@@ -17,7 +17,7 @@ echo "== build"
 cargo build --release --bin shoal
 
 echo "== tests (unit, property, netns end-to-end)"
-cargo test --release --workspace -- --test-threads="${SHOAL_TEST_THREADS:-4}"
+cargo test --release --workspace --no-fail-fast -- --test-threads="${SHOAL_TEST_THREADS:-4}"
 
 echo "== fuzz (bounded)"
 ./scripts/fuzz.sh "${SHOAL_FUZZ_SECONDS:-15}"

@@ -436,11 +436,12 @@ mod openraft_types {
     };
 }
 
-/// The calls of `answers` that were not refused with `permission_denied`.
+/// The calls of `answers` that were not refused: `permission_denied` for
+/// a role or membership, `unauthenticated` for a spent certificate.
 fn not_refused(answers: &[(&'static str, Code)]) -> Vec<(&'static str, Code)> {
     answers
         .iter()
-        .filter(|(_, code)| *code != Code::PermissionDenied)
+        .filter(|(_, code)| !matches!(code, Code::PermissionDenied | Code::Unauthenticated))
         .cloned()
         .collect()
 }

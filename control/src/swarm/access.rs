@@ -4,7 +4,10 @@
 //!
 //! - every call but `Join` and `Ping` needs a node that is still in the
 //!   state, calling with the certificate it was issued last (each issue
-//!   records the serial, so a renewal revokes the one before);
+//!   records the serial, so a renewal revokes the one before); a spent
+//!   certificate is refused as `unauthenticated`, so that the node, which
+//!   may be installing its new one this very moment, or may have reached a
+//!   manager that has not applied the renewal yet, tries again;
 //! - manager calls also need the node to be a manager in the state now;
 //! - Raft messages need a voter or learner of the Raft membership.
 
@@ -36,7 +39,7 @@ pub(super) fn check(state: &ClusterState, caller: &Caller, need: Need) -> Result
     if let Some(cert) = &node.cert
         && cert.serial != caller.serial
     {
-        return Err(Status::permission_denied(format!(
+        return Err(Status::unauthenticated(format!(
             "the certificate of node `{}` with serial {} was replaced by a newer one (serial {}); \
              only the newest is accepted",
             caller.node_id, caller.serial, cert.serial
@@ -102,7 +105,12 @@ mod tests {
     fn refused(r: Result<(), Status>, says: &str) {
         match r {
             Err(s) => {
-                assert_eq!(s.code(), tonic::Code::PermissionDenied);
+                let code = if says == "replaced" {
+                    tonic::Code::Unauthenticated
+                } else {
+                    tonic::Code::PermissionDenied
+                };
+                assert_eq!(s.code(), code, "{}", s.message());
                 assert!(s.message().contains(says), "{}", s.message());
             }
             Ok(()) => panic!("allowed; expected a refusal saying `{says}`"),

@@ -63,6 +63,15 @@ impl Member {
                             reason: s.message().to_owned(),
                         });
                     }
+                    // A spent certificate: this node is renewing (the call
+                    // left before the new one was installed) or the manager
+                    // has not applied the renewal yet. Dial again with
+                    // whatever is current, a moment later.
+                    Err(s) if s.code() == Code::Unauthenticated => {
+                        self.drop_channel(addr);
+                        last = Some(SwarmError::Refused(s.message().to_owned()));
+                        break;
+                    }
                     Err(s) => return Err(SwarmError::Refused(s.message().to_owned())),
                 }
             }
