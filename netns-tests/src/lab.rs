@@ -336,6 +336,31 @@ impl Lab {
             .with_context(|| format!("running code inside network namespace `{netns}`"))
     }
 
+    /// Drops, inside `host`, every packet to or from the hosts `cut` (no
+    /// FIN, no RST: as if they lost power), replacing what the last call
+    /// dropped; an empty `cut` lets everything through again.
+    pub fn cut_off(&self, host: &Host, cut: &[&Host]) -> Result<()> {
+        let addrs: Vec<String> = cut.iter().map(|h| h.underlay.to_string()).collect();
+        let (input, output) = if addrs.is_empty() {
+            (String::new(), String::new())
+        } else {
+            let set = format!("{{ {} }}", addrs.join(", "));
+            (
+                format!("    ip saddr {set} drop\n"),
+                format!("    ip daddr {set} drop\n"),
+            )
+        };
+        let script = format!(
+            "table inet cut\ndelete table inet cut\ntable inet cut {{\n  chain in {{ type \
+             filter hook input priority 0; policy accept;\n{input}  }}\n  chain out {{ type \
+             filter hook output priority 0; policy accept;\n{output}  }}\n}}\n"
+        );
+        let file = self.dir.join(format!("nft-cut-{}.conf", host.name));
+        std::fs::write(&file, script)?;
+        self.run_ok(&host.netns, &["nft", "-f", &file.display().to_string()])?;
+        Ok(())
+    }
+
     /// The lab's output directory (kept after the lab is gone).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -10,6 +10,7 @@
 //! read after a response.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
@@ -29,6 +31,24 @@ pub struct Limits {
     pub idle: Duration,
     /// The longest a request head may take to arrive.
     pub header: Duration,
+}
+
+/// How many connections the kernel queues for a listener before it drops
+/// SYNs (capped by `net.core.somaxconn`). tokio's default of 128 filled
+/// with a few hundred idle clients, so that nobody else could connect at
+/// all; with this the idle ones wait their turn to be timed out.
+const BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` with [`BACKLOG`], for [`Guarded`].
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// What ends an HTTP/1 request head.
@@ -217,7 +237,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpStream;
 
     async fn guarded(limits: Limits) -> (Guarded<TcpListener>, std::net::SocketAddr) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

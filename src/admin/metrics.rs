@@ -64,7 +64,7 @@ pub fn route(exposition: Exposition) -> Router {
 /// Binds the `--metrics-addr` address; done before anything else starts,
 /// so a bad address stops the daemon with nothing set up.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+    super::guarded::bind(addr).with_context(|| {
         format!("binding the metrics address {addr} (--metrics-addr); give an address of this machine and a free port")
     })
 }

@@ -60,8 +60,7 @@ const FIRST_SNAPSHOT: Duration = Duration::from_secs(10);
 /// Binds the visualizer's address, before anything else starts, so that
 /// a taken or wrong address stops the daemon at once.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
+    crate::admin::guarded::bind(addr)
         .with_context(|| format!("binding the visualizer's address {addr} (--web)"))
 }
 

@@ -2,8 +2,11 @@
 //! namespaces: join time (worker and manager), commit latency (p50/p99 of
 //! `node update` writes through the admin API, on the leader and on a
 //! follower that forwards), node-death detection (kill -9 of a worker to
-//! `Down` in `node ls`) and leader failover (kill -9 of the leader to the
-//! next committed write on another manager).
+//! `Down` in `node ls`), leader failover (kill -9 of the leader to the
+//! next committed write on another manager) and a worker's failover (the
+//! manager it streams the state from goes silent, its packets dropped
+//! inside the worker's host: a change made on another manager to the
+//! worker's copy of the state showing it).
 //!
 //! `cargo run --release -p shoal-benches --bin swarm-bench [ROUNDS]`
 //! (root; build `--bin shoal` in release first).
@@ -81,6 +84,17 @@ fn all_ready(node: &SwarmNode, n: usize) -> Result<()> {
         let ns = nodes(node).ok()?;
         (ns.len() == n && ns.iter().all(|x| x["status"] == "ready")).then_some(())
     })
+}
+
+/// How many tasks `node`'s own copy of the state holds, from its
+/// `/metrics`.
+fn tasks_seen_by(node: &SwarmNode) -> Option<f64> {
+    let text = node.get("/metrics").ok()?;
+    Some(
+        shoal_netns_tests::openmetrics::Exposition::parse(&text)
+            .ok()?
+            .sum("shoal_tasks", &[]),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -190,6 +204,49 @@ fn main() -> Result<()> {
             .map(|d| ms(*d))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+
+    // A worker's manager goes silent.
+    all_ready(&managers[0], 4)?;
+    managers[0].shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "idle",
+        "--replicas",
+        "1",
+        "--constraint",
+        "node.role==manager",
+        "--",
+        "sleep",
+        "100000",
+    ])?;
+    let seen = |n: usize| {
+        wait_until(&format!("w1 to see {n} tasks"), T, || {
+            (tasks_seen_by(&worker) == Some(n as f64)).then_some(())
+        })
+    };
+    seen(1)?;
+    let mut replicas = 1;
+    let mut silent = Vec::new();
+    for round in 0..rounds {
+        let (a, b, c) = (round % 3, (round + 1) % 3, (round + 2) % 3);
+        // The worker can reach manager a only, so it streams from a.
+        lab.cut_off(&worker.host, &[&managers[b].host, &managers[c].host])?;
+        replicas += 1;
+        managers[a].shoal_ok(&["service", "scale", "--detach", &format!("idle={replicas}")])?;
+        seen(replicas)?;
+        lab.cut_off(&worker.host, &[&managers[a].host])?;
+        let start = Instant::now();
+        replicas += 1;
+        managers[b].shoal_ok(&["service", "scale", "--detach", &format!("idle={replicas}")])?;
+        seen(replicas)?;
+        silent.push(start.elapsed());
+        lab.cut_off(&worker.host, &[])?;
+    }
+    println!(
+        "worker failover (its manager silent, a change on another manager to the worker's copy): {}",
+        silent.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
     );
     Ok(())
 }
