@@ -23,16 +23,13 @@
 //! ([`super::select`]) sends no new flows to a draining backend, while the
 //! tracker keeps the ones it has.
 
-pub mod state;
-
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use thiserror::Error;
 
-use self::state::CLASSES;
-pub use self::state::{Direction, FlowState};
 use crate::wire::flow::{FlowKey, TcpFlags};
+pub use shoal_ebpf_common::conntrack::{Direction, FlowState};
 
 /// The largest capacity accepted (about 1 GiB of entries at worst), so a bad
 /// setting cannot ask for unbounded memory.
@@ -66,6 +63,25 @@ pub enum ConntrackError {
 }
 
 const NIL: u32 = u32::MAX;
+
+/// Number of distinct [`class`] values.
+const CLASSES: usize = 9;
+
+/// The expiry list a flow in `state` lives on: states with one timeout
+/// each, so every list stays sorted by last use.
+fn class(state: FlowState) -> usize {
+    match state {
+        FlowState::TcpSynSent => 0,
+        FlowState::TcpSynRecv => 1,
+        FlowState::TcpEstablished => 2,
+        FlowState::TcpFinWait(Direction::Original) => 3,
+        FlowState::TcpFinWait(Direction::Reply) => 4,
+        FlowState::TcpTimeWait => 5,
+        FlowState::TcpClose => 6,
+        FlowState::UdpUnreplied => 7,
+        FlowState::UdpStream => 8,
+    }
+}
 
 struct Node {
     key: FlowKey,
@@ -317,7 +333,7 @@ impl Conntrack {
     fn unlink(&mut self, i: u32) {
         let (prev, next, class) = {
             let n = &self.nodes[i as usize];
-            (n.prev, n.next, n.entry.state.class())
+            (n.prev, n.next, class(n.entry.state))
         };
         match prev {
             NIL => self.lists[class].head = next,
@@ -330,7 +346,7 @@ impl Conntrack {
     }
 
     fn push_front(&mut self, i: u32) {
-        let class = self.nodes[i as usize].entry.state.class();
+        let class = class(self.nodes[i as usize].entry.state);
         let head = self.lists[class].head;
         {
             let n = &mut self.nodes[i as usize];

@@ -5,13 +5,13 @@
 //! stage it crosses; nothing after it reads headers by raw offset, and a
 //! translation updates the view along with the bytes ([`Flow::translated`]).
 //!
-//! The types both the tables and the load balancer speak of a flow
-//! ([`Protocol`], [`FlowKey`], [`TcpFlags`]) are defined here, once.
+//! The types both the tables and the load balancer speak of a flow are
+//! defined once: [`FlowKey`] here, [`Protocol`] and [`TcpFlags`] in
+//! `shoal_ebpf_common::flow` (the eBPF programs track flows by them too).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::ops::BitOr;
 
-use serde::{Deserialize, Serialize};
+pub use shoal_ebpf_common::flow::{Protocol, TcpFlags};
 
 /// Length of an Ethernet header without VLAN tags.
 pub const ETH_LEN: usize = 14;
@@ -37,33 +37,6 @@ const ETHERTYPE_ARP: [u8; 2] = [0x08, 0x06];
 const DONT_FRAGMENT: u16 = 0x4000;
 const OFFSET: u16 = 0x1fff;
 
-/// A transport protocol the load balancer and the routing mesh carry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    #[default]
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    /// The IP protocol number.
-    pub const fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        }
-    }
-
-    /// Where the checksum sits in the transport header.
-    pub const fn checksum_offset(self) -> usize {
-        match self {
-            Protocol::Tcp => 16,
-            Protocol::Udp => 6,
-        }
-    }
-}
-
 /// A transport flow as one packet states it: protocol, source, destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -80,35 +53,6 @@ impl FlowKey {
             src: self.dst,
             dst: self.src,
         }
-    }
-}
-
-/// The flags byte of a TCP header (byte 13); only FIN, SYN, RST and ACK are
-/// looked at.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    pub const NONE: TcpFlags = TcpFlags(0);
-    pub const FIN: TcpFlags = TcpFlags(0x01);
-    pub const SYN: TcpFlags = TcpFlags(0x02);
-    pub const RST: TcpFlags = TcpFlags(0x04);
-    pub const ACK: TcpFlags = TcpFlags(0x10);
-
-    pub fn contains(self, other: TcpFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// A connection's first SYN (not the SYN-ACK answering it).
-    pub fn is_opening(self) -> bool {
-        self.contains(TcpFlags::SYN) && !self.contains(TcpFlags::ACK)
-    }
-}
-
-impl BitOr for TcpFlags {
-    type Output = TcpFlags;
-    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
-        TcpFlags(self.0 | rhs.0)
     }
 }
 

@@ -1,11 +1,24 @@
-//! The map ABI between shoal's eBPF programs and the user-space loader:
-//! every map key and value, `#[repr(C)]`, defined once and used by both
-//! sides. Padding is spelled out so no byte of a key or value is undefined
-//! (the kernel hashes and copies whole keys and values). Addresses are kept
-//! as `[u8; 4]` in network order, so neither side converts them.
+//! What shoal's two engines, the eBPF programs and the userspace one, must
+//! agree on, defined once (`no_std`, nothing allocated):
 //!
-//! With the `user` feature every type is an `aya::Pod`.
+//! - the map ABI between the programs and the user-space loader: every map
+//!   key and value, `#[repr(C)]`. Padding is spelled out so no byte of a
+//!   key or value is undefined (the kernel hashes and copies whole keys and
+//!   values). Addresses are kept as `[u8; 4]` in network order, so neither
+//!   side converts them. With the `user` feature every type is an
+//!   `aya::Pod`;
+//! - the load balancer's flow hash ([`hash`]) and its seeds, the
+//!   connection-tracking state machine and its timeouts ([`conntrack`]),
+//!   the Internet checksum and its RFC 1624 updates ([`checksum`]), a
+//!   flow's protocol and TCP flags ([`flow`]) and the drop reasons
+//!   ([`DropReason`]). The data plane re-exports them; their known-answer
+//!   tests here cover both engines.
 #![no_std]
+
+pub mod checksum;
+pub mod conntrack;
+pub mod flow;
+pub mod hash;
 
 /// Map names, as the programs declare them and the loader looks them up.
 pub mod map {

@@ -32,12 +32,12 @@ fn udp(n: u16) -> FlowKey {
 /// of its class, linked both ways, most recently used first.
 fn check_invariants(ct: &Conntrack) {
     let mut seen = 0;
-    for (class, list) in ct.lists.iter().enumerate() {
+    for (c, list) in ct.lists.iter().enumerate() {
         let (mut i, mut prev, mut newer) = (list.head, NIL, u64::MAX);
         while i != NIL {
             let n = &ct.nodes[i as usize];
             assert_eq!(n.prev, prev);
-            assert_eq!(n.entry.state.class(), class);
+            assert_eq!(class(n.entry.state), c);
             assert_eq!(ct.index.get(&n.key), Some(&i));
             assert!(n.entry.last_seen <= newer);
             newer = n.entry.last_seen;

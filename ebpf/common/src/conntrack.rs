@@ -1,5 +1,6 @@
-//! The per-flow state machine of the connection tracker and its idle
-//! timeouts.
+//! The per-flow state machine of connection tracking and its idle
+//! timeouts, one definition for both engines (the data plane's tracker
+//! re-exports it from `lb::conntrack`).
 //!
 //! TCP flags (and the direction a packet went) enter [`FlowState::next`]; a
 //! new state leaves, whose [`FlowState::timeout_ms`] says how long the flow may
@@ -8,7 +9,7 @@
 //! forgotten, which is the bug (Swarm's IPVS dropping idle TCP after 900 s,
 //! moby/moby#31208) this exists to avoid.
 
-use crate::wire::flow::{Protocol, TcpFlags};
+use crate::flow::{Protocol, TcpFlags};
 
 /// The direction of a packet relative to the flow's first packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,9 +44,6 @@ pub enum FlowState {
     /// Packets went both ways.
     UdpStream,
 }
-
-/// Number of distinct [`FlowState::class`] values.
-pub(super) const CLASSES: usize = 9;
 
 impl FlowState {
     /// The state of a flow whose first (original-direction) packet carried
@@ -101,22 +99,6 @@ impl FlowState {
             FlowState::TcpClose => 10 * SECOND,
             FlowState::UdpUnreplied => 30 * SECOND,
             FlowState::UdpStream => 120 * SECOND,
-        }
-    }
-
-    /// The expiry list the flow lives on: states with one timeout each, so
-    /// every list stays sorted by last use.
-    pub(super) fn class(self) -> usize {
-        match self {
-            FlowState::TcpSynSent => 0,
-            FlowState::TcpSynRecv => 1,
-            FlowState::TcpEstablished => 2,
-            FlowState::TcpFinWait(Direction::Original) => 3,
-            FlowState::TcpFinWait(Direction::Reply) => 4,
-            FlowState::TcpTimeWait => 5,
-            FlowState::TcpClose => 6,
-            FlowState::UdpUnreplied => 7,
-            FlowState::UdpStream => 8,
         }
     }
 }
