@@ -68,10 +68,15 @@ endpoints:
 
     fn maps(ifindex: impl Fn(Ipv4Addr) -> Option<u32>, vxlan_port: u16) -> Maps {
         let tables = Tables::from_yaml_str(TABLES).unwrap();
-        Maps::from_tables(&tables, underlay(vxlan_port), |net, ip| {
-            assert_eq!(net, "front");
-            ifindex(ip)
-        })
+        Maps::from_tables(
+            &tables,
+            underlay(vxlan_port),
+            |net, ip| {
+                assert_eq!(net, "front");
+                ifindex(ip)
+            },
+            &Maps::default(),
+        )
     }
 
     /// The local tasks' interfaces: 10.0.1.2 behind TASK_IFINDEX, 10.0.1.4
@@ -334,6 +339,67 @@ endpoints:
         underlay.install(&off).unwrap();
         assert_eq!(run(&underlay, &vxlan(VNI, &inner)).0, XDP_PASS);
         assert_eq!(underlay.installed(), &off);
+    }
+
+    /// Services on `front`: web (two backends, one of them on this node)
+    /// and api, whose backends are `api`.
+    fn service_tables(web_second: &str, api: &[&str]) -> Tables {
+        let api: Vec<String> = api.iter().map(|ip| format!("{{ ip: {ip} }}")).collect();
+        Tables::from_yaml_str(&format!(
+            "{TABLES}services:
+  - {{ name: web, vips: {{ front: 10.0.1.100 }}, ports: [ {{ target: 80 }} ],
+      backends: [ {{ ip: 10.0.1.2 }}, {{ ip: 10.0.1.3{web_second} }} ] }}
+  - {{ name: api, vips: {{ front: 10.0.1.101 }}, ports: [ {{ target: 8080 }} ],
+      backends: [ {} ] }}
+",
+            api.join(", ")
+        ))
+        .unwrap()
+    }
+
+    /// The VIP parts of `maps`, as [`Programs::read_vips`] returns them.
+    fn vip_parts(maps: &Maps) -> Maps {
+        Maps {
+            vips: maps.vips.clone(),
+            backends: maps.backends.clone(),
+            maglev: maps.maglev.clone(),
+            ..Maps::default()
+        }
+    }
+
+    #[test]
+    fn vip_tables_reach_the_kernel_and_follow_backend_changes() {
+        let mut programs = loaded();
+        let install = |programs: &mut Programs, tables: &Tables| {
+            let want = Maps::from_tables(
+                tables,
+                underlay(VXLAN_PORT),
+                |_, ip| task_ifindex(ip),
+                programs.installed(),
+            );
+            programs.install(&want).unwrap();
+            assert_eq!(programs.read_vips().unwrap(), vip_parts(&want));
+            want
+        };
+        let first = install(&mut programs, &service_tables("", &["10.0.1.4"]));
+        assert_eq!(first.vips.len(), 2);
+        // A backend drains, api moves to another backend: the kernel holds
+        // exactly the new slots and backends, the stale ones are gone.
+        let second = install(
+            &mut programs,
+            &service_tables(", state: draining", &["10.0.1.3"]),
+        );
+        assert_eq!(second.backends.len(), 3);
+        // api goes: its VIP and backends go, web's table stays.
+        let mut tables = service_tables("", &["10.0.1.4"]);
+        tables.services.pop();
+        let third = install(&mut programs, &tables);
+        assert_eq!(third.vips.len(), 1);
+        // Programs that know nothing of the kernel's slots (just loaded, or
+        // after a failed install) write every one of them.
+        let mut fresh = Programs::load().unwrap();
+        fresh.install(&third).unwrap();
+        assert_eq!(fresh.read_vips().unwrap(), vip_parts(&third));
     }
 
     #[test]

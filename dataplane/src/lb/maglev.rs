@@ -29,7 +29,7 @@ use super::hash::hash_bytes;
 
 /// The table size the paper and Katran use: prime, and large enough that 100
 /// equal backends differ by at most one slot, about 1.5 per mille.
-pub const DEFAULT_TABLE_SIZE: u32 = 65537;
+pub const DEFAULT_TABLE_SIZE: u32 = shoal_ebpf_common::MAGLEV_SLOTS;
 
 /// The largest table accepted, so a bad size cannot ask for gigabytes
 /// (64 MiB at 4 bytes a slot). A prime.

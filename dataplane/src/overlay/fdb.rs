@@ -66,6 +66,11 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// The service VIPs on this network.
+    pub fn vips(&self) -> impl Iterator<Item = (Ipv4Addr, &Vip)> {
+        self.vips.iter().map(|(&ip, v)| (ip, v))
+    }
+
     /// The service VIP at `ip`, if any.
     pub fn vip(&self, ip: Ipv4Addr) -> Option<&Vip> {
         self.vips.get(&ip)

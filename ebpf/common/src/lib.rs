@@ -38,6 +38,16 @@ pub mod map {
     /// [`crate::Counters`] per program ([`crate::counters`]) in a per-CPU
     /// array.
     pub const COUNTERS: &str = "SHOAL_COUNTERS";
+    /// [`crate::VipKey`] -> [`crate::VipEntry`]: the service VIPs on this
+    /// node's networks and the Maglev table of each.
+    pub const VIPS: &str = "SHOAL_VIPS";
+    /// [`crate::BackendKey`] -> [`crate::BackendEntry`]: the backends each
+    /// table may send to (active or draining), for the check that a
+    /// tracked flow's backend is still listed.
+    pub const BACKENDS: &str = "SHOAL_BACKENDS";
+    /// One array of [`crate::MAGLEV_SLOTS`] backend addresses (`[u8; 4]`)
+    /// per table, flat: table `t`, slot `s` at `t * MAGLEV_SLOTS + s`.
+    pub const MAGLEV: &str = "SHOAL_MAGLEV";
 }
 
 /// Indices of [`map::COUNTERS`]: each program counts in its own slot.
@@ -72,6 +82,15 @@ pub const LB_HASH_K1: u64 = 0x7368_6f61_6c2d_6c62;
 pub const MAX_ENTRIES: u32 = 65_536;
 /// Capacity of the segment map.
 pub const MAX_SEGMENTS: u32 = 4_096;
+
+/// Slots of one Maglev table (a prime; the data plane's
+/// `lb::maglev::DEFAULT_TABLE_SIZE`).
+pub const MAGLEV_SLOTS: u32 = 65_537;
+/// Maglev tables the eBPF engine holds: one per VIP on this node's networks.
+/// The array costs `MAX_VIP_TABLES * MAGLEV_SLOTS * 4` bytes (64 MiB).
+pub const MAX_VIP_TABLES: u32 = 256;
+/// Capacity of the backend map: backends of every table together.
+pub const MAX_BACKENDS: u32 = 65_536;
 
 /// Node-wide settings of the underlay program.
 #[repr(C)]
@@ -168,6 +187,52 @@ impl FdbEntry {
         self.ifindex != 0
     }
 }
+
+/// A service VIP on one segment for one protocol and port, as a task
+/// addresses it. `port` 0 stands for every port (a service that answers on
+/// all of them); the programs look up the exact port first.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VipKey {
+    /// VNI, host byte order.
+    pub vni: u32,
+    pub vip: [u8; 4],
+    /// Destination port, host byte order; 0 for every port.
+    pub port: u16,
+    /// IP protocol number (6, 17).
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// What a VIP balances over.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VipEntry {
+    /// Its Maglev table in [`map::MAGLEV`], below [`MAX_VIP_TABLES`].
+    pub table: u32,
+}
+
+/// A backend of one table.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendKey {
+    pub table: u32,
+    pub addr: [u8; 4],
+}
+
+/// A backend's state: draining backends keep their flows and take no new
+/// ones (they hold no Maglev slot).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendEntry {
+    /// [`BACKEND_ACTIVE`] or [`BACKEND_DRAINING`].
+    pub state: u32,
+}
+
+/// [`BackendEntry::state`] of a backend that takes new flows.
+pub const BACKEND_ACTIVE: u32 = 1;
+/// [`BackendEntry::state`] of one that only keeps its flows.
+pub const BACKEND_DRAINING: u32 = 2;
 
 /// Why a packet was dropped, in either engine: the userspace engine and
 /// the programs count every drop under one of these, by the same label.
@@ -308,7 +373,10 @@ impl Counters {
 #[cfg(feature = "user")]
 #[allow(unsafe_code)]
 mod pod {
-    use super::{Config, Counters, FdbEntry, FdbKey, Ipv4Key, OwnedAddr, Port, Segment};
+    use super::{
+        BackendEntry, BackendKey, Config, Counters, FdbEntry, FdbKey, Ipv4Key, OwnedAddr, Port,
+        Segment, VipEntry, VipKey,
+    };
 
     // SAFETY: repr(C), byte arrays, a u16 and a 4-aligned u32 laid out
     // without gaps (4 + 2 + 2 + 4 bytes); every bit pattern is valid.
@@ -332,6 +400,16 @@ mod pod {
     // SAFETY: repr(C), only u64 fields and a u64 array, no implicit padding;
     // every bit pattern is valid.
     unsafe impl aya::Pod for Counters {}
+    // SAFETY: repr(C), a u32, 4 bytes, a u16 then 1 + 1 bytes: 12 bytes
+    // without implicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for VipKey {}
+    // SAFETY: repr(C) over one u32; every bit pattern is valid.
+    unsafe impl aya::Pod for VipEntry {}
+    // SAFETY: repr(C), a u32 then 4 bytes, no implicit padding; every bit
+    // pattern is valid.
+    unsafe impl aya::Pod for BackendKey {}
+    // SAFETY: repr(C) over one u32; every bit pattern is valid.
+    unsafe impl aya::Pod for BackendEntry {}
 }
 
 /// Sizes checked at compile time: a change here is an ABI change for both
@@ -345,6 +423,10 @@ const _: () = {
     assert!(core::mem::size_of::<FdbKey>() == 8);
     assert!(core::mem::size_of::<FdbEntry>() == 16);
     assert!(core::mem::size_of::<Counters>() == 8 * (9 + DROP_REASONS));
+    assert!(core::mem::size_of::<VipKey>() == 12);
+    assert!(core::mem::size_of::<VipEntry>() == 4);
+    assert!(core::mem::size_of::<BackendKey>() == 8);
+    assert!(core::mem::size_of::<BackendEntry>() == 4);
 };
 
 #[cfg(test)]

@@ -28,8 +28,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use shoal_ebpf_common::{
-    Config, Counters, DropReason, FdbEntry, FdbKey, Ipv4Key, MAX_ENTRIES, MAX_SEGMENTS, OwnedAddr,
-    Port, Segment, counters,
+    BackendEntry, BackendKey, Config, Counters, DropReason, FdbEntry, FdbKey, Ipv4Key,
+    MAGLEV_SLOTS, MAX_BACKENDS, MAX_ENTRIES, MAX_SEGMENTS, MAX_VIP_TABLES, OwnedAddr, Port,
+    Segment, VipEntry, VipKey, counters,
 };
 
 #[map(name = "SHOAL_CONFIG")]
@@ -46,6 +47,15 @@ static FDB: HashMap<FdbKey, FdbEntry> = HashMap::with_max_entries(MAX_ENTRIES, 0
 
 #[map(name = "SHOAL_PORTS")]
 static PORTS: HashMap<u32, Port> = HashMap::with_max_entries(MAX_ENTRIES, 0);
+
+#[map(name = "SHOAL_VIPS")]
+static VIPS: HashMap<VipKey, VipEntry> = HashMap::with_max_entries(MAX_ENTRIES, 0);
+
+#[map(name = "SHOAL_BACKENDS")]
+static BACKENDS: HashMap<BackendKey, BackendEntry> = HashMap::with_max_entries(MAX_BACKENDS, 0);
+
+#[map(name = "SHOAL_MAGLEV")]
+static MAGLEV: Array<[u8; 4]> = Array::with_max_entries(MAX_VIP_TABLES * MAGLEV_SLOTS, 0);
 
 #[map(name = "SHOAL_COUNTERS")]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(counters::SLOTS, 0);

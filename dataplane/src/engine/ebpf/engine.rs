@@ -125,9 +125,14 @@ impl EbpfEngine {
     fn maps(&self, tables: &Tables) -> Maps {
         let by_key: BTreeMap<&EndpointKey, u32> =
             self.installed.iter().map(|(k, i)| (k, i.ifindex)).collect();
-        Maps::from_tables(tables, self.underlay(), |net, ip| {
-            by_key.get(&(net.to_owned(), ip)).copied()
-        })
+        let none = Maps::default();
+        let previous = self.programs.as_ref().map_or(&none, Programs::installed);
+        Maps::from_tables(
+            tables,
+            self.underlay(),
+            |net, ip| by_key.get(&(net.to_owned(), ip)).copied(),
+            previous,
+        )
     }
 
     fn remove_port(&mut self, inst: Installed) {

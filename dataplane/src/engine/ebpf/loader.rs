@@ -9,9 +9,11 @@ use aya::programs::{
     ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
 };
 use aya::{Ebpf, EbpfError, Pod};
-use shoal_ebpf_common::{Counters, map, program};
+use shoal_ebpf_common::{
+    BackendEntry, BackendKey, Counters, MAGLEV_SLOTS, VipEntry, VipKey, map, program,
+};
 
-use super::maps::Maps;
+use super::maps::{Maps, Slots};
 
 /// The object built from `ebpf/programs` by the build script.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shoal-programs"));
@@ -104,8 +106,54 @@ impl Programs {
             &have.ports,
             &want.ports,
         )?;
+        // Tables and backends before the VIPs that point to them.
+        let mut maglev: Array<&mut MapData, [u8; 4]> = map_of(ebpf, map::MAGLEV)?;
+        for (&table, slots) in &want.maglev {
+            write_slots(&mut maglev, table, have.maglev.get(&table), slots)?;
+        }
+        sync(
+            &mut map_of(ebpf, map::BACKENDS)?,
+            map::BACKENDS,
+            &have.backends,
+            &want.backends,
+        )?;
+        sync(
+            &mut map_of(ebpf, map::VIPS)?,
+            map::VIPS,
+            &have.vips,
+            &want.vips,
+        )?;
         self.installed = want.clone();
         Ok(())
+    }
+
+    /// What the kernel's VIP, backend and Maglev maps hold (the tables the
+    /// VIPs point to), as a [`Maps`] with only those parts: to check an
+    /// install against what it meant to write.
+    pub fn read_vips(&mut self) -> Result<Maps, LoadError> {
+        let ebpf = &mut self.ebpf;
+        let mut read = Maps::default();
+        let vips: HashMap<&mut MapData, VipKey, VipEntry> = map_of(ebpf, map::VIPS)?;
+        for kv in vips.iter() {
+            let (k, v) = kv.map_err(map_err(map::VIPS))?;
+            read.vips.insert(k, v);
+        }
+        let backends: HashMap<&mut MapData, BackendKey, BackendEntry> =
+            map_of(ebpf, map::BACKENDS)?;
+        for kv in backends.iter() {
+            let (k, v) = kv.map_err(map_err(map::BACKENDS))?;
+            read.backends.insert(k, v);
+        }
+        let maglev: Array<&mut MapData, [u8; 4]> = map_of(ebpf, map::MAGLEV)?;
+        let tables: std::collections::BTreeSet<u32> = read.vips.values().map(|v| v.table).collect();
+        for table in tables {
+            let slots = (0..MAGLEV_SLOTS)
+                .map(|s| maglev.get(&(table * MAGLEV_SLOTS + s), 0))
+                .collect::<Result<Slots, MapError>>()
+                .map_err(map_err(map::MAGLEV))?;
+            read.maglev.insert(table, slots);
+        }
+        Ok(read)
     }
 
     /// What [`Programs::install`] last installed.
@@ -276,6 +324,29 @@ fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
     move |source| LoadError::Map { name, source }
+}
+
+/// Writes the slots of Maglev table `table` that differ from `had` (all of
+/// them when the kernel's are unknown): a backend change moves few slots,
+/// so an update is a few thousand writes rather than 65,537.
+fn write_slots(
+    maglev: &mut Array<&mut MapData, [u8; 4]>,
+    table: u32,
+    had: Option<&Slots>,
+    want: &Slots,
+) -> Result<(), LoadError> {
+    if had.is_some_and(|h| std::sync::Arc::ptr_eq(h, want)) {
+        return Ok(());
+    }
+    let base = table * MAGLEV_SLOTS;
+    for (slot, addr) in (0u32..).zip(want.iter()) {
+        if had.and_then(|h| h.get(slot as usize)) != Some(addr) {
+            maglev
+                .set(base + slot, *addr, 0)
+                .map_err(map_err(map::MAGLEV))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes what `want` adds or changes relative to `have`, then removes every
