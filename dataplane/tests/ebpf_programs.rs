@@ -341,13 +341,14 @@ endpoints:
         assert_eq!(underlay.installed(), &off);
     }
 
-    /// Services on `front`: web (two backends, one of them on this node)
-    /// and api, whose backends are `api`.
+    /// Services on `front`: web (TCP 80 and UDP 53; two backends, one of
+    /// them on this node) and api (TCP 8080), whose backends are `api`.
     fn service_tables(web_second: &str, api: &[&str]) -> Tables {
         let api: Vec<String> = api.iter().map(|ip| format!("{{ ip: {ip} }}")).collect();
         Tables::from_yaml_str(&format!(
             "{TABLES}services:
-  - {{ name: web, vips: {{ front: 10.0.1.100 }}, ports: [ {{ target: 80 }} ],
+  - {{ name: web, vips: {{ front: 10.0.1.100 }},
+      ports: [ {{ target: 80 }}, {{ target: 53, protocol: udp }} ],
       backends: [ {{ ip: 10.0.1.2 }}, {{ ip: 10.0.1.3{web_second} }} ] }}
   - {{ name: api, vips: {{ front: 10.0.1.101 }}, ports: [ {{ target: 8080 }} ],
       backends: [ {} ] }}
@@ -382,7 +383,8 @@ endpoints:
             want
         };
         let first = install(&mut programs, &service_tables("", &["10.0.1.4"]));
-        assert_eq!(first.vips.len(), 2);
+        // Three ports and two "is a VIP" entries.
+        assert_eq!(first.vips.len(), 5);
         // A backend drains, api moves to another backend: the kernel holds
         // exactly the new slots and backends, the stale ones are gone.
         let second = install(
@@ -394,12 +396,208 @@ endpoints:
         let mut tables = service_tables("", &["10.0.1.4"]);
         tables.services.pop();
         let third = install(&mut programs, &tables);
-        assert_eq!(third.vips.len(), 1);
+        assert_eq!(third.vips.len(), 3);
         // Programs that know nothing of the kernel's slots (just loaded, or
         // after a failed install) write every one of them.
         let mut fresh = Programs::load().unwrap();
         fresh.install(&third).unwrap();
         assert_eq!(fresh.read_vips().unwrap(), vip_parts(&third));
+    }
+
+    /// Programs loaded with `tables` (10.0.1.4's task behind the loopback).
+    fn loaded_with(tables: &Tables) -> Programs {
+        let want = Maps::from_tables(
+            tables,
+            underlay(VXLAN_PORT),
+            |_, ip| task_ifindex(ip),
+            &Maps::default(),
+        );
+        let mut programs = Programs::load().expect("loading the programs");
+        programs.install(&want).expect("filling their maps");
+        programs
+    }
+
+    /// A TCP SYN or a UDP datagram from the task behind the loopback to
+    /// `dst`:`dport` from port `sport`.
+    fn task_flow(tcp: bool, sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+        let dst_mac = MacAddr::from_ipv4(Ipv4Addr::from(dst)).0;
+        let builder = PacketBuilder::ethernet2(TASK_MAC, dst_mac).ipv4(TASK_IP, dst, 64);
+        let mut frame = Vec::new();
+        if tcp {
+            let mut b = builder.tcp(sport, dport, 1000, 64_000);
+            if flags & 0x02 != 0 {
+                b = b.syn();
+            }
+            if flags & 0x10 != 0 {
+                b = b.ack(1);
+            }
+            if flags & 0x01 != 0 {
+                b = b.fin();
+            }
+            if flags & 0x04 != 0 {
+                b = b.rst();
+            }
+            b.write(&mut frame, b"hello").unwrap();
+        } else {
+            builder
+                .udp(sport, dport)
+                .write(&mut frame, b"hello")
+                .unwrap();
+        }
+        frame
+    }
+
+    /// The inner frame the task program let out: as it was for a local
+    /// task, after the outer headers when it was encapsulated.
+    fn delivered(sent: &[u8], out: &[u8]) -> Vec<u8> {
+        if out.len() == sent.len() + INNER {
+            out[INNER..].to_vec()
+        } else {
+            out.to_vec()
+        }
+    }
+
+    /// Asserts that the IPv4 header and the TCP/UDP checksum of `frame`
+    /// are valid; returns its destination address.
+    fn checked(frame: &[u8]) -> [u8; 4] {
+        let ip = &frame[14..34];
+        assert_eq!(checksum(ip), 0, "IPv4 header checksum");
+        let l4 = &frame[34..];
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&ip[12..20]);
+        pseudo.extend_from_slice(&[0, ip[9]]);
+        pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        pseudo.extend_from_slice(l4);
+        let at = if ip[9] == 6 { 16 } else { 6 };
+        if !(ip[9] == 17 && l4[at..at + 2] == [0, 0]) {
+            assert_eq!(checksum(&pseudo), 0, "TCP/UDP checksum");
+        }
+        // etherparse reads it back, too.
+        etherparse::SlicedPacket::from_ethernet(frame).expect("a valid frame");
+        [ip[16], ip[17], ip[18], ip[19]]
+    }
+
+    const VIP: [u8; 4] = [10, 0, 1, 100];
+
+    #[test]
+    fn a_vip_flow_goes_to_the_backend_the_userspace_engine_picks() {
+        use shoal_dataplane::wire::flow::{FlowKey, Protocol};
+        use std::net::SocketAddrV4;
+
+        let tables = service_tables("", &["10.0.1.4"]);
+        let programs = loaded_with(&tables);
+        let fdb = Fdb::build(&tables, 1500, |_, _| None);
+        let (_, segment) = fdb.segment_by_vni(VNI).unwrap();
+        let set = &segment.vip(Ipv4Addr::from(VIP)).unwrap().backends;
+        let mut seen = std::collections::BTreeMap::new();
+        let mut x: u32 = 0x1234_5678;
+        for i in 0..1000 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let sport = 1024 + (x >> 16) as u16 % 60_000;
+            // web serves TCP 80 and UDP 53.
+            let tcp = i % 2 == 0;
+            let port = if tcp { 80 } else { 53 };
+            let frame = task_flow(tcp, sport, VIP, port, 0x02);
+            let (action, out) = run_task(&programs, &frame);
+            assert_eq!(action, TC_ACT_REDIRECT, "flow {i}");
+            let inner = delivered(&frame, &out);
+            let backend = checked(&inner);
+            let key = FlowKey {
+                proto: if tcp { Protocol::Tcp } else { Protocol::Udp },
+                src: SocketAddrV4::new(Ipv4Addr::from(TASK_IP), sport),
+                dst: SocketAddrV4::new(Ipv4Addr::from(VIP), port),
+            };
+            assert_eq!(Some(Ipv4Addr::from(backend)), set.pick(&key), "flow {i}");
+            let mac = MacAddr::from_ipv4(Ipv4Addr::from(backend)).0;
+            assert_eq!(&inner[0..6], &mac, "the backend's MAC");
+            *seen.entry(backend).or_insert(0) += 1;
+        }
+        // Both backends, the local one delivered and the remote one sent.
+        assert_eq!(seen.len(), 2, "{seen:?}");
+    }
+
+    #[test]
+    fn a_vip_refuses_other_ports_and_protocols_and_counts_them() {
+        let programs = loaded_with(&service_tables("", &["10.0.1.4"]));
+        let before = task_counters(&programs);
+        // Port 81 is not published; ICMP has no port.
+        assert_eq!(
+            run_task(&programs, &task_flow(true, 40000, VIP, 81, 0x02)).0,
+            TC_ACT_SHOT
+        );
+        let mut icmp = Vec::new();
+        PacketBuilder::ethernet2(TASK_MAC, [2, 0, 0, 0, 0, 1])
+            .ipv4(TASK_IP, VIP, 64)
+            .icmpv4_echo_request(1, 1)
+            .write(&mut icmp, b"ping")
+            .unwrap();
+        assert_eq!(run_task(&programs, &icmp).0, TC_ACT_SHOT);
+        let d = delta(&before, &task_counters(&programs));
+        assert_eq!(d.drops[DropReason::NoServicePort.index()], 2);
+    }
+
+    #[test]
+    fn an_established_vip_flow_keeps_its_backend_until_it_is_removed() {
+        let client = |programs: &Programs, sport: u16, flags: u8| {
+            let frame = task_flow(true, sport, VIP, 80, flags);
+            let (action, out) = run_task(programs, &frame);
+            assert_eq!(action, TC_ACT_REDIRECT);
+            checked(&delivered(&frame, &out))
+        };
+        let mut programs = loaded_with(&service_tables("", &["10.0.1.4"]));
+        let install = |programs: &mut Programs, tables: &Tables| {
+            let want = Maps::from_tables(
+                tables,
+                underlay(VXLAN_PORT),
+                |_, ip| task_ifindex(ip),
+                programs.installed(),
+            );
+            programs.install(&want).unwrap();
+        };
+        // Flows to each backend, established.
+        let mut on = std::collections::BTreeMap::new();
+        for sport in 20_000..20_064 {
+            let b = client(&programs, sport, 0x02);
+            assert_eq!(client(&programs, sport, 0x10), b);
+            on.entry(b).or_insert(sport);
+        }
+        let (&local, &to_local) = on.iter().find(|(b, _)| **b == [10, 0, 1, 2]).unwrap();
+        let (_, &to_remote) = on.iter().find(|(b, _)| **b == [10, 0, 1, 3]).unwrap();
+
+        // Another service changes, then the remote backend drains: both
+        // flows keep their backends, and new flows go to the local one.
+        install(&mut programs, &service_tables("", &["10.0.1.3"]));
+        install(
+            &mut programs,
+            &service_tables(", state: draining", &["10.0.1.3"]),
+        );
+        assert_eq!(client(&programs, to_local, 0x10), local);
+        assert_eq!(client(&programs, to_remote, 0x10), [10, 0, 1, 3]);
+        for sport in 30_000..30_016 {
+            assert_eq!(client(&programs, sport, 0x02), local);
+        }
+
+        // The remote backend is removed: its flow is repicked.
+        let mut gone = service_tables("", &["10.0.1.3"]);
+        gone.services[0].backends.pop();
+        install(&mut programs, &gone);
+        assert_eq!(client(&programs, to_remote, 0x10), local);
+
+        // A flow that closed opens afresh on a new SYN; one that is open
+        // keeps its backend on a stray SYN.
+        install(&mut programs, &service_tables("", &["10.0.1.3"]));
+        assert_eq!(client(&programs, to_local, 0x01 | 0x10), local);
+        let fresh = client(&programs, to_local, 0x02);
+        let tables = service_tables("", &["10.0.1.3"]);
+        let fdb = Fdb::build(&tables, 1500, |_, _| None);
+        let (_, segment) = fdb.segment_by_vni(VNI).unwrap();
+        let set = &segment.vip(Ipv4Addr::from(VIP)).unwrap().backends;
+        let key = shoal_dataplane::wire::flow::FlowKey {
+            proto: shoal_dataplane::wire::flow::Protocol::Tcp,
+            src: std::net::SocketAddrV4::new(Ipv4Addr::from(TASK_IP), to_local),
+            dst: std::net::SocketAddrV4::new(Ipv4Addr::from(VIP), 80),
+        };
+        assert_eq!(Some(Ipv4Addr::from(fresh)), set.pick(&key));
     }
 
     #[test]

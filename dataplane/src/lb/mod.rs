@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use self::conntrack::{Conntrack, Direction, FlowState};
+use self::conntrack::{Conntrack, Direction};
 use self::maglev::{Maglev, MaglevBackend, MaglevError};
 use crate::tables::{self, EndpointState};
 use crate::wire::flow::{FlowKey, Protocol, TcpFlags};
@@ -215,14 +215,7 @@ pub fn select(
     // opens a new one: it gets a fresh pick (and never a draining backend),
     // as Linux conntrack reopens a TIME_WAIT entry on a new SYN.
     let opening = key.proto == Protocol::Tcp && flags.is_opening();
-    if opening
-        && ct.lookup(key, now).is_some_and(|e| {
-            matches!(
-                e.state,
-                FlowState::TcpFinWait(_) | FlowState::TcpTimeWait | FlowState::TcpClose
-            )
-        })
-    {
+    if opening && ct.lookup(key, now).is_some_and(|e| e.state.is_closing()) {
         ct.remove(key);
     }
     let previous = match ct.observe(key, Direction::Original, flags, now) {

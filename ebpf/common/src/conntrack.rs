@@ -87,6 +87,46 @@ impl FlowState {
         }
     }
 
+    /// The state as one byte, for the eBPF conntrack maps.
+    pub const fn to_u8(self) -> u8 {
+        match self {
+            FlowState::TcpSynSent => 1,
+            FlowState::TcpSynRecv => 2,
+            FlowState::TcpEstablished => 3,
+            FlowState::TcpFinWait(Direction::Original) => 4,
+            FlowState::TcpFinWait(Direction::Reply) => 5,
+            FlowState::TcpTimeWait => 6,
+            FlowState::TcpClose => 7,
+            FlowState::UdpUnreplied => 8,
+            FlowState::UdpStream => 9,
+        }
+    }
+
+    /// The state [`FlowState::to_u8`] gave `byte`; `None` for any other.
+    pub const fn from_u8(byte: u8) -> Option<FlowState> {
+        Some(match byte {
+            1 => FlowState::TcpSynSent,
+            2 => FlowState::TcpSynRecv,
+            3 => FlowState::TcpEstablished,
+            4 => FlowState::TcpFinWait(Direction::Original),
+            5 => FlowState::TcpFinWait(Direction::Reply),
+            6 => FlowState::TcpTimeWait,
+            7 => FlowState::TcpClose,
+            8 => FlowState::UdpUnreplied,
+            9 => FlowState::UdpStream,
+            _ => return None,
+        })
+    }
+
+    /// Whether a new SYN on this tuple opens a new connection (Linux
+    /// reopens a TIME_WAIT entry on a new SYN).
+    pub const fn is_closing(self) -> bool {
+        matches!(
+            self,
+            FlowState::TcpFinWait(_) | FlowState::TcpTimeWait | FlowState::TcpClose
+        )
+    }
+
     /// How long the flow may stay idle in this state: Linux conntrack's
     /// defaults, rounded up to 120 s for the FIN states it splits further.
     pub fn timeout_ms(self) -> u64 {
@@ -158,6 +198,26 @@ mod tests {
         assert_eq!(s.next(TcpFlags::RST, Original), UdpUnreplied);
         assert_eq!(s.next(TcpFlags::NONE, Reply), UdpStream);
         assert_eq!(UdpStream.next(TcpFlags::NONE, Original), UdpStream);
+    }
+
+    #[test]
+    fn every_state_survives_its_byte() {
+        let all = [
+            TcpSynSent,
+            TcpSynRecv,
+            TcpEstablished,
+            TcpFinWait(Original),
+            TcpFinWait(Reply),
+            TcpTimeWait,
+            TcpClose,
+            UdpUnreplied,
+            UdpStream,
+        ];
+        for s in all {
+            assert_eq!(FlowState::from_u8(s.to_u8()), Some(s));
+        }
+        assert_eq!(FlowState::from_u8(0), None);
+        assert_eq!(FlowState::from_u8(10), None);
     }
 
     #[test]

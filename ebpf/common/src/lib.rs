@@ -48,6 +48,12 @@ pub mod map {
     /// One array of [`crate::MAGLEV_SLOTS`] backend addresses (`[u8; 4]`)
     /// per table, flat: table `t`, slot `s` at `t * MAGLEV_SLOTS + s`.
     pub const MAGLEV: &str = "SHOAL_MAGLEV";
+    /// [`crate::CtKey`] -> [`crate::CtEntry`], LRU: a task's flow to a
+    /// VIP (client -> VIP) and the backend it goes to.
+    pub const CT: &str = "SHOAL_CT";
+    /// [`crate::CtKey`] -> [`crate::CtEntry`], LRU: the backend's reply
+    /// flow (backend -> client) and the VIP it answers for.
+    pub const CT_REPLY: &str = "SHOAL_CT_REPLY";
 }
 
 /// Indices of [`map::COUNTERS`]: each program counts in its own slot.
@@ -91,6 +97,14 @@ pub const MAGLEV_SLOTS: u32 = 65_537;
 pub const MAX_VIP_TABLES: u32 = 256;
 /// Capacity of the backend map: backends of every table together.
 pub const MAX_BACKENDS: u32 = 65_536;
+/// Capacity of each conntrack map. They are LRU maps: at capacity the
+/// kernel evicts the least recently used flow of the CPU's list, whatever
+/// its state, where the userspace tracker evicts the flow nearest its
+/// timeout.
+pub const MAX_FLOWS: u32 = 262_144;
+/// [`VipEntry::table`] of the entry (protocol 0, port 0) every VIP has:
+/// the address is a VIP, but not for this protocol or port.
+pub const NO_TABLE: u32 = u32::MAX;
 
 /// Node-wide settings of the underlay program.
 #[repr(C)]
@@ -234,6 +248,35 @@ pub const BACKEND_ACTIVE: u32 = 1;
 /// [`BackendEntry::state`] of one that only keeps its flows.
 pub const BACKEND_DRAINING: u32 = 2;
 
+/// A flow in the conntrack maps: addresses as on the wire, ports in host
+/// byte order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CtKey {
+    /// VNI of the segment, host byte order.
+    pub vni: u32,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// What is known of a tracked flow.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    /// When a packet of the flow was last seen, in milliseconds of the
+    /// kernel's monotonic clock (`bpf_ktime_get_ns`).
+    pub last_seen_ms: u64,
+    /// The backend (client flows) or the VIP (reply flows).
+    pub addr: [u8; 4],
+    /// [`conntrack::FlowState::to_u8`].
+    pub state: u8,
+    pub _pad: [u8; 3],
+}
+
 /// Why a packet was dropped, in either engine: the userspace engine and
 /// the programs count every drop under one of these, by the same label.
 #[repr(u32)]
@@ -374,8 +417,8 @@ impl Counters {
 #[allow(unsafe_code)]
 mod pod {
     use super::{
-        BackendEntry, BackendKey, Config, Counters, FdbEntry, FdbKey, Ipv4Key, OwnedAddr, Port,
-        Segment, VipEntry, VipKey,
+        BackendEntry, BackendKey, Config, Counters, CtEntry, CtKey, FdbEntry, FdbKey, Ipv4Key,
+        OwnedAddr, Port, Segment, VipEntry, VipKey,
     };
 
     // SAFETY: repr(C), byte arrays, a u16 and a 4-aligned u32 laid out
@@ -410,6 +453,13 @@ mod pod {
     unsafe impl aya::Pod for BackendKey {}
     // SAFETY: repr(C) over one u32; every bit pattern is valid.
     unsafe impl aya::Pod for BackendEntry {}
+    // SAFETY: repr(C), a u32, 4 + 4 bytes, two u16 then 1 + 3 bytes: 20
+    // bytes without implicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for CtKey {}
+    // SAFETY: repr(C), a u64 then 4 + 1 + 3 bytes: 16 bytes without
+    // implicit padding; every bit pattern is valid (an unknown state byte
+    // reads as no state).
+    unsafe impl aya::Pod for CtEntry {}
 }
 
 /// Sizes checked at compile time: a change here is an ABI change for both
@@ -427,6 +477,8 @@ const _: () = {
     assert!(core::mem::size_of::<VipEntry>() == 4);
     assert!(core::mem::size_of::<BackendKey>() == 8);
     assert!(core::mem::size_of::<BackendEntry>() == 4);
+    assert!(core::mem::size_of::<CtKey>() == 20);
+    assert!(core::mem::size_of::<CtEntry>() == 16);
 };
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //!   redirected to their interfaces, ARP inside VXLAN answered ([`decap`]);
 //!   everything else passes to the kernel.
 //! - tc ingress on the node-side end of each task interface ([`task`]):
-//!   ARP, ICMP "fragmentation needed", delivery to local tasks, VXLAN
-//!   encapsulation to remote ones.
+//!   ARP, ICMP "fragmentation needed", service VIPs balanced to a backend
+//!   ([`vip`]), delivery to local tasks, VXLAN encapsulation to remote
+//!   ones.
 //!
 //! Each counts every packet per CPU in its own slot of the counters.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -19,18 +20,19 @@ mod arp;
 mod decap;
 mod hdr;
 mod task;
+mod vip;
 
 use aya_ebpf::{
     bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT, xdp_action},
     helpers::generated::{bpf_redirect, bpf_redirect_peer, bpf_xdp_adjust_head},
     macros::{classifier, map, xdp},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
 use shoal_ebpf_common::{
-    BackendEntry, BackendKey, Config, Counters, DropReason, FdbEntry, FdbKey, Ipv4Key,
-    MAGLEV_SLOTS, MAX_BACKENDS, MAX_ENTRIES, MAX_SEGMENTS, MAX_VIP_TABLES, OwnedAddr, Port,
-    Segment, VipEntry, VipKey, counters,
+    BackendEntry, BackendKey, Config, Counters, CtEntry, CtKey, DropReason, FdbEntry, FdbKey,
+    Ipv4Key, MAGLEV_SLOTS, MAX_BACKENDS, MAX_ENTRIES, MAX_FLOWS, MAX_SEGMENTS, MAX_VIP_TABLES,
+    OwnedAddr, Port, Segment, VipEntry, VipKey, counters,
 };
 
 #[map(name = "SHOAL_CONFIG")]
@@ -56,6 +58,12 @@ static BACKENDS: HashMap<BackendKey, BackendEntry> = HashMap::with_max_entries(M
 
 #[map(name = "SHOAL_MAGLEV")]
 static MAGLEV: Array<[u8; 4]> = Array::with_max_entries(MAX_VIP_TABLES * MAGLEV_SLOTS, 0);
+
+#[map(name = "SHOAL_CT")]
+static CT: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+
+#[map(name = "SHOAL_CT_REPLY")]
+static CT_REPLY: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
 
 #[map(name = "SHOAL_COUNTERS")]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(counters::SLOTS, 0);

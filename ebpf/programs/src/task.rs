@@ -16,6 +16,7 @@ use aya_ebpf::programs::TcContext;
 use shoal_ebpf_common::{Config, DropReason, FdbEntry, FdbKey, Segment};
 
 use crate::hdr::{self, ETH_LEN, ETH_P_ARP, ETH_P_IPV4, Eth, IPPROTO_ICMP, IPV4_MIN_LEN, Ipv4};
+use crate::vip::{self, Balanced};
 use crate::{CONFIG, FDB, PORTS, SEGMENTS, Verdict, arp};
 
 /// Outer headers of VXLAN over IPv4 without options (Ethernet, IPv4, UDP,
@@ -114,14 +115,27 @@ fn ipv4(ctx: &TcContext, vni: u32, segment: &Segment, len: u32) -> Out {
         }
         return frag_needed(ctx, segment, ihl);
     }
-    let dst = ip.dst;
+    let mut dst = ip.dst;
     if !segment.contains(dst) {
         return Out::Drop(DropReason::NoRoute);
     }
+    // A packet for a service VIP goes on to the backend picked for it (the
+    // packet pointers are stale after the rewrite; only copies are used).
+    let balanced = match vip::balance(ctx, vni, ip, ihl) {
+        Balanced::NotVip => false,
+        Balanced::To(backend) => {
+            dst = backend;
+            true
+        }
+        Balanced::Drop(reason) => return Out::Drop(reason),
+    };
     // SAFETY: as in `handle`.
     let Some(entry) = (unsafe { FDB.get(&FdbKey { vni, ip: dst }) }) else {
         return Out::Drop(DropReason::UnknownDestination);
     };
+    if balanced && ctx.store(0, &entry.mac, 0).is_err() {
+        return Out::Drop(DropReason::MalformedFrame);
+    }
     if entry.is_local() {
         return Out::Peer(entry.ifindex);
     }

@@ -145,7 +145,12 @@ impl Programs {
             read.backends.insert(k, v);
         }
         let maglev: Array<&mut MapData, [u8; 4]> = map_of(ebpf, map::MAGLEV)?;
-        let tables: std::collections::BTreeSet<u32> = read.vips.values().map(|v| v.table).collect();
+        let tables: std::collections::BTreeSet<u32> = read
+            .vips
+            .values()
+            .map(|v| v.table)
+            .filter(|&t| t != shoal_ebpf_common::NO_TABLE)
+            .collect();
         for table in tables {
             let slots = (0..MAGLEV_SLOTS)
                 .map(|s| maglev.get(&(table * MAGLEV_SLOTS + s), 0))

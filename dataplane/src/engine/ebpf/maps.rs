@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use shoal_ebpf_common::{
     BACKEND_ACTIVE, BACKEND_DRAINING, BackendEntry, BackendKey, Config, FdbEntry, FdbKey, Ipv4Key,
-    MAGLEV_SLOTS, MAX_VIP_TABLES, OwnedAddr, Port, Segment, VipEntry, VipKey,
+    MAGLEV_SLOTS, MAX_VIP_TABLES, NO_TABLE, OwnedAddr, Port, Segment, VipEntry, VipKey,
 };
 
 use crate::lb::maglev;
@@ -138,6 +138,7 @@ impl Maps {
         let had: BTreeMap<(u32, [u8; 4]), u32> = previous
             .vips
             .iter()
+            .filter(|(_, e)| e.table != NO_TABLE)
             .map(|(k, e)| ((k.vni, k.vip), e.table))
             .collect();
         // A table freed now is taken until the next install: the kernel
@@ -169,6 +170,17 @@ impl Maps {
             proto: proto.number(),
             _pad: 0,
         };
+        // The address is a VIP: what no port entry takes is refused.
+        self.vips.insert(
+            VipKey {
+                vni,
+                vip: ip.octets(),
+                port: 0,
+                proto: 0,
+                _pad: 0,
+            },
+            VipEntry { table: NO_TABLE },
+        );
         if vip.all_ports {
             for proto in [Protocol::Tcp, Protocol::Udp] {
                 self.vips.insert(key(proto, 0), VipEntry { table });
@@ -331,7 +343,8 @@ services:
         assert!(!maps.vips.contains_key(&vip_key([10, 10, 0, 100], 6, 53)));
         let api = maps.vips[&vip_key([10, 10, 0, 101], 6, 8080)];
         assert_ne!(web.table, api.table);
-        assert_eq!(maps.vips.len(), 3);
+        assert_eq!(maps.vips[&vip_key([10, 10, 0, 100], 0, 0)].table, NO_TABLE);
+        assert_eq!(maps.vips.len(), 5);
         assert_eq!(maps.backends.len(), 3);
         assert_eq!(
             maps.backends[&BackendKey {
