@@ -406,10 +406,15 @@ endpoints:
 
     /// Programs loaded with `tables` (10.0.1.4's task behind the loopback).
     fn loaded_with(tables: &Tables) -> Programs {
+        loaded_with_ports(tables, task_ifindex)
+    }
+
+    /// Programs loaded with `tables`, the local tasks behind `ifindex`.
+    fn loaded_with_ports(tables: &Tables, ifindex: impl Fn(Ipv4Addr) -> Option<u32>) -> Programs {
         let want = Maps::from_tables(
             tables,
             underlay(VXLAN_PORT),
-            |_, ip| task_ifindex(ip),
+            |_, ip| ifindex(ip),
             &Maps::default(),
         );
         let mut programs = Programs::load().expect("loading the programs");
@@ -420,8 +425,15 @@ endpoints:
     /// A TCP SYN or a UDP datagram from the task behind the loopback to
     /// `dst`:`dport` from port `sport`.
     fn task_flow(tcp: bool, sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+        flow_frame(tcp, (TASK_IP, sport), (dst, dport), flags)
+    }
+
+    /// A TCP segment with `flags` (or a UDP datagram) from `src` to `dst`.
+    fn flow_frame(tcp: bool, src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8) -> Vec<u8> {
+        let ((src, sport), (dst, dport)) = (src, dst);
+        let src_mac = MacAddr::from_ipv4(Ipv4Addr::from(src)).0;
         let dst_mac = MacAddr::from_ipv4(Ipv4Addr::from(dst)).0;
-        let builder = PacketBuilder::ethernet2(TASK_MAC, dst_mac).ipv4(TASK_IP, dst, 64);
+        let builder = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64);
         let mut frame = Vec::new();
         if tcp {
             let mut b = builder.tcp(sport, dport, 1000, 64_000);
@@ -598,6 +610,80 @@ endpoints:
             dst: std::net::SocketAddrV4::new(Ipv4Addr::from(VIP), 80),
         };
         assert_eq!(Some(Ipv4Addr::from(fresh)), set.pick(&key));
+    }
+
+    /// A client port of the task behind the loopback whose flow to the
+    /// VIP goes to `backend`, opened (a SYN sent through the program).
+    fn opened_to(programs: &Programs, tcp: bool, backend: [u8; 4]) -> u16 {
+        let port = if tcp { 80 } else { 53 };
+        (40_000..41_000)
+            .find(|&sport| {
+                let frame = task_flow(tcp, sport, VIP, port, 0x02);
+                let (action, out) = run_task(programs, &frame);
+                action == TC_ACT_REDIRECT && checked(&delivered(&frame, &out)) == backend
+            })
+            .expect("a port whose flow goes to the backend")
+    }
+
+    /// The source address and port of `frame`'s IPv4 and TCP/UDP headers.
+    fn source(frame: &[u8]) -> ([u8; 4], u16) {
+        (
+            [frame[26], frame[27], frame[28], frame[29]],
+            u16::from_be_bytes([frame[34], frame[35]]),
+        )
+    }
+
+    #[test]
+    fn a_local_backends_reply_reaches_the_client_from_the_vip() {
+        // A test run names the interface a packet came in by, which must
+        // exist: the backend's is a veth in a namespace of the test's own.
+        let ns = Namespace::new("shoal-ebpf-vip");
+        let (backend_if, _) = ns.veth("va", "vb");
+        let path = ns.path.clone();
+        netns::run_in(&path, move || {
+            let ports = move |ip: Ipv4Addr| match ip.octets() {
+                [10, 0, 1, 2] => Some(backend_if),
+                [10, 0, 1, 4] => Some(LO),
+                _ => None,
+            };
+            let programs = loaded_with_ports(&service_tables("", &["10.0.1.4"]), ports);
+            for tcp in [true, false] {
+                let port = if tcp { 80 } else { 53 };
+                let sport = opened_to(&programs, tcp, [10, 0, 1, 2]);
+                // The backend answers the client.
+                let reply = flow_frame(tcp, ([10, 0, 1, 2], port), (TASK_IP, sport), 0x12);
+                let (action, out) = programs.test_run_task(backend_if, &reply).unwrap();
+                assert_eq!(action, TC_ACT_REDIRECT);
+                assert_eq!(checked(&out), TASK_IP);
+                assert_eq!(source(&out), (VIP, port), "tcp {tcp}");
+            }
+            // What no client flow knows passes untouched.
+            let stray = flow_frame(true, ([10, 0, 1, 2], 80), (TASK_IP, 1), 0x12);
+            let (_, out) = programs.test_run_task(backend_if, &stray).unwrap();
+            assert_eq!(out, stray);
+        })
+        .expect("running in the namespace");
+    }
+
+    #[test]
+    fn a_remote_backends_reply_is_translated_as_it_is_decapsulated() {
+        let programs = loaded_with(&service_tables("", &["10.0.1.4"]));
+        for (tcp, zero_udp_sum) in [(true, false), (false, false), (false, true)] {
+            let port = if tcp { 80 } else { 53 };
+            let sport = opened_to(&programs, tcp, [10, 0, 1, 3]);
+            let mut reply = flow_frame(tcp, ([10, 0, 1, 3], port), (TASK_IP, sport), 0x12);
+            if zero_udp_sum {
+                reply[40..42].copy_from_slice(&[0, 0]);
+            }
+            let (action, out) = run(&programs, &vxlan(VNI, &reply));
+            assert_eq!(action, XDP_REDIRECT);
+            let inner = &out[out.len() - reply.len()..];
+            assert_eq!(checked(inner), TASK_IP);
+            assert_eq!(source(inner), (VIP, port), "tcp {tcp}");
+            if zero_udp_sum {
+                assert_eq!(&inner[40..42], &[0, 0], "no UDP checksum stays none");
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::hdr::{
     self, ETH_LEN, ETH_P_ARP, ETH_P_IPV4, Eth, IPPROTO_UDP, IPV4_MIN_LEN, Ipv4, UDP_LEN, Udp,
     VXLAN_LEN, Vxlan,
 };
-use crate::{CONFIG, FDB, SEGMENTS, Verdict, arp};
+use crate::{CONFIG, FDB, SEGMENTS, Verdict, arp, vip};
 
 /// Decides what happens to an IPv4 frame from the underlay.
 #[inline(always)]
@@ -126,8 +126,13 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
     if !entry.is_local() {
         return Verdict::Drop(DropReason::NotLocal);
     }
+    let ifindex = entry.ifindex;
+    // A remote backend's reply to a client here: the VIP as its source.
+    if let Err(reason) = vip::unbalance_xdp(ctx, vni, inner_at + ETH_LEN) {
+        return Verdict::Drop(reason);
+    }
     Verdict::Decap {
         strip: inner_at,
-        ifindex: entry.ifindex,
+        ifindex,
     }
 }

@@ -136,6 +136,13 @@ fn ipv4(ctx: &TcContext, vni: u32, segment: &Segment, len: u32) -> Out {
     if balanced && ctx.store(0, &entry.mac, 0).is_err() {
         return Out::Drop(DropReason::MalformedFrame);
     }
+    // A local backend's reply to a client here: the VIP as its source (`ip`
+    // still points into the packet: nothing rewrote it when not balanced).
+    if entry.is_local() && !balanced {
+        if let Err(reason) = vip::unbalance(ctx, vni, ip, ihl) {
+            return Out::Drop(reason);
+        }
+    }
     if entry.is_local() {
         return Out::Peer(entry.ifindex);
     }

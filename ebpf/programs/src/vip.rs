@@ -1,10 +1,17 @@
-//! Service VIPs east-west, in tc on the task's interface: a task's packet to
-//! `VIP:port` gets its backend as the userspace engine picks it
-//! (`lb::vip::VipFlows::balance`: conntrack for a known flow, Maglev over
-//! the active backends for a new one) and its destination rewritten to the
-//! backend (DNAT); the caller then delivers it as any packet to that
-//! address. The flow hash, the state machine and its timeouts are the
-//! userspace engine's own code, from `shoal_ebpf_common`.
+//! Service VIPs east-west, translated on the client's node as the
+//! userspace engine does (`lb::vip::VipFlows`):
+//!
+//! - in tc on the task's interface, a task's packet to `VIP:port` gets its
+//!   backend ([`balance`]: conntrack for a known flow, Maglev over the
+//!   active backends for a new one) and its destination rewritten to the
+//!   backend (DNAT); the caller then delivers it as any packet to that
+//!   address;
+//! - a backend's reply about to reach the client gets the VIP back as its
+//!   source: in tc when the backend is on this node ([`unbalance`]), in
+//!   XDP when it came from another node inside VXLAN ([`unbalance_xdp`]).
+//!
+//! The flow hash, the state machine and its timeouts are the userspace
+//! engine's own code, from `shoal_ebpf_common`.
 //!
 //! Where this differs from the userspace tracker: the conntrack maps are
 //! LRU maps, so at capacity the kernel evicts the least recently used flow
@@ -14,7 +21,10 @@
 
 use aya_ebpf::bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR};
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
-use aya_ebpf::programs::TcContext;
+use core::net::Ipv4Addr;
+
+use aya_ebpf::programs::{TcContext, XdpContext};
+use shoal_ebpf_common::checksum;
 use shoal_ebpf_common::conntrack::{Direction, FlowState};
 use shoal_ebpf_common::flow::{Protocol, TcpFlags};
 use shoal_ebpf_common::hash::flow_hash;
@@ -23,11 +33,12 @@ use shoal_ebpf_common::{
     MAGLEV_SLOTS, NO_TABLE, VipKey,
 };
 
-use crate::hdr::{ETH_LEN, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
+use crate::hdr::{self, ETH_LEN, IPPROTO_TCP, IPPROTO_UDP, Ipv4};
 use crate::{BACKENDS, CT, CT_REPLY, MAGLEV, VIPS};
 
 /// Offsets inside the IPv4 header.
 const IP_CHECK: usize = 10;
+const IP_SRC: usize = 12;
 const IP_DST: usize = 16;
 /// Offset of the TCP flags byte.
 const TCP_FLAGS: usize = 13;
@@ -57,27 +68,13 @@ pub fn balance(ctx: &TcContext, vni: u32, ip: &Ipv4, ihl: usize) -> Balanced {
     if unsafe { VIPS.get(&is_vip) }.is_none() {
         return Balanced::NotVip;
     }
-    let proto = match ip.protocol {
-        IPPROTO_TCP => Protocol::Tcp,
-        IPPROTO_UDP => Protocol::Udp,
-        _ => return Balanced::Drop(DropReason::NoServicePort),
-    };
     // Only a first (or only) fragment carries the ports, as in userspace.
-    if u16::from_be_bytes(ip.frag) & 0x1fff != 0 {
+    let Some(proto) = protocol(ip) else {
         return Balanced::Drop(DropReason::NoServicePort);
-    }
-    let l4 = ETH_LEN + (ihl & 0x3c);
-    let Ok(ports) = ctx.load::<[u8; 4]>(l4) else {
-        return Balanced::Drop(DropReason::MalformedFrame);
     };
-    let sport = u16::from_be_bytes([ports[0], ports[1]]);
-    let dport = u16::from_be_bytes([ports[2], ports[3]]);
-    let flags = match proto {
-        Protocol::Tcp => match ctx.load::<u8>(l4 + TCP_FLAGS) {
-            Ok(f) => TcpFlags(f),
-            Err(_) => return Balanced::Drop(DropReason::MalformedFrame),
-        },
-        Protocol::Udp => TcpFlags::NONE,
+    let l4 = ETH_LEN + (ihl & 0x3c);
+    let Some((sport, dport, flags)) = ports(ctx, proto, l4) else {
+        return Balanced::Drop(DropReason::MalformedFrame);
     };
     let mut key = VipKey {
         vni,
@@ -110,12 +107,10 @@ pub fn balance(ctx: &TcContext, vni: u32, ip: &Ipv4, ihl: usize) -> Balanced {
         proto: proto.number(),
         _pad: [0; 3],
     };
-    // SAFETY: the helper takes no arguments and only reads the clock.
-    let now = unsafe { bpf_ktime_get_ns() } / 1_000_000;
-    let Some(backend) = select(table, &flow, proto, flags, now) else {
+    let Some(backend) = select(table, &flow, proto, flags, now_ms()) else {
         return Balanced::Drop(DropReason::NoBackend);
     };
-    if dnat(ctx, ip, l4, proto, backend).is_err() {
+    if rewrite(ctx, ETH_LEN + IP_DST, l4, proto, ip.dst, backend).is_err() {
         return Balanced::Drop(DropReason::MalformedFrame);
     }
     Balanced::To(backend)
@@ -239,26 +234,204 @@ fn reply_of(flow: &CtKey, backend: [u8; 4]) -> CtKey {
     }
 }
 
-/// Rewrites the destination address to `backend`, updating the IPv4 and
-/// the TCP/UDP checksums incrementally (a UDP checksum of zero, "none",
-/// stays zero; a partial checksum of an offloaded packet is handled by the
-/// helper).
+/// Rewrites the address at `at` (the source or destination field of the
+/// IPv4 header) from `old` to `new`, updating the IPv4 and the TCP/UDP
+/// checksums (at `l4`) incrementally: a UDP checksum of zero, "none", stays
+/// zero, and the helper handles the partial checksum of an offloaded
+/// packet.
 #[inline(always)]
-fn dnat(
+fn rewrite(
     ctx: &TcContext,
-    ip: &Ipv4,
+    at: usize,
     l4: usize,
     proto: Protocol,
-    backend: [u8; 4],
+    old: [u8; 4],
+    new: [u8; 4],
 ) -> Result<(), i64> {
-    let from = u64::from(u32::from_ne_bytes(ip.dst));
-    let to = u64::from(u32::from_ne_bytes(backend));
+    let from = u64::from(u32::from_ne_bytes(old));
+    let to = u64::from(u32::from_ne_bytes(new));
     let mut l4_flags = u64::from(BPF_F_PSEUDO_HDR) | 4;
     if proto == Protocol::Udp {
         l4_flags |= u64::from(BPF_F_MARK_MANGLED_0);
     }
     ctx.l4_csum_replace(l4 + proto.checksum_offset(), from, to, l4_flags)?;
     ctx.l3_csum_replace(ETH_LEN + IP_CHECK, from, to, 4)?;
-    ctx.store(ETH_LEN + IP_DST, &backend, 0)?;
+    ctx.store(at, &new, 0)?;
+    Ok(())
+}
+
+/// The ports and TCP flags of the TCP or UDP header at `l4`.
+#[inline(always)]
+fn ports(ctx: &TcContext, proto: Protocol, l4: usize) -> Option<(u16, u16, TcpFlags)> {
+    let ports = ctx.load::<[u8; 4]>(l4).ok()?;
+    let flags = match proto {
+        Protocol::Tcp => TcpFlags(ctx.load::<u8>(l4 + TCP_FLAGS).ok()?),
+        Protocol::Udp => TcpFlags::NONE,
+    };
+    Some((
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+        flags,
+    ))
+}
+
+/// The kernel's monotonic clock in milliseconds.
+#[inline(always)]
+fn now_ms() -> u64 {
+    // SAFETY: the helper takes no arguments and only reads the clock.
+    unsafe { bpf_ktime_get_ns() / 1_000_000 }
+}
+
+/// The VIP that `flow`, a backend's reply to a client of a VIP, answers
+/// for, with both directions' states advanced (`VipFlows::reverse`);
+/// `None` for any other flow.
+#[inline(always)]
+fn reverse(flow: &CtKey, flags: TcpFlags, now: u64) -> Option<[u8; 4]> {
+    let reply = live(&CT_REPLY, flow, now)?;
+    let state = FlowState::from_u8(reply.state)?;
+    track(
+        &CT_REPLY,
+        flow,
+        reply.addr,
+        state.next(flags, Direction::Reply),
+        now,
+    );
+    let client = CtKey {
+        vni: flow.vni,
+        src: flow.dst,
+        dst: reply.addr,
+        sport: flow.dport,
+        dport: flow.sport,
+        proto: flow.proto,
+        _pad: [0; 3],
+    };
+    if let Some(entry) = live(&CT, &client, now)
+        && let Some(s) = FlowState::from_u8(entry.state)
+    {
+        track(
+            &CT,
+            &client,
+            entry.addr,
+            s.next(flags, Direction::Reply),
+            now,
+        );
+    }
+    Some(reply.addr)
+}
+
+/// The protocol of a first (or only) TCP or UDP fragment.
+#[inline(always)]
+fn protocol(ip: &Ipv4) -> Option<Protocol> {
+    if u16::from_be_bytes(ip.frag) & 0x1fff != 0 {
+        return None;
+    }
+    match ip.protocol {
+        IPPROTO_TCP => Some(Protocol::Tcp),
+        IPPROTO_UDP => Some(Protocol::Udp),
+        _ => None,
+    }
+}
+
+/// In tc, a packet about to reach a task on this node (segment `vni`): if
+/// it is a local backend's reply to a client of a VIP, its source becomes
+/// the VIP again. An error when the packet could not be rewritten.
+#[inline(always)]
+pub fn unbalance(ctx: &TcContext, vni: u32, ip: &Ipv4, ihl: usize) -> Result<(), DropReason> {
+    let Some(proto) = protocol(ip) else {
+        return Ok(());
+    };
+    let l4 = ETH_LEN + (ihl & 0x3c);
+    let Some((sport, dport, flags)) = ports(ctx, proto, l4) else {
+        return Ok(());
+    };
+    let (src, dst) = (ip.src, ip.dst);
+    let flow = CtKey {
+        vni,
+        src,
+        dst,
+        sport,
+        dport,
+        proto: proto.number(),
+        _pad: [0; 3],
+    };
+    let Some(vip) = reverse(&flow, flags, now_ms()) else {
+        return Ok(());
+    };
+    rewrite(ctx, ETH_LEN + IP_SRC, l4, proto, src, vip).map_err(|_| DropReason::MalformedFrame)
+}
+
+/// In XDP, the inner IPv4 packet at `ip_at` that a remote backend sent
+/// back to a task on this node (segment `vni`): if it is a reply to a
+/// client of a VIP, its source becomes the VIP again, with the checksums
+/// updated in code (RFC 1624; XDP has no checksum helpers and no partial
+/// checksums).
+#[inline(always)]
+pub fn unbalance_xdp(ctx: &XdpContext, vni: u32, ip_at: usize) -> Result<(), DropReason> {
+    let Some(ip_ptr) = hdr::at::<Ipv4>(ctx, ip_at) else {
+        return Err(DropReason::MalformedFrame);
+    };
+    // SAFETY: `at` checked that the header lies inside the frame, which is
+    // the program's for its run.
+    let ip = unsafe { &mut *ip_ptr };
+    let Some(proto) = protocol(ip) else {
+        return Ok(());
+    };
+    let l4_at = ip_at + (ip.header_len() & 0x3c);
+    let Some(l4_ptr) = hdr::at::<[u8; 20]>(ctx, l4_at) else {
+        // Too short for TCP: a UDP header alone, or nothing to rewrite.
+        return match hdr::at::<[u8; 8]>(ctx, l4_at) {
+            Some(udp) if proto == Protocol::Udp => {
+                // SAFETY: as above.
+                unbalance_l4(ip, unsafe { &mut *udp }, vni, proto)
+            }
+            _ => Ok(()),
+        };
+    };
+    // SAFETY: as above.
+    unbalance_l4(ip, unsafe { &mut *l4_ptr }, vni, proto)
+}
+
+/// [`unbalance_xdp`] on the IPv4 header `ip` and the first bytes `l4` of
+/// its TCP or UDP header.
+#[inline(always)]
+fn unbalance_l4<const N: usize>(
+    ip: &mut Ipv4,
+    l4: &mut [u8; N],
+    vni: u32,
+    proto: Protocol,
+) -> Result<(), DropReason> {
+    let flags = match proto {
+        Protocol::Tcp if N > TCP_FLAGS => TcpFlags(l4[TCP_FLAGS]),
+        Protocol::Tcp => return Ok(()),
+        Protocol::Udp => TcpFlags::NONE,
+    };
+    let flow = CtKey {
+        vni,
+        src: ip.src,
+        dst: ip.dst,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+        proto: proto.number(),
+        _pad: [0; 3],
+    };
+    let Some(vip) = reverse(&flow, flags, now_ms()) else {
+        return Ok(());
+    };
+    let (old, new) = (Ipv4Addr::from(ip.src), Ipv4Addr::from(vip));
+    let check = u16::from_be_bytes(ip.check);
+    ip.check = checksum::update_ipv4_addr(check, old, new).to_be_bytes();
+    let at = proto.checksum_offset();
+    if at + 1 < N {
+        let sum = u16::from_be_bytes([l4[at], l4[at + 1]]);
+        // A UDP checksum of zero is none; a computed zero is sent as 0xffff.
+        if !(proto == Protocol::Udp && sum == 0) {
+            let mut updated = checksum::update_ipv4_addr(sum, old, new);
+            if proto == Protocol::Udp && updated == 0 {
+                updated = 0xffff;
+            }
+            l4[at..at + 2].copy_from_slice(&updated.to_be_bytes());
+        }
+    }
+    ip.src = vip;
     Ok(())
 }
