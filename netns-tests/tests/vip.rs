@@ -1,6 +1,6 @@
 //! Service VIPs, east-west: a task's connections to a VIP are balanced over
 //! backends on every host, flows keep their backend, draining backends take
-//! no new flows.
+//! no new flows. Once per engine: both must pass the same scenario.
 
 mod common;
 
@@ -39,7 +39,7 @@ fn with_service(base: &str, draining: &[&str], gone: &[&str]) -> String {
     y
 }
 
-fn cluster(test: &str) -> Cluster {
+fn cluster(test: &str, engine: &str) -> Cluster {
     let mut lab = Lab::new(test).expect("lab");
     let hosts: Vec<_> = (1..=3)
         .map(|i| lab.add_host(&format!("h{i}")).expect("host"))
@@ -66,8 +66,12 @@ fn cluster(test: &str) -> Cluster {
         .collect();
     let daemons = (0..3)
         .map(|me| {
-            lab.start_daemon(&hosts[me], &with_service(&base[me], &[], &[]), &[])
-                .expect("daemon")
+            lab.start_daemon(
+                &hosts[me],
+                &with_service(&base[me], &[], &[]),
+                &["--dataplane", engine],
+            )
+            .expect("daemon")
         })
         .collect();
     for (i, ep) in eps.iter().take(3).enumerate() {
@@ -130,9 +134,8 @@ fn try_ask(stream: &mut TcpStream) -> std::io::Result<String> {
     Ok(hostname(&String::from_utf8_lossy(&body)))
 }
 
-#[test]
-fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
-    let mut c = cluster("vip-east-west");
+fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows(engine: &str) {
+    let mut c = cluster(&format!("vip-{engine}"), engine);
     let vip = SocketAddrV4::new(VIP, 80);
     let client = c.client.clone();
     wait_until("the VIP to answer", T, || {
@@ -282,4 +285,18 @@ fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
         "ended by a reset, not a timeout: {err} after {:?}",
         started.elapsed()
     );
+}
+
+mod userspace {
+    #[test]
+    fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
+        super::a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows("userspace")
+    }
+}
+
+mod ebpf {
+    #[test]
+    fn a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows() {
+        super::a_vip_balances_over_backends_on_every_host_and_draining_keeps_flows("ebpf")
+    }
 }

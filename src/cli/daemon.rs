@@ -105,16 +105,14 @@ fn engine_choice(choice: EngineChoice) -> anyhow::Result<Engine> {
                 bail!("--dataplane ebpf: {why}; use --dataplane userspace (or auto)");
             }
             tracing::info!(
-                "dataplane: ebpf (requested; overlay networks only: tables with services are refused)"
+                "dataplane: ebpf (requested; overlay networks and service VIPs: tables with published ports are refused)"
             );
             Ok(Engine::Ebpf)
         }
         EngineChoice::Auto => {
             let ebpf = match ebpf::unavailable() {
                 Some(why) => format!("the eBPF engine cannot run here: {why}"),
-                None => {
-                    "the eBPF engine does not carry service VIPs or the routing mesh yet".to_owned()
-                }
+                None => "the eBPF engine does not carry the routing mesh yet".to_owned(),
             };
             tracing::info!("dataplane: userspace (auto; {ebpf})");
             Ok(Engine::Userspace)

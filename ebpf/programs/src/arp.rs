@@ -4,10 +4,10 @@
 //! or inside VXLAN from a remote VTEP), requests for the gateway and for
 //! every station the tables know.
 
-use shoal_ebpf_common::{FdbKey, Ipv4Key, Segment};
+use shoal_ebpf_common::{FdbKey, Ipv4Key, Segment, VipKey};
 
 use crate::hdr::{Arp, ETH_LEN, Eth, Frame};
-use crate::{FDB, OWNED, Verdict};
+use crate::{FDB, OWNED, VIPS, Verdict};
 
 const OPER_REQUEST: [u8; 2] = [0, 1];
 const OPER_REPLY: [u8; 2] = [0, 2];
@@ -59,11 +59,19 @@ pub fn reply(eth: *mut Eth, arp: *mut Arp, mac: [u8; 6]) {
     arp.tpa = asker_ip;
 }
 
-/// The MAC that answers for `ip` on the segment `vni`: the gateway's, or
-/// the station's the tables name.
+/// The MAC that answers for `ip` on the segment `vni`: the gateway's (for
+/// the gateway and for service VIPs, whose traffic the programs take in),
+/// or the station's the tables name.
 #[inline(always)]
 pub fn answer(vni: u32, segment: &Segment, ip: [u8; 4]) -> Option<[u8; 6]> {
-    if ip == segment.gateway {
+    let vip = VipKey {
+        vni,
+        vip: ip,
+        port: 0,
+        proto: 0,
+        _pad: 0,
+    };
+    if ip == segment.gateway || VIPS.get_ptr(vip).is_some() {
         return Some(segment.gateway_mac);
     }
     let entry = FDB.get_ptr(FdbKey { vni, ip })?;

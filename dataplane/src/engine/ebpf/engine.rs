@@ -221,11 +221,15 @@ impl Dataplane for EbpfEngine {
                 engine: self.options.underlay,
             });
         }
-        if let Some(service) = tables.services.first() {
+        let published = tables
+            .services
+            .iter()
+            .find(|s| s.ports.iter().any(|p| p.published.is_some()));
+        if let Some(service) = published {
             return Err(EngineError::Unsupported {
                 engine: "ebpf",
                 what: format!(
-                    "service `{}`: VIP load balancing and the routing mesh are not in the eBPF engine yet; run the node with --dataplane userspace",
+                    "service `{}`: published ports (the routing mesh) are not in the eBPF engine yet; run the node with --dataplane userspace, or publish no port",
                     service.name
                 ),
             });

@@ -2,8 +2,9 @@
 //! underlay (ARP for owned addresses, VXLAN decapsulation to local tasks,
 //! ARP inside VXLAN) and a tc program on the node end of each task's veth
 //! (ARP, ICMP "fragmentation needed", local delivery, VXLAN encapsulation),
-//! with per-CPU counters. Service VIPs and the routing mesh are not in it
-//! yet: it refuses tables with services.
+//! with per-CPU counters. Service VIPs are balanced in tc and their replies
+//! translated back in tc or XDP (`ebpf/programs/src/vip.rs`); the routing
+//! mesh is not in it yet: it refuses tables with published ports.
 //!
 //! [`maps`] computes what the maps hold from [`crate::tables::Tables`]
 //! without touching the kernel; [`loader`] and [`engine`] (only in builds
