@@ -123,9 +123,8 @@ fn answer(query: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-#[test]
-fn tasks_resolve_services_and_forward_the_rest() {
-    let mut lab = Lab::new("dns-discovery").expect("lab");
+fn tasks_resolve_services_and_forward_the_rest(engine: &str) {
+    let mut lab = Lab::new(&format!("dns-{engine}")).expect("lab");
     let h1 = lab.add_host("h1").expect("host");
     let h2 = lab.add_host("h2").expect("host");
     let up = lab.add_host("up").expect("upstream host");
@@ -165,11 +164,12 @@ fn tasks_resolve_services_and_forward_the_rest() {
     let yaml = |me: usize, draining: bool, eps: &[Ep]| {
         tables_for(&hosts, me, &[RED, BLUE], eps, &[]) + &services(draining)
     };
+    let engine_args = ["--dataplane", engine];
     let mut d1 = lab
-        .start_daemon(&h1, &yaml(0, false, &eps), &[])
+        .start_daemon(&h1, &yaml(0, false, &eps), &engine_args)
         .expect("daemon h1");
     let _d2 = lab
-        .start_daemon(&h2, &yaml(1, false, &eps), &[])
+        .start_daemon(&h2, &yaml(1, false, &eps), &engine_args)
         .expect("daemon h2");
     let red = eps[0].netns.clone();
     let blue = eps[3].netns.clone();
@@ -291,4 +291,19 @@ fn a_restarted_daemon_removes_files_of_a_crashed_one() {
     );
     d.proc.terminate().expect("daemon stops");
     assert!(!resolv_conf(&eps[0].netns).exists());
+}
+
+/// Service discovery once per engine: both must answer the same.
+mod userspace {
+    #[test]
+    fn tasks_resolve_services_and_forward_the_rest() {
+        super::tasks_resolve_services_and_forward_the_rest("userspace")
+    }
+}
+
+mod ebpf {
+    #[test]
+    fn tasks_resolve_services_and_forward_the_rest() {
+        super::tasks_resolve_services_and_forward_the_rest("ebpf")
+    }
 }
