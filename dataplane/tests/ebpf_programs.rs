@@ -358,6 +358,19 @@ endpoints:
         .unwrap()
     }
 
+    /// Installs `tables` over what `programs` hold, as the engine does;
+    /// returns what it installed.
+    fn reinstall(programs: &mut Programs, tables: &Tables) -> Maps {
+        let want = Maps::from_tables(
+            tables,
+            underlay(VXLAN_PORT),
+            |_, ip| task_ifindex(ip),
+            programs.installed(),
+        );
+        programs.install(&want).unwrap();
+        want
+    }
+
     /// The VIP parts of `maps`, as [`Programs::read_vips`] returns them.
     fn vip_parts(maps: &Maps) -> Maps {
         Maps {
@@ -372,13 +385,7 @@ endpoints:
     fn vip_tables_reach_the_kernel_and_follow_backend_changes() {
         let mut programs = loaded();
         let install = |programs: &mut Programs, tables: &Tables| {
-            let want = Maps::from_tables(
-                tables,
-                underlay(VXLAN_PORT),
-                |_, ip| task_ifindex(ip),
-                programs.installed(),
-            );
-            programs.install(&want).unwrap();
+            let want = reinstall(programs, tables);
             assert_eq!(programs.read_vips().unwrap(), vip_parts(&want));
             want
         };
@@ -558,13 +565,7 @@ endpoints:
         };
         let mut programs = loaded_with(&service_tables("", &["10.0.1.4"]));
         let install = |programs: &mut Programs, tables: &Tables| {
-            let want = Maps::from_tables(
-                tables,
-                underlay(VXLAN_PORT),
-                |_, ip| task_ifindex(ip),
-                programs.installed(),
-            );
-            programs.install(&want).unwrap();
+            reinstall(programs, tables);
         };
         // Flows to each backend, established.
         let mut on = std::collections::BTreeMap::new();
