@@ -536,6 +536,23 @@ endpoints:
     }
 
     #[test]
+    fn a_sweep_counts_live_flows_and_removes_timed_out_ones() {
+        let mut programs = loaded_with(&service_tables("", &["10.0.1.4"]));
+        for (tcp, port) in [(true, 80), (false, 53)] {
+            let (action, _) = run_task(&programs, &task_flow(tcp, 40_000, VIP, port, 0x02));
+            assert_eq!(action, TC_ACT_REDIRECT);
+        }
+        let mut flows = programs.take_flows().unwrap();
+        let now = shoal_dataplane::sys::clock::monotonic_ms();
+        assert_eq!(flows.sweep(now), [2, 2]);
+        // 31 s on, the unanswered UDP flow has timed out (30 s), the SYN
+        // not yet (120 s); 121 s on, neither is left.
+        assert_eq!(flows.sweep(now + 31_000), [1, 1]);
+        assert_eq!(flows.sweep(now + 121_000), [0, 0]);
+        assert_eq!(flows.sweep(now), [0, 0], "removed, not only skipped");
+    }
+
+    #[test]
     fn a_vip_refuses_other_ports_and_protocols_and_counts_them() {
         let programs = loaded_with(&service_tables("", &["10.0.1.4"]));
         let before = task_counters(&programs);

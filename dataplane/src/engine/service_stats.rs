@@ -281,6 +281,15 @@ impl ServiceSeries {
         ServiceSeries { rows, conntrack }
     }
 
+    /// Only the number of entries in each conntrack table by name (an
+    /// engine without per-service counters).
+    pub fn conntrack_only(conntrack: Vec<(&'static str, usize)>) -> ServiceSeries {
+        ServiceSeries {
+            rows: Vec::new(),
+            conntrack,
+        }
+    }
+
     /// Appends the families in the OpenMetrics text format (no `# EOF`).
     pub fn encode(self, out: &mut String) {
         let mut registry = Registry::with_prefix("shoal_dataplane");

@@ -6,6 +6,7 @@
 //! libc. Every `unsafe` block states why it is sound in a `// SAFETY:` line.
 #![allow(unsafe_code)]
 
+pub mod clock;
 pub mod link;
 pub mod mesh;
 pub mod netns;

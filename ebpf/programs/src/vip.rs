@@ -137,18 +137,14 @@ fn select(table: u32, flow: &CtKey, proto: Protocol, flags: TcpFlags, now: u64) 
                     Some(b) if b.state == BACKEND_ACTIVE || b.state == BACKEND_DRAINING => {
                         let next = s.next(flags, Direction::Original);
                         track(&CT, flow, entry.addr, next, now);
+                        // The reply entry too; re-made if the LRU evicted
+                        // it or a sweep took it, or replies would lose
+                        // their VIP.
                         let reply = reply_of(flow, entry.addr);
-                        if let Some(r) = live(&CT_REPLY, &reply, now)
-                            && let Some(rs) = FlowState::from_u8(r.state)
-                        {
-                            track(
-                                &CT_REPLY,
-                                &reply,
-                                r.addr,
-                                rs.next(flags, Direction::Original),
-                                now,
-                            );
-                        }
+                        let state = live(&CT_REPLY, &reply, now)
+                            .and_then(|r| FlowState::from_u8(r.state))
+                            .map_or(next, |r| r.next(flags, Direction::Original));
+                        track(&CT_REPLY, &reply, flow.dst, state, now);
                         return Some(entry.addr);
                     }
                     _ => previous = Some(entry.addr),

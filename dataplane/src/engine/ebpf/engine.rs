@@ -12,11 +12,12 @@ use aya::programs::XdpMode;
 use aya::programs::tc::SchedClassifierLinkId;
 use shoal_ebpf_common::{Counters as Raw, counters};
 
-use super::loader::Programs;
+use super::loader::{Flows, Programs};
 use super::maps::{Maps, Underlay};
 use super::{NODE_END_PREFIX, Options};
 use crate::engine::counters::Counters;
 use crate::engine::ports::{self, EndpointKey, PortSpec, free_ifname};
+use crate::engine::service_stats::ServiceSeries;
 use crate::engine::{ApplyReport, Dataplane, EngineError, Metrics};
 use crate::overlay::vtep::DropReason;
 use crate::sys;
@@ -102,6 +103,9 @@ impl EbpfEngine {
         let counters = programs
             .take_counters()
             .map_err(|e| EngineError::Ebpf(e.to_string()))?;
+        let flows = programs
+            .take_flows()
+            .map_err(|e| EngineError::Ebpf(e.to_string()))?;
         Ok(EbpfEngine {
             options,
             programs: Some(programs),
@@ -109,6 +113,7 @@ impl EbpfEngine {
             metrics: Arc::new(EbpfMetrics {
                 counters: Counters::new("ebpf"),
                 map: Mutex::new((counters, [Raw::default(), Raw::default()])),
+                flows: Mutex::new(flows),
             }),
             reaper,
         })
@@ -348,6 +353,8 @@ pub struct EbpfMetrics {
     counters: Counters,
     /// The counters map, and the sums (underlay, task) last carried over.
     map: Mutex<(PerCpuArray<MapData, Raw>, [Raw; 2])>,
+    /// The VIP conntrack maps, swept and counted at each scrape.
+    flows: Mutex<Flows>,
 }
 
 impl EbpfMetrics {
@@ -407,5 +414,11 @@ impl Metrics for EbpfMetrics {
     fn encode_metrics(&self, out: &mut String) {
         self.sync();
         self.counters.encode(out);
+        let [vip, vip_reply] = self
+            .flows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sweep(sys::clock::monotonic_ms());
+        ServiceSeries::conntrack_only(vec![("vip", vip), ("vip_reply", vip_reply)]).encode(out);
     }
 }

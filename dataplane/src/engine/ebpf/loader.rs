@@ -9,8 +9,10 @@ use aya::programs::{
     ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
 };
 use aya::{Ebpf, EbpfError, Pod};
+use shoal_ebpf_common::conntrack::FlowState;
 use shoal_ebpf_common::{
-    BackendEntry, BackendKey, Counters, MAGLEV_SLOTS, VipEntry, VipKey, map, program,
+    BackendEntry, BackendKey, Counters, CtEntry, CtKey, MAGLEV_SLOTS, VipEntry, VipKey, map,
+    program,
 };
 
 use super::maps::{Maps, Slots};
@@ -248,6 +250,22 @@ impl Programs {
         PerCpuArray::try_from(raw).map_err(map_err(map::COUNTERS))
     }
 
+    /// Takes the conntrack maps out (the programs keep using them), for the
+    /// metrics' sweeps.
+    pub fn take_flows(&mut self) -> Result<Flows, LoadError> {
+        let mut take = |name: &'static str| -> Result<HashMap<MapData, CtKey, CtEntry>, LoadError> {
+            let raw = self
+                .ebpf
+                .take_map(name)
+                .ok_or_else(|| LoadError::Missing(format!("map {name}")))?;
+            HashMap::try_from(raw).map_err(map_err(name))
+        };
+        Ok(Flows {
+            forward: take(map::CT)?,
+            reply: take(map::CT_REPLY)?,
+        })
+    }
+
     /// Runs the task program once on `frame` through BPF_PROG_TEST_RUN as
     /// if it had arrived on the interface with index `ifindex` (in the
     /// calling thread's namespace): the tc action and the frame as the
@@ -329,6 +347,46 @@ fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> LoadError {
     move |source| LoadError::Map { name, source }
+}
+
+/// The VIP conntrack maps: client flows and their replies.
+pub struct Flows {
+    forward: HashMap<MapData, CtKey, CtEntry>,
+    reply: HashMap<MapData, CtKey, CtEntry>,
+}
+
+impl Flows {
+    /// Removes the flows that have timed out by `now_ms` (the programs only
+    /// notice a flow's timeout when its next packet comes) and counts the
+    /// rest: `[client flows, reply flows]`.
+    pub fn sweep(&mut self, now_ms: u64) -> [usize; 2] {
+        [
+            sweep(&mut self.forward, now_ms),
+            sweep(&mut self.reply, now_ms),
+        ]
+    }
+}
+
+fn sweep(map: &mut HashMap<MapData, CtKey, CtEntry>, now_ms: u64) -> usize {
+    // Keys first: removing while walking would restart the walk.
+    let keys: Vec<CtKey> = map.keys().filter_map(Result::ok).collect();
+    let mut live = 0;
+    for key in keys {
+        let Ok(entry) = map.get(&key, 0) else {
+            continue;
+        };
+        let timeout = FlowState::from_u8(entry.state).map(FlowState::timeout_ms);
+        match timeout {
+            Some(t) if now_ms <= entry.last_seen_ms.saturating_add(t) => live += 1,
+            // A flow that a packet refreshes meanwhile loses its entry;
+            // the program makes it again from that packet (the client's
+            // entry picks the same backend, and it re-makes the reply's).
+            _ => {
+                let _ = map.remove(&key);
+            }
+        }
+    }
+    live
 }
 
 /// Writes the slots of Maglev table `table` that differ from `had` (all of
