@@ -536,6 +536,41 @@ endpoints:
     }
 
     #[test]
+    fn a_syn_on_a_time_wait_tuple_opens_a_new_connection_off_a_draining_backend() {
+        let mut programs = loaded_with(&service_tables("", &["10.0.1.4"]));
+        let remote = [10, 0, 1, 3];
+        let sport = opened_to(&programs, true, remote);
+        let client = |programs: &Programs, flags: u8| {
+            let frame = task_flow(true, sport, VIP, 80, flags);
+            let (action, out) = run_task(programs, &frame);
+            assert_eq!(action, TC_ACT_REDIRECT);
+            checked(&delivered(&frame, &out))
+        };
+        // The backend's segments come back inside VXLAN, with the VIP.
+        let backend = |programs: &Programs, flags: u8| {
+            let reply = flow_frame(true, (remote, 80), (TASK_IP, sport), flags);
+            let (action, out) = run(programs, &vxlan(VNI, &reply));
+            assert_eq!(action, XDP_REDIRECT);
+            assert_eq!(source(&out[out.len() - reply.len()..]), (VIP, 80));
+        };
+        backend(&programs, 0x12);
+        assert_eq!(client(&programs, 0x10), remote);
+        // The backend drains: the open connection stays with it, and a
+        // stray SYN on it changes nothing.
+        reinstall(
+            &mut programs,
+            &service_tables(", state: draining", &["10.0.1.4"]),
+        );
+        assert_eq!(client(&programs, 0x10), remote);
+        assert_eq!(client(&programs, 0x02), remote);
+        // Closed from both ends (TIME_WAIT): a SYN on the same ports opens
+        // a new connection, which no draining backend takes.
+        assert_eq!(client(&programs, 0x11), remote);
+        backend(&programs, 0x11);
+        assert_eq!(client(&programs, 0x02), [10, 0, 1, 2]);
+    }
+
+    #[test]
     fn a_sweep_counts_live_flows_and_removes_timed_out_ones() {
         let mut programs = loaded_with(&service_tables("", &["10.0.1.4"]));
         for (tcp, port) in [(true, 80), (false, 53)] {
@@ -612,6 +647,7 @@ endpoints:
         gone.services[0].backends.pop();
         install(&mut programs, &gone);
         assert_eq!(client(&programs, to_remote, 0x10), local);
+        assert_eq!(client(&programs, to_local, 0x10), local);
 
         // A flow that closed opens afresh on a new SYN; one that is open
         // keeps its backend on a stray SYN.
