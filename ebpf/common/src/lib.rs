@@ -218,6 +218,20 @@ pub struct VipKey {
     pub _pad: u8,
 }
 
+impl VipKey {
+    /// The entry every VIP has (protocol 0, port 0; [`NO_TABLE`]): the
+    /// address is a VIP of segment `vni`.
+    pub const fn address(vni: u32, vip: [u8; 4]) -> VipKey {
+        VipKey {
+            vni,
+            vip,
+            port: 0,
+            proto: 0,
+            _pad: 0,
+        }
+    }
+}
+
 /// What a VIP balances over.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -263,6 +277,21 @@ pub struct CtKey {
     pub _pad: [u8; 3],
 }
 
+impl CtKey {
+    /// The same flow seen from the other end.
+    pub const fn reversed(&self) -> CtKey {
+        CtKey {
+            vni: self.vni,
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
 /// What is known of a tracked flow.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -275,6 +304,25 @@ pub struct CtEntry {
     /// [`conntrack::FlowState::to_u8`].
     pub state: u8,
     pub _pad: [u8; 3],
+}
+
+impl CtEntry {
+    /// A flow going to `addr` in `state`, seen at `now_ms`.
+    pub const fn new(addr: [u8; 4], state: conntrack::FlowState, now_ms: u64) -> CtEntry {
+        CtEntry {
+            last_seen_ms: now_ms,
+            addr,
+            state: state.to_u8(),
+            _pad: [0; 3],
+        }
+    }
+
+    /// The flow's state if it has not timed out by `now_ms`; `None` when it
+    /// has (or its state byte is none of ours).
+    pub fn live_state(&self, now_ms: u64) -> Option<conntrack::FlowState> {
+        let state = conntrack::FlowState::from_u8(self.state)?;
+        (now_ms <= self.last_seen_ms.saturating_add(state.timeout_ms())).then_some(state)
+    }
 }
 
 /// Why a packet was dropped, in either engine: the userspace engine and
@@ -503,6 +551,32 @@ mod tests {
         };
         assert!(host.contains([10, 0, 1, 7]));
         assert!(!host.contains([10, 0, 1, 8]));
+    }
+
+    #[test]
+    fn a_flow_lives_until_its_states_timeout() {
+        use conntrack::FlowState;
+        let e = CtEntry::new([10, 0, 0, 1], FlowState::UdpUnreplied, 1_000);
+        assert_eq!(e.live_state(31_000), Some(FlowState::UdpUnreplied));
+        assert_eq!(e.live_state(31_001), None);
+        let bad = CtEntry { state: 0, ..e };
+        assert_eq!(bad.live_state(1_000), None);
+    }
+
+    #[test]
+    fn a_reversed_key_swaps_ends_and_comes_back() {
+        let k = CtKey {
+            vni: 7,
+            src: [10, 0, 0, 1],
+            dst: [10, 0, 0, 100],
+            sport: 40_000,
+            dport: 80,
+            proto: 6,
+            _pad: [0; 3],
+        };
+        let r = k.reversed();
+        assert_eq!((r.src, r.dst, r.sport, r.dport), (k.dst, k.src, 80, 40_000));
+        assert_eq!(r.reversed(), k);
     }
 
     #[test]

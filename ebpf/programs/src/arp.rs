@@ -64,14 +64,7 @@ pub fn reply(eth: *mut Eth, arp: *mut Arp, mac: [u8; 6]) {
 /// or the station's the tables name.
 #[inline(always)]
 pub fn answer(vni: u32, segment: &Segment, ip: [u8; 4]) -> Option<[u8; 6]> {
-    let vip = VipKey {
-        vni,
-        vip: ip,
-        port: 0,
-        proto: 0,
-        _pad: 0,
-    };
-    if ip == segment.gateway || VIPS.get_ptr(vip).is_some() {
+    if ip == segment.gateway || VIPS.get_ptr(VipKey::address(vni, ip)).is_some() {
         return Some(segment.gateway_mac);
     }
     let entry = FDB.get_ptr(FdbKey { vni, ip })?;

@@ -17,7 +17,8 @@
 //! LRU maps, so at capacity the kernel evicts the least recently used flow
 //! of a CPU's list, whatever its state (userspace evicts the flow nearest
 //! its timeout); an idle flow's timeout is checked when its next packet
-//! comes, not swept.
+//! comes, and user space sweeps timed-out flows out at each scrape
+//! (`engine/ebpf/loader.rs`).
 
 use aya_ebpf::bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR};
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
@@ -57,15 +58,8 @@ pub enum Balanced {
 #[inline(always)]
 pub fn balance(ctx: &TcContext, vni: u32, ip: &Ipv4, ihl: usize) -> Balanced {
     let vip = ip.dst;
-    let is_vip = VipKey {
-        vni,
-        vip,
-        port: 0,
-        proto: 0,
-        _pad: 0,
-    };
     // SAFETY: a hash map value reference is valid for the program's run.
-    if unsafe { VIPS.get(&is_vip) }.is_none() {
+    if unsafe { VIPS.get(&VipKey::address(vni, vip)) }.is_none() {
         return Balanced::NotVip;
     }
     // Only a first (or only) fragment carries the ports, as in userspace.
@@ -122,35 +116,24 @@ pub fn balance(ctx: &TcContext, vni: u32, ip: &Ipv4, ihl: usize) -> Balanced {
 fn select(table: u32, flow: &CtKey, proto: Protocol, flags: TcpFlags, now: u64) -> Option<[u8; 4]> {
     let opening = proto == Protocol::Tcp && flags.is_opening();
     let mut previous = None;
-    if let Some(entry) = live(&CT, flow, now) {
-        let state = FlowState::from_u8(entry.state);
-        match state {
-            // A new SYN on a closing tuple opens a new connection.
-            Some(s) if opening && s.is_closing() => {}
-            Some(s) => {
-                let listed = BackendKey {
-                    table,
-                    addr: entry.addr,
-                };
-                // SAFETY: as in `balance`.
-                match unsafe { BACKENDS.get(&listed) } {
-                    Some(b) if b.state == BACKEND_ACTIVE || b.state == BACKEND_DRAINING => {
-                        let next = s.next(flags, Direction::Original);
-                        track(&CT, flow, entry.addr, next, now);
-                        // The reply entry too; re-made if the LRU evicted
-                        // it or a sweep took it, or replies would lose
-                        // their VIP.
-                        let reply = reply_of(flow, entry.addr);
-                        let state = live(&CT_REPLY, &reply, now)
-                            .and_then(|r| FlowState::from_u8(r.state))
-                            .map_or(next, |r| r.next(flags, Direction::Original));
-                        track(&CT_REPLY, &reply, flow.dst, state, now);
-                        return Some(entry.addr);
-                    }
-                    _ => previous = Some(entry.addr),
-                }
+    // A new SYN on a closing tuple opens a new connection.
+    if let Some((addr, state)) = live(&CT, flow, now)
+        && !(opening && state.is_closing())
+    {
+        // SAFETY: as in `balance`.
+        match unsafe { BACKENDS.get(&BackendKey { table, addr }) } {
+            Some(b) if b.state == BACKEND_ACTIVE || b.state == BACKEND_DRAINING => {
+                let next = state.next(flags, Direction::Original);
+                track(&CT, flow, addr, next, now);
+                // The reply entry too; re-made if the LRU evicted it or a
+                // sweep took it, or replies would lose their VIP.
+                let reply = reply_of(flow, addr);
+                let reply_state = live(&CT_REPLY, &reply, now)
+                    .map_or(next, |(_, s)| s.next(flags, Direction::Original));
+                track(&CT_REPLY, &reply, flow.dst, reply_state, now);
+                return Some(addr);
             }
-            None => {}
+            _ => previous = Some(addr),
         }
     }
     let hash = flow_hash(
@@ -180,21 +163,23 @@ fn select(table: u32, flow: &CtKey, proto: Protocol, flags: TcpFlags, now: u64) 
     Some(backend)
 }
 
-/// The entry of `flow` in `map` if it has not timed out by `now`.
+/// Where `flow` goes in `map` (the backend, or the VIP of a reply) and its
+/// state, if it has not timed out by `now`.
 #[inline(always)]
 fn live(
     map: &aya_ebpf::maps::LruHashMap<CtKey, CtEntry>,
     flow: &CtKey,
     now: u64,
-) -> Option<CtEntry> {
+) -> Option<([u8; 4], FlowState)> {
     // SAFETY: as in `balance`; the entry is copied out at once.
     let entry = *unsafe { map.get(flow) }?;
-    let timeout = FlowState::from_u8(entry.state)?.timeout_ms();
-    if now > entry.last_seen_ms.saturating_add(timeout) {
-        let _ = map.remove(flow);
-        return None;
+    match entry.live_state(now) {
+        Some(state) => Some((entry.addr, state)),
+        None => {
+            let _ = map.remove(flow);
+            None
+        }
     }
-    Some(entry)
 }
 
 /// Records `flow` in `map` as going to `addr` in `state`, seen `now`.
@@ -206,28 +191,18 @@ fn track(
     state: FlowState,
     now: u64,
 ) {
-    let entry = CtEntry {
-        last_seen_ms: now,
-        addr,
-        state: state.to_u8(),
-        _pad: [0; 3],
-    };
     // A full LRU map evicts; an insert fails only on bad arguments.
-    let _ = map.insert(flow, &entry, 0);
+    let _ = map.insert(flow, &CtEntry::new(addr, state, now), 0);
 }
 
 /// The reply flow of client flow `flow` served by `backend`.
 #[inline(always)]
 fn reply_of(flow: &CtKey, backend: [u8; 4]) -> CtKey {
     CtKey {
-        vni: flow.vni,
-        src: backend,
-        dst: flow.src,
-        sport: flow.dport,
-        dport: flow.sport,
-        proto: flow.proto,
-        _pad: [0; 3],
+        dst: backend,
+        ..*flow
     }
+    .reversed()
 }
 
 /// Rewrites the address at `at` (the source or destination field of the
@@ -283,36 +258,19 @@ fn now_ms() -> u64 {
 /// `None` for any other flow.
 #[inline(always)]
 fn reverse(flow: &CtKey, flags: TcpFlags, now: u64) -> Option<[u8; 4]> {
-    let reply = live(&CT_REPLY, flow, now)?;
-    let state = FlowState::from_u8(reply.state)?;
+    let (vip, state) = live(&CT_REPLY, flow, now)?;
     track(
         &CT_REPLY,
         flow,
-        reply.addr,
+        vip,
         state.next(flags, Direction::Reply),
         now,
     );
-    let client = CtKey {
-        vni: flow.vni,
-        src: flow.dst,
-        dst: reply.addr,
-        sport: flow.dport,
-        dport: flow.sport,
-        proto: flow.proto,
-        _pad: [0; 3],
-    };
-    if let Some(entry) = live(&CT, &client, now)
-        && let Some(s) = FlowState::from_u8(entry.state)
-    {
-        track(
-            &CT,
-            &client,
-            entry.addr,
-            s.next(flags, Direction::Reply),
-            now,
-        );
+    let client = CtKey { src: vip, ..*flow }.reversed();
+    if let Some((backend, s)) = live(&CT, &client, now) {
+        track(&CT, &client, backend, s.next(flags, Direction::Reply), now);
     }
-    Some(reply.addr)
+    Some(vip)
 }
 
 /// The protocol of a first (or only) TCP or UDP fragment.

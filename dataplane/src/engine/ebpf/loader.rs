@@ -9,7 +9,6 @@ use aya::programs::{
     ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
 };
 use aya::{Ebpf, EbpfError, Pod};
-use shoal_ebpf_common::conntrack::FlowState;
 use shoal_ebpf_common::{
     BackendEntry, BackendKey, Counters, CtEntry, CtKey, MAGLEV_SLOTS, VipEntry, VipKey, map,
     program,
@@ -375,15 +374,13 @@ fn sweep(map: &mut HashMap<MapData, CtKey, CtEntry>, now_ms: u64) -> usize {
         let Ok(entry) = map.get(&key, 0) else {
             continue;
         };
-        let timeout = FlowState::from_u8(entry.state).map(FlowState::timeout_ms);
-        match timeout {
-            Some(t) if now_ms <= entry.last_seen_ms.saturating_add(t) => live += 1,
+        if entry.live_state(now_ms).is_some() {
+            live += 1;
+        } else {
             // A flow that a packet refreshes meanwhile loses its entry;
             // the program makes it again from that packet (the client's
             // entry picks the same backend, and it re-makes the reply's).
-            _ => {
-                let _ = map.remove(&key);
-            }
+            let _ = map.remove(&key);
         }
     }
     live

@@ -172,13 +172,7 @@ impl Maps {
         };
         // The address is a VIP: what no port entry takes is refused.
         self.vips.insert(
-            VipKey {
-                vni,
-                vip: ip.octets(),
-                port: 0,
-                proto: 0,
-                _pad: 0,
-            },
+            VipKey::address(vni, ip.octets()),
             VipEntry { table: NO_TABLE },
         );
         if vip.all_ports {
