@@ -114,7 +114,11 @@ pub struct Config {
     pub underlay: [u8; 4],
     /// UDP port of VXLAN, host byte order. 0 turns decapsulation off.
     pub vxlan_port: u16,
-    pub _pad: [u8; 2],
+    /// 1 when some segment has a service VIP: without one the programs
+    /// skip the VIP and conntrack lookups (as the userspace engine's
+    /// `Fdb::has_vips`).
+    pub has_vips: u8,
+    pub _pad: u8,
     /// The underlay interface: where encapsulated frames leave.
     pub underlay_ifindex: u32,
 }
@@ -469,8 +473,9 @@ mod pod {
         OwnedAddr, Port, Segment, VipEntry, VipKey,
     };
 
-    // SAFETY: repr(C), byte arrays, a u16 and a 4-aligned u32 laid out
-    // without gaps (4 + 2 + 2 + 4 bytes); every bit pattern is valid.
+    // SAFETY: repr(C), a byte array, a u16, two bytes and a 4-aligned u32
+    // laid out without gaps (4 + 2 + 1 + 1 + 4 bytes); every bit pattern
+    // is valid.
     unsafe impl aya::Pod for Config {}
     // SAFETY: repr(C) over one byte array; every bit pattern is valid.
     unsafe impl aya::Pod for Ipv4Key {}

@@ -128,7 +128,9 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
     }
     let ifindex = entry.ifindex;
     // A remote backend's reply to a client here: the VIP as its source.
-    if let Err(reason) = vip::unbalance_xdp(ctx, vni, inner_at + ETH_LEN) {
+    if config.has_vips != 0
+        && let Err(reason) = vip::unbalance_xdp(ctx, vni, inner_at + ETH_LEN)
+    {
         return Verdict::Drop(reason);
     }
     Verdict::Decap {

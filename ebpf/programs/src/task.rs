@@ -121,14 +121,16 @@ fn ipv4(ctx: &TcContext, vni: u32, segment: &Segment, len: u32) -> Out {
     }
     // A packet for a service VIP goes on to the backend picked for it (the
     // packet pointers are stale after the rewrite; only copies are used).
-    let balanced = match vip::balance(ctx, vni, ip, ihl) {
-        Balanced::NotVip => false,
-        Balanced::To(backend) => {
-            dst = backend;
-            true
-        }
-        Balanced::Drop(reason) => return Out::Drop(reason),
-    };
+    let vips = CONFIG.get(0).is_some_and(|c| c.has_vips != 0);
+    let balanced = vips
+        && match vip::balance(ctx, vni, ip, ihl) {
+            Balanced::NotVip => false,
+            Balanced::To(backend) => {
+                dst = backend;
+                true
+            }
+            Balanced::Drop(reason) => return Out::Drop(reason),
+        };
     // SAFETY: as in `handle`.
     let Some(entry) = (unsafe { FDB.get(&FdbKey { vni, ip: dst }) }) else {
         return Out::Drop(DropReason::UnknownDestination);
@@ -138,7 +140,7 @@ fn ipv4(ctx: &TcContext, vni: u32, segment: &Segment, len: u32) -> Out {
     }
     // A local backend's reply to a client here: the VIP as its source (`ip`
     // still points into the packet: nothing rewrote it when not balanced).
-    if entry.is_local() && !balanced {
+    if vips && entry.is_local() && !balanced {
         if let Err(reason) = vip::unbalance(ctx, vni, ip, ihl) {
             return Out::Drop(reason);
         }

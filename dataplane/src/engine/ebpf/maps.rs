@@ -65,7 +65,8 @@ impl Maps {
             config: Config {
                 underlay: tables.node.underlay.octets(),
                 vxlan_port: underlay.vxlan_port,
-                _pad: [0; 2],
+                has_vips: 0,
+                _pad: 0,
                 underlay_ifindex: underlay.ifindex,
             },
             ..Maps::default()
@@ -121,6 +122,7 @@ impl Maps {
             }
         }
         maps.add_vips(tables, underlay.mtu, previous);
+        maps.config.has_vips = u8::from(!maps.vips.is_empty());
         maps
     }
 
@@ -263,6 +265,7 @@ endpoints:
         assert_eq!(maps.config.underlay, [192, 168, 0, 1]);
         assert_eq!(maps.config.vxlan_port, 4789);
         assert_eq!(maps.config.underlay_ifindex, 3);
+        assert_eq!(maps.config.has_vips, 0);
         assert_eq!(
             maps.segments[&4097],
             Segment {
@@ -338,6 +341,7 @@ services:
         let api = maps.vips[&vip_key([10, 10, 0, 101], 6, 8080)];
         assert_ne!(web.table, api.table);
         assert_eq!(maps.vips[&vip_key([10, 10, 0, 100], 0, 0)].table, NO_TABLE);
+        assert_eq!(maps.config.has_vips, 1);
         assert_eq!(maps.vips.len(), 5);
         assert_eq!(maps.backends.len(), 3);
         assert_eq!(
