@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use shoal_control::api::cluster_proto::cluster_client::ClusterClient;
 use shoal_control::api::{self, client_config};
+use shoal_control::pki::CaCertificate;
 use shoal_control::state::ClusterState;
 use shoal_control::swarm::files::SwarmDir;
 use shoal_control::swarm::rpc::Empty;
@@ -33,7 +34,7 @@ fn call_as(state_dir: &Path, to: SocketAddr) -> Result<Seen> {
     let identity = SwarmDir::new(state_dir)
         .load()?
         .ok_or_else(|| anyhow!("{} holds no swarm identity", state_dir.display()))?;
-    let tls = client_config(&identity.ca, &identity.cert, &identity.key)?;
+    let tls = client_config(&identity.roots, &identity.cert, &[], &identity.key)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -329,7 +330,7 @@ fn calls_as(
         .load()?
         .ok_or_else(|| anyhow!("{} holds no swarm identity", state_dir.display()))?;
     let me = identity.record.node_id.clone();
-    let tls = client_config(&identity.ca, &identity.cert, &identity.key)?;
+    let tls = client_config(&identity.roots, &identity.cert, &[], &identity.key)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -1002,5 +1003,107 @@ fn idle_connections_to_metrics_and_the_visualizer_do_not_stop_the_daemon() -> Re
         opened.elapsed() >= Duration::from_secs(10),
         "closed before the header timeout"
     );
+    Ok(())
+}
+
+/// The CA certificates `node` trusts, from its files.
+fn roots_of(node: &shoal_netns_tests::SwarmNode) -> Result<Vec<CaCertificate>> {
+    Ok(SwarmDir::new(&node.state_dir)
+        .load()?
+        .ok_or_else(|| anyhow!("{} holds no swarm identity", node.state_dir.display()))?
+        .roots)
+}
+
+#[test]
+fn a_ca_rotation_gives_every_node_a_certificate_of_the_new_ca_while_the_mesh_answers() -> Result<()>
+{
+    let mut lab = Lab::new("trust-ca-rotate")?;
+    let swarm = shoal_netns_tests::swarm::form(&mut lab, 3, 2, &[])?;
+    wait_converged(&swarm, &[0], 5)?;
+    let client = lab.add_host("client")?;
+    let m1 = &swarm.nodes[0];
+    let old = CaCertificate::from_pem(&m1.shoal_ok(&["swarm", "ca"])?)?;
+    let old_token = worker_token(m1)?;
+    m1.shoal_ok(&["network", "create", "-d", "overlay", "skynet"])?;
+    let out = m1.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "http",
+        "--network",
+        "skynet",
+        "--replicas",
+        "2",
+        "-p",
+        "80:80",
+        "--",
+        "shoal",
+        "whoami",
+        "--port",
+        "80",
+    ])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let nodes: Vec<&shoal_netns_tests::SwarmNode> = swarm.nodes.iter().collect();
+    let tasks = shoal_netns_tests::swarm::running_tasks(m1, "http")?;
+    wait_mesh(&lab, &nodes, &client, 80, &tasks.keys().cloned().collect())?;
+
+    // On a manager that may not lead; the command waits for every node.
+    let m2 = &swarm.nodes[1];
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(&m2.bin)
+        .arg("-H")
+        .arg(format!("unix://{}", m2.socket.display()))
+        .args(["swarm", "ca", "--rotate"])
+        .output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}\n{}", logs(&swarm));
+    assert!(stderr.contains("CA rotation done"), "{stderr}");
+    let new = CaCertificate::from_pem(&stdout)?;
+    assert_ne!(new, old);
+    for node in &swarm.nodes {
+        let name = &node.host.name;
+        wait_until(&format!("{name} to trust the new CA alone"), T, || {
+            (roots_of(node).ok()? == [new.clone()]).then_some(())
+        })
+        .with_context(|| logs(&swarm))?;
+        let identity = SwarmDir::new(&node.state_dir).load()?.context("identity")?;
+        identity.cert.verify_issued_by(&new)?;
+        assert!(
+            daemon_log(node).contains("with the cluster's new CA"),
+            "{name} did not renew with the new CA"
+        );
+    }
+    // The control plane works on the new certificates, and so does the
+    // mesh on every node.
+    let out = swarm.nodes[2].shoal_ok(&["service", "scale", "http=3"])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let tasks = wait_until("3 running replicas", T, || {
+        shoal_netns_tests::swarm::running_tasks(m1, "http")
+            .ok()
+            .filter(|t| t.len() == 3)
+    })?;
+    wait_mesh(&lab, &nodes, &client, 80, &tasks.keys().cloned().collect())
+        .with_context(|| logs(&swarm))?;
+
+    // The old token pins the old CA: refused, in one line; the new joins.
+    let w3 = lab.add_host("w3")?;
+    let w3 = lab.start_swarm_node(&w3, &[])?;
+    let refused = w3.shoal(&["swarm", "join", "--token", &old_token, &addr(m1)])?;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "joined with the old token");
+    assert!(err.contains("join token pins"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let new_token = worker_token(m1)?;
+    assert_ne!(new_token, old_token);
+    let out = w3.shoal_ok(&["swarm", "join", "--token", &new_token, &addr(m1)])?;
+    assert!(out.contains("as a worker"), "{out}");
+    assert_eq!(roots_of(&w3)?, std::slice::from_ref(&new));
+    wait_converged(&swarm, &[0], 6)?;
+    wait_mesh(&lab, &[&w3], &client, 80, &tasks.keys().cloned().collect())
+        .with_context(|| logs(&swarm))?;
     Ok(())
 }

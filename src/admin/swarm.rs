@@ -9,8 +9,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shoal_control::swarm::{
-    InitOptions, JoinOptions, LeaveOptions, LogsRequest, NetworkOptions, NodeChange, ServiceChange,
-    ServiceOptions, StackDeploy, Swarm, SwarmError, SwarmUpdate, TokenOptions,
+    CaOptions, InitOptions, JoinOptions, LeaveOptions, LogsRequest, NetworkOptions, NodeChange,
+    ServiceChange, ServiceOptions, StackDeploy, Swarm, SwarmError, SwarmUpdate, TokenOptions,
 };
 
 /// The routes, over a running [`Swarm`].
@@ -19,6 +19,7 @@ pub fn routes(swarm: Swarm) -> Router {
         .route("/swarm/init", post(init))
         .route("/swarm/join", post(join))
         .route("/swarm/join-token", post(join_token))
+        .route("/swarm/ca", post(ca))
         .route("/swarm/update", post(update))
         .route("/swarm/leave", post(leave))
         .route("/nodes", get(nodes))
@@ -84,6 +85,10 @@ async fn join(State(s): State<Swarm>, Json(o): Json<JoinOptions>) -> Answer<impl
 
 async fn join_token(State(s): State<Swarm>, Json(o): Json<TokenOptions>) -> Answer<impl Serialize> {
     answer(s.join_token(o).await)
+}
+
+async fn ca(State(s): State<Swarm>, Json(o): Json<CaOptions>) -> Answer<impl Serialize> {
+    answer(s.ca(o).await)
 }
 
 async fn update(State(s): State<Swarm>, Json(o): Json<SwarmUpdate>) -> Answer<()> {

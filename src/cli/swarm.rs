@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use shoal_control::Role;
 use shoal_control::swarm::{
-    InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, SwarmUpdate, TokenOptions,
-    TokenReply,
+    CaOptions, CaReply, InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, SwarmUpdate,
+    TokenOptions, TokenReply,
 };
 
 use crate::client::Daemon;
@@ -60,6 +60,19 @@ enum Command {
         /// worker or manager.
         #[arg(value_enum)]
         role: RoleArg,
+    },
+    /// Show the swarm's root CA certificate, or replace the CA.
+    Ca {
+        /// Replace the CA: every node gets a certificate of the new one,
+        /// then the old one is no longer trusted; the join tokens change.
+        #[arg(long)]
+        rotate: bool,
+        /// Do not wait for every node to renew.
+        #[arg(short, long)]
+        detach: bool,
+        /// Do not show the progress.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Leave the swarm.
     Leave {
@@ -164,6 +177,38 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             }
             let () = daemon.post("/swarm/update", &SwarmUpdate { cert_expiry })?;
             println!("Swarm updated.");
+        }
+        Command::Ca {
+            rotate,
+            detach,
+            quiet,
+        } => {
+            let mut reply: CaReply = daemon.post("/swarm/ca", &CaOptions { rotate })?;
+            let mut shown = None;
+            while rotate && !detach && reply.rotating {
+                if !quiet && shown != Some(reply.renewed) {
+                    eprintln!(
+                        "Rotating the CA: {}/{} nodes renewed{}",
+                        reply.renewed,
+                        reply.nodes,
+                        if reply.pending.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (waiting for {})", reply.pending.join(", "))
+                        }
+                    );
+                    shown = Some(reply.renewed);
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                reply = daemon.post("/swarm/ca", &CaOptions { rotate: false })?;
+            }
+            if rotate && !quiet && !reply.rotating {
+                eprintln!(
+                    "CA rotation done: every node trusts only the new CA {}",
+                    reply.digest
+                );
+            }
+            print!("{}", reply.root_pem);
         }
         Command::Leave { force } => {
             let () = daemon.post("/swarm/leave", &LeaveOptions { force })?;

@@ -116,7 +116,7 @@ impl ServerCertVerifier for PinnedVerifier {
         let general = |e: &dyn std::fmt::Display| rustls::Error::General(e.to_string());
         let manager = ServerName::try_from(Role::Manager.org_unit()).map_err(|e| general(&e))?;
         WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots(&ca)?),
+            Arc::new(roots(std::slice::from_ref(&ca))?),
             Arc::clone(&self.provider),
         )
         .build()

@@ -61,6 +61,11 @@ fn unserialled(p: Option<Peer>) -> Option<Peer> {
     })
 }
 
+/// `ca` as the only root.
+fn roots(ca: &ClusterCa) -> &[crate::pki::CaCertificate] {
+    std::slice::from_ref(ca.certificate())
+}
+
 /// A node of `ca`'s cluster: its certificate and key.
 fn node(ca: &ClusterCa, id: &str, role: Role) -> (crate::pki::NodeCert, crate::pki::NodeKey) {
     let id = NodeId::new(id).unwrap();
@@ -71,12 +76,12 @@ fn node(ca: &ClusterCa, id: &str, role: Role) -> (crate::pki::NodeCert, crate::p
 
 fn server_tls(ca: &ClusterCa, id: &str, role: Role) -> Arc<ServerConfig> {
     let (cert, key) = node(ca, id, role);
-    server_config(ca.certificate(), &cert, &key).unwrap()
+    server_config(roots(ca), &cert, roots(ca), &key).unwrap()
 }
 
 fn client_tls(ca: &ClusterCa, id: &str, role: Role) -> Arc<ClientConfig> {
     let (cert, key) = node(ca, id, role);
-    client_config(ca.certificate(), &cert, &key).unwrap()
+    client_config(roots(ca), &cert, &[], &key).unwrap()
 }
 
 /// A running server; it stops when dropped.
@@ -135,7 +140,7 @@ async fn the_caller_is_seen_with_its_certificate_serial() {
     let (again, _) = node(&ca, "w1", Role::Worker);
     assert_ne!(cert.serial(), again.serial(), "serials are unique");
     assert!(!cert.serial().is_empty());
-    let tls = client_config(ca.certificate(), &cert, &key).unwrap();
+    let tls = client_config(roots(&ca), &cert, &[], &key).unwrap();
     let channel = connect(server.addr, tls, MANAGER).await.unwrap();
     let response = EchoClient::new(channel).ping(PingRequest {}).await.unwrap();
     let seen = response.into_inner().peer.unwrap();
@@ -191,7 +196,7 @@ async fn client_certificate_from_another_ca_is_refused() {
     let server = start(server_tls(&ca, "m1", Role::Manager)).await;
     // Trusts our CA, but presents a certificate from another one.
     let (cert, key) = node(&other, "intruder", Role::Manager);
-    let config = client_config(ca.certificate(), &cert, &key).unwrap();
+    let config = client_config(roots(&ca), &cert, &[], &key).unwrap();
     let err = connect(server.addr, config, MANAGER).await.unwrap_err();
     assert!(
         matches!(err, ApiError::Refused { .. }),
@@ -438,4 +443,43 @@ fn require_manager_refuses_a_worker() {
             .code(),
         Code::Unauthenticated
     );
+}
+
+#[tokio::test]
+async fn during_a_ca_rotation_old_and_new_certificates_talk_both_ways() {
+    let old = ca();
+    let new = ca();
+    let cross = old.cross_sign(&new).unwrap();
+    let both = [new.certificate().clone(), old.certificate().clone()];
+    let renewed = [cross.clone(), new.certificate().clone()];
+    let (new_m1, new_m1_key) = node(&new, "m1", Role::Manager);
+    let (old_w1, old_w1_key) = node(&old, "w1", Role::Worker);
+    let (old_m2, old_m2_key) = node(&old, "m2", Role::Manager);
+
+    // A renewed server, to a client that still trusts only the old CA.
+    let server = start(server_config(&both, &new_m1, &renewed, &new_m1_key).unwrap()).await;
+    let client = client_config(roots(&old), &old_w1, roots(&old), &old_w1_key).unwrap();
+    let channel = connect(server.addr, client, MANAGER).await.unwrap();
+    assert_eq!(ping(channel).await.unwrap(), Some(peer("w1", Role::Worker)));
+
+    // A renewed client, to a server that still trusts only the old CA:
+    // accepted with the cross-signed CA, refused without it.
+    let server =
+        start(server_config(roots(&old), &old_m2, roots(&old), &old_m2_key).unwrap()).await;
+    let client = client_config(&both, &new_m1, &renewed, &new_m1_key).unwrap();
+    let channel = connect(server.addr, client, MANAGER).await.unwrap();
+    assert_eq!(
+        ping(channel).await.unwrap(),
+        Some(peer("m1", Role::Manager))
+    );
+    let bare = client_config(&both, &new_m1, &renewed[1..], &new_m1_key).unwrap();
+    let err = connect(server.addr, bare, MANAGER).await.unwrap_err();
+    assert!(matches!(err, ApiError::Refused { .. }), "{err:?}");
+
+    // Once the rotation is over, the old CA's certificates are refused.
+    let server =
+        start(server_config(roots(&new), &new_m1, roots(&new), &new_m1_key).unwrap()).await;
+    let client = client_config(&both, &old_w1, roots(&old), &old_w1_key).unwrap();
+    let err = connect(server.addr, client, MANAGER).await.unwrap_err();
+    assert!(matches!(err, ApiError::Refused { .. }), "{err:?}");
 }

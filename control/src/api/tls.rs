@@ -2,8 +2,12 @@
 //! provider (never the process default, so no other crate's choice can
 //! change ours).
 //!
-//! A node serves with the chain [node certificate, CA certificate] so a
-//! joining node can pin the CA ([`pinned_client_config`](super::pinned_client_config)).
+//! A node trusts the cluster's roots: its CA, or while `swarm ca --rotate`
+//! runs the old CA and the new. It presents its certificate followed by
+//! the CA certificates that chain it to a root: the issuing CA, so a
+//! joining node can pin it ([`pinned_client_config`](super::pinned_client_config)),
+//! and during a rotation the new CA cross-signed by the old one, so nodes
+//! that trust only the old CA yet accept certificates of the new.
 //! Client certificates are optional at the TLS level, because a joining
 //! node has none yet; when one is presented it must chain to the cluster
 //! CA, and handlers decide per call whom they serve
@@ -24,46 +28,46 @@ use crate::pki::{CaCertificate, NodeCert, NodeKey};
 const ALPN_H2: &[u8] = b"h2";
 
 /// The TLS configuration of a node's gRPC server.
+///
+/// `roots` are the CAs a client's certificate must chain to; `cas` follow
+/// `cert` in what the server presents.
 pub fn server_config(
-    ca: &CaCertificate,
+    roots: &[CaCertificate],
     cert: &NodeCert,
+    cas: &[CaCertificate],
     key: &NodeKey,
 ) -> Result<Arc<ServerConfig>, ApiError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(trust(ca)?, Arc::clone(&provider))
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| ApiError::Trust(e.to_string()))?;
-    let chain = vec![
-        CertificateDer::from(cert.der().to_vec()),
-        CertificateDer::from(ca.der().to_vec()),
-    ];
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(trust(roots)?, Arc::clone(&provider))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ApiError::Trust(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(ApiError::Settings)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, private_key(key)?)
+        .with_single_cert(chain(cert, cas), private_key(key)?)
         .map_err(|e| ApiError::Identity(e.to_string()))?;
     config.alpn_protocols = alpn();
     Ok(Arc::new(config))
 }
 
 /// The TLS configuration of a node calling another: it presents its own
-/// certificate and trusts only servers whose certificate the cluster CA
-/// issued for the name given to [`connect`](super::connect).
+/// certificate followed by `cas`, and trusts only servers whose
+/// certificate chains to one of `roots` and names the server name given
+/// to [`connect`](super::connect).
 pub fn client_config(
-    ca: &CaCertificate,
+    roots: &[CaCertificate],
     cert: &NodeCert,
+    cas: &[CaCertificate],
     key: &NodeKey,
 ) -> Result<Arc<ClientConfig>, ApiError> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(ApiError::Settings)?
-        .with_root_certificates(trust(ca)?)
-        .with_client_auth_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            private_key(key)?,
-        )
+        .with_root_certificates(trust(roots)?)
+        .with_client_auth_cert(chain(cert, cas), private_key(key)?)
         .map_err(|e| ApiError::Identity(e.to_string()))?;
     config.alpn_protocols = alpn();
     Ok(Arc::new(config))
@@ -79,17 +83,30 @@ pub(super) fn alpn() -> Vec<Vec<u8>> {
     vec![ALPN_H2.to_vec()]
 }
 
-/// A root store holding only the cluster CA.
-pub(super) fn roots(ca: &CaCertificate) -> Result<RootCertStore, rustls::Error> {
+/// A root store holding only the given CAs.
+pub(super) fn roots(cas: &[CaCertificate]) -> Result<RootCertStore, rustls::Error> {
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(ca.der().to_vec()))?;
+    for ca in cas {
+        roots.add(CertificateDer::from(ca.der().to_vec()))?;
+    }
     Ok(roots)
 }
 
-fn trust(ca: &CaCertificate) -> Result<Arc<RootCertStore>, ApiError> {
-    roots(ca)
+fn trust(cas: &[CaCertificate]) -> Result<Arc<RootCertStore>, ApiError> {
+    if cas.is_empty() {
+        return Err(ApiError::Trust("no CA certificate to trust".into()));
+    }
+    roots(cas)
         .map(Arc::new)
         .map_err(|e| ApiError::Trust(e.to_string()))
+}
+
+/// `cert` followed by `cas`, as sent in a handshake.
+fn chain(cert: &NodeCert, cas: &[CaCertificate]) -> Vec<CertificateDer<'static>> {
+    std::iter::once(cert.der())
+        .chain(cas.iter().map(CaCertificate::der))
+        .map(|der| CertificateDer::from(der.to_vec()))
+        .collect()
 }
 
 fn private_key(key: &NodeKey) -> Result<PrivateKeyDer<'static>, ApiError> {

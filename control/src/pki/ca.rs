@@ -38,24 +38,9 @@ impl ClusterCa {
     /// which also goes into every node certificate's organization.
     pub fn generate(cluster_name: &str) -> Result<ClusterCa, PkiError> {
         check_cluster_name(cluster_name)?;
-        let rcgen_err = |what| move |source| PkiError::Rcgen { what, source };
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(rcgen_err("generate the CA key"))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "swarm-ca");
-        dn.push(DnType::OrganizationName, cluster_name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let now = SystemTime::now();
-        params.not_before = (now - BACKDATE).into();
-        params.not_after = (now + CA_VALIDITY).into();
-        params.serial_number = Some(random_serial()?);
+        let params = ca_params(cluster_name)?;
         let cert = params
             .self_signed(&key)
             .map_err(rcgen_err("self-sign the CA certificate"))?;
@@ -64,6 +49,18 @@ impl ClusterCa {
             issuer: Issuer::new(params, key),
             cluster_name: cluster_name.to_owned(),
         })
+    }
+
+    /// `next`'s key certified by this CA: the certificate that lets nodes
+    /// still trusting only this CA accept certificates `next` issues,
+    /// while a rotation replaces this CA by `next` (presented after a node
+    /// certificate, it chains that certificate to this CA).
+    pub fn cross_sign(&self, next: &ClusterCa) -> Result<CaCertificate, PkiError> {
+        let params = ca_params(next.cluster_name())?;
+        let cert = params
+            .signed_by(next.issuer.key(), &self.issuer)
+            .map_err(rcgen_err("cross-sign the new CA certificate"))?;
+        CaCertificate::from_der(cert.der().to_vec())
     }
 
     /// Loads a CA written by [`ClusterCa::cert_pem`] and
@@ -221,6 +218,31 @@ fn random_serial() -> Result<SerialNumber, PkiError> {
     // Clear the top bit: serials are positive DER integers.
     bytes[0] &= 0x7f;
     Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// The distinguished name, usages and lifetime of a cluster CA
+/// certificate, with a fresh serial.
+fn ca_params(cluster_name: &str) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "swarm-ca");
+    dn.push(DnType::OrganizationName, cluster_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = SystemTime::now();
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = (now + CA_VALIDITY).into();
+    params.serial_number = Some(random_serial()?);
+    Ok(params)
+}
+
+fn rcgen_err(what: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
+    move |source| PkiError::Rcgen { what, source }
 }
 
 #[cfg(test)]

@@ -71,6 +71,32 @@ impl CaCertificate {
         Self::from_der(der)
     }
 
+    /// Parses a bundle of PEM certificates (a node's `ca.pem` holds two
+    /// while a CA rotation runs), each a CA; at least one.
+    pub fn bundle_from_pem(pem: &str) -> Result<Vec<CaCertificate>, PkiError> {
+        let bad = |reason: String| PkiError::BadCertificate {
+            what: "the CA certificates",
+            reason,
+        };
+        let blocks = pem::parse_many(pem).map_err(|e| bad(format!("they are not PEM ({e})")))?;
+        if blocks.is_empty() {
+            return Err(bad("there is no certificate".into()));
+        }
+        blocks
+            .into_iter()
+            .map(|b| {
+                if b.tag() == "CERTIFICATE" {
+                    Self::from_der(b.into_contents())
+                } else {
+                    Err(bad(format!(
+                        "a PEM block is a `{}`, not a `CERTIFICATE`",
+                        b.tag()
+                    )))
+                }
+            })
+            .collect()
+    }
+
     /// Checks that `der` is a CA certificate and wraps it.
     pub fn from_der(der: Vec<u8>) -> Result<CaCertificate, PkiError> {
         let bad = |reason: String| PkiError::BadCertificate {

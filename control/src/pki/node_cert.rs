@@ -130,6 +130,11 @@ impl NodeCert {
         self.public_key == other.public_key
     }
 
+    /// The CA among `roots` that issued this certificate.
+    pub fn issuer_among<'a>(&self, roots: &'a [CaCertificate]) -> Option<&'a CaCertificate> {
+        roots.iter().find(|ca| self.verify_issued_by(ca).is_ok())
+    }
+
     /// Checks the CA's signature on this certificate.
     pub fn verify_issued_by(&self, ca: &CaCertificate) -> Result<(), PkiError> {
         let not_ours = || PkiError::NotIssuedByCa {

@@ -239,6 +239,14 @@ impl Tokens {
         Ok(())
     }
 
+    /// Makes both tokens pin `ca_digest` (the CA that replaced the one
+    /// they pinned); their secrets stay, so the tokens differ only in the
+    /// digest, as Swarm's do after `swarm ca --rotate`.
+    pub fn repin(&mut self, ca_digest: CaDigest) {
+        self.worker.ca_digest = ca_digest;
+        self.manager.ca_digest = ca_digest;
+    }
+
     /// The role a presented token grants, or why it grants none.
     pub fn role_of(&self, presented: &JoinToken) -> Result<Role, TokenError> {
         if presented.ca_digest != self.worker.ca_digest {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Command, Outcome, SecretBytes};
 use super::ipam::Ipam;
-use super::model::{Network, Node, Service, Task};
+use super::model::{Network, Node, Service, Task, Trust};
 use super::{StateError, names};
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 
@@ -22,6 +22,8 @@ pub struct ClusterState {
     pub(super) tasks: BTreeMap<TaskId, Task>,
     pub(super) ipam: BTreeMap<NetworkId, Ipam>,
     pub(super) secrets: BTreeMap<String, SecretBytes>,
+    #[serde(default)]
+    pub(super) trust: Trust,
 }
 
 impl ClusterState {
@@ -70,6 +72,13 @@ impl ClusterState {
             Command::SetSecret { name, value } => {
                 names::check_network_like("secret", &name)?;
                 self.secrets.insert(name, value);
+                Ok(Outcome::Applied)
+            }
+            Command::SetTrust(trust) => {
+                if trust.root.is_empty() {
+                    return Err(StateError::NoRoot);
+                }
+                self.trust = trust;
                 Ok(Outcome::Applied)
             }
             Command::RemoveSecret { name } => match self.secrets.remove(&name) {
@@ -164,6 +173,11 @@ impl ClusterState {
         self.secrets.get(name).map(|s| s.0.as_slice())
     }
 
+    /// The CAs the nodes trust.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
     /// The names of the secrets (never their values).
     pub fn secret_names(&self) -> impl Iterator<Item = &str> {
         self.secrets.keys().map(String::as_str)
@@ -180,6 +194,7 @@ impl ClusterState {
             tasks: self.tasks.clone(),
             ipam: self.ipam.clone(),
             secrets: BTreeMap::new(),
+            trust: self.trust.clone(),
         }
     }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{
     Availability, CertRecord, DesiredState, Node, NodeStatus, PortConfig, ServiceSpec, TaskState,
+    Trust,
 };
 use super::policy::TaskHealth;
 use super::policy::UpdateStatus;
@@ -127,6 +128,9 @@ pub enum Command {
         /// Its value.
         value: SecretBytes,
     },
+    /// Replace the CAs the nodes trust (`swarm init`, `swarm ca --rotate`
+    /// and its end).
+    SetTrust(Trust),
     /// Remove a cluster secret.
     RemoveSecret {
         /// Its name.

@@ -254,6 +254,9 @@ pub enum StateError {
     /// No such secret.
     #[error("secret `{0}` not found")]
     SecretNotFound(String),
+    /// A trust without a CA.
+    #[error("the cluster's trust must name the CA that issues certificates")]
+    NoRoot,
     /// A batch holds a batch.
     #[error("a batch of commands may not hold another batch")]
     NestedBatch,

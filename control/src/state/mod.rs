@@ -28,7 +28,7 @@ pub use error::StateError;
 pub use ipam::Ipam;
 pub use model::{
     Availability, CertRecord, DesiredState, EndpointMode, Network, Node, NodeStatus, PortConfig,
-    Protocol, PublishMode, Service, ServiceMode, ServiceSpec, Task, TaskState,
+    Protocol, PublishMode, Rotation, Service, ServiceMode, ServiceSpec, Task, TaskState, Trust,
 };
 pub use policy::{
     FailureAction, HealthCheck, RestartCondition, RestartPolicy, TaskHealth, UpdateConfig,

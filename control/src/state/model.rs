@@ -77,6 +77,46 @@ pub struct CertRecord {
     pub serial: String,
     /// When it expires, in milliseconds since the Unix epoch.
     pub not_after_ms: u64,
+    /// SHA-256 (hex) of the CA certificate that issued it; `None` in
+    /// records from before CA rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+/// The CA certificates the cluster's nodes trust. Public: every node,
+/// workers included, follows it to know whom to trust.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Trust {
+    /// The CA that issues node certificates now, PEM; empty in states
+    /// from before CA rotation (nodes then keep the CA they joined with).
+    pub root: String,
+    /// While `swarm ca --rotate` runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+}
+
+/// A CA rotation in progress: until every node holds a certificate of
+/// the new CA, the old one stays trusted, and nodes with new certificates
+/// present the cross-signed one so that nodes trusting only the old CA
+/// accept them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The CA being replaced, PEM.
+    pub previous: String,
+    /// The new CA's key certified by the old CA, PEM.
+    pub cross_signed: String,
+}
+
+impl Trust {
+    /// The CAs to trust, PEM: the current one, and the previous while a
+    /// rotation runs.
+    pub fn roots(&self) -> Vec<&str> {
+        let mut roots = vec![self.root.as_str()];
+        roots.extend(self.rotation.as_ref().map(|r| r.previous.as_str()));
+        roots.retain(|r| !r.is_empty());
+        roots
+    }
 }
 
 /// A VXLAN overlay network.

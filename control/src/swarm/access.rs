@@ -95,6 +95,7 @@ mod tests {
                     cert: Some(CertRecord {
                         serial: serial.into(),
                         not_after_ms: 1,
+                        issuer: None,
                     }),
                     ..NodeUpdate::default()
                 },

@@ -41,8 +41,9 @@ pub struct NodeRecord {
 pub struct Identity {
     /// `node.json`.
     pub record: NodeRecord,
-    /// The cluster CA certificate.
-    pub ca: CaCertificate,
+    /// The CA certificates it trusts: the cluster CA, or the old and the
+    /// new one while a CA rotation runs (`ca.pem`).
+    pub roots: Vec<CaCertificate>,
     /// This node's certificate (its role is in it).
     pub cert: NodeCert,
     /// This node's private key.
@@ -93,7 +94,7 @@ impl SwarmDir {
             let p = self.dir.join(name);
             std::fs::read_to_string(&p).map_err(|e| io(&p, e))
         };
-        let ca = CaCertificate::from_pem(&read("ca.pem")?)?;
+        let roots = CaCertificate::bundle_from_pem(&read("ca.pem")?)?;
         let cert = NodeCert::from_pem(&read("node.pem")?)?;
         let key = NodeKey::from_pem(&read("node-key.pem")?)?;
         if !cert.is_for_key(&key) {
@@ -104,7 +105,7 @@ impl SwarmDir {
         }
         Ok(Some(Identity {
             record,
-            ca,
+            roots,
             cert,
             key,
         }))
@@ -122,13 +123,15 @@ impl SwarmDir {
             &self.dir.join("node-key.pem"),
             id.key.private_key_pem().as_bytes(),
         )?;
-        self.save_cert(&id.ca, &id.cert)?;
+        self.save_cert(&id.roots, &id.cert)?;
         self.save_record(&id.record)
     }
 
-    /// Replaces the CA and node certificates (after a renewal).
-    pub fn save_cert(&self, ca: &CaCertificate, cert: &NodeCert) -> Result<(), SwarmError> {
-        write_atomic(&self.dir.join("ca.pem"), ca.pem().as_bytes())?;
+    /// Replaces the CA and node certificates (after a renewal or a change
+    /// of the CAs the cluster trusts).
+    pub fn save_cert(&self, roots: &[CaCertificate], cert: &NodeCert) -> Result<(), SwarmError> {
+        let bundle: String = roots.iter().map(CaCertificate::pem).collect();
+        write_atomic(&self.dir.join("ca.pem"), bundle.as_bytes())?;
         write_atomic(&self.dir.join("node.pem"), cert.pem().as_bytes())
     }
 

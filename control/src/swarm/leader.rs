@@ -63,6 +63,15 @@ pub(super) async fn run(member: Arc<Member>) {
                 tracing::debug!("leader: updating a node's status: {e}");
             }
         }
+        if let Some(cmd) = super::lifecycle::rotation_end(&state) {
+            match consensus.write(cmd).await {
+                Ok(_) => tracing::info!(
+                    "CA rotation done: every node holds a certificate of the new CA, the old one \
+                     is no longer trusted"
+                ),
+                Err(e) => tracing::debug!("leader: ending the CA rotation: {e}"),
+            }
+        }
         let voters: BTreeSet<NodeId> = status.voters.iter().map(|p| p.id.clone()).collect();
         if let Some(stale) = reconcile::stale_voters(&state, &member.node_id, &voters).first() {
             tracing::info!("leader: removing {stale} from the Raft voters (no longer a manager)");

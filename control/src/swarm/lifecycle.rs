@@ -14,8 +14,8 @@ use super::member::{Member, Start};
 use super::rpc::{JoinRequest, JoinResponse, VoterRequest};
 use super::view::find_node;
 use super::{
-    InitReply, JoinOptions, JoinReply, NodeChange, SwarmConfig, SwarmError, SwarmUpdate,
-    TokenOptions, TokenReply,
+    CaOptions, CaReply, InitReply, JoinOptions, JoinReply, NodeChange, SwarmConfig, SwarmError,
+    SwarmUpdate, TokenOptions, TokenReply,
 };
 use crate::api;
 use crate::pki::{
@@ -23,7 +23,8 @@ use crate::pki::{
     check_validity,
 };
 use crate::state::{
-    Availability, CertRecord, ClusterState, Command, Node, NodeStatus, NodeUpdate, SecretBytes,
+    Availability, CertRecord, ClusterState, Command, Node, NodeStatus, NodeUpdate, Rotation,
+    SecretBytes, Trust,
 };
 use crate::{NodeId, Role};
 
@@ -73,8 +74,76 @@ fn tokens(state: &ClusterState) -> Result<Tokens, String> {
         .map_err(|e| format!("the cluster's join tokens are damaged: {e}"))
 }
 
-/// What the state records of `cert`.
-pub(super) fn cert_record(cert: &NodeCert) -> CertRecord {
+/// The CAs the cluster trusts, from the state: what its trust names, or
+/// in a state from before CA rotation, the CA.
+pub(super) fn trusted_roots(state: &ClusterState) -> Result<Vec<CaCertificate>, String> {
+    let trust = state.trust();
+    if trust.root.is_empty() {
+        return CaCertificate::from_pem(secret_text(state, SECRET_CA_CERT)?)
+            .map(|ca| vec![ca])
+            .map_err(|e| e.to_string());
+    }
+    trust
+        .roots()
+        .into_iter()
+        .map(|pem| CaCertificate::from_pem(pem).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// The state's trust naming `ca` alone.
+fn trust_in(ca: &CaCertificate) -> Command {
+    Command::SetTrust(Trust {
+        root: ca.pem().to_owned(),
+        rotation: None,
+    })
+}
+
+/// `swarm ca`'s answer, from the state.
+fn ca_reply(state: &ClusterState) -> Result<CaReply, String> {
+    let current = cluster_ca(state)?;
+    let digest = current.digest().to_string();
+    let pending: Vec<String> = state
+        .nodes()
+        .values()
+        .filter(|n| n.cert.as_ref().and_then(|c| c.issuer.as_deref()) != Some(digest.as_str()))
+        .map(|n| match n.status {
+            NodeStatus::Down => format!("{} (down)", n.hostname),
+            _ => n.hostname.clone(),
+        })
+        .collect();
+    Ok(CaReply {
+        root_pem: current.cert_pem().to_owned(),
+        digest,
+        rotating: state.trust().rotation.is_some(),
+        nodes: state.nodes().len(),
+        renewed: state.nodes().len() - pending.len(),
+        pending,
+    })
+}
+
+/// On the leader: ends a CA rotation once every node's certificate is
+/// the new CA's, by trusting the new CA alone.
+pub(super) fn rotation_end(state: &ClusterState) -> Option<Command> {
+    let trust = state.trust();
+    trust.rotation.as_ref()?;
+    let digest = CaCertificate::from_pem(&trust.root)
+        .ok()?
+        .digest()
+        .to_string();
+    let done = state
+        .nodes()
+        .values()
+        .all(|n| n.cert.as_ref().and_then(|c| c.issuer.as_deref()) == Some(digest.as_str()));
+    done.then(|| {
+        Command::SetTrust(Trust {
+            root: trust.root.clone(),
+            rotation: None,
+        })
+    })
+}
+
+/// What the state records of `cert`, issued by `ca`.
+pub(super) fn cert_record(cert: &NodeCert, ca: &ClusterCa) -> CertRecord {
     let not_after_ms = cert
         .not_after()
         .duration_since(std::time::UNIX_EPOCH)
@@ -82,6 +151,7 @@ pub(super) fn cert_record(cert: &NodeCert) -> CertRecord {
     CertRecord {
         serial: cert.serial().to_owned(),
         not_after_ms,
+        issuer: Some(ca.digest().to_string()),
     }
 }
 
@@ -92,6 +162,7 @@ fn node_record(
     addr: SocketAddr,
     gossip_addr: SocketAddr,
     cert: &NodeCert,
+    ca: &ClusterCa,
 ) -> Node {
     Node {
         id,
@@ -103,7 +174,7 @@ fn node_record(
         addr,
         gossip_addr,
         engine: config.dataplane.clone(),
-        cert: Some(cert_record(cert)),
+        cert: Some(cert_record(cert, ca)),
     }
 }
 
@@ -136,6 +207,7 @@ pub(in crate::swarm) async fn init(
         addr,
         gossip_addr,
         &cert,
+        &ca,
     );
     let identity = Identity {
         record: NodeRecord {
@@ -146,7 +218,7 @@ pub(in crate::swarm) async fn init(
             managers: vec![addr],
             gossip_seeds: Vec::new(),
         },
-        ca: ca.certificate().clone(),
+        roots: vec![ca.certificate().clone()],
         cert,
         key,
     };
@@ -160,6 +232,7 @@ pub(in crate::swarm) async fn init(
             secret(SECRET_CA_CERT, ca.cert_pem()),
             secret(SECRET_CA_KEY, ca.key_pem()),
             secret(SECRET_CERT_EXPIRY, cert_expiry.as_secs().to_string()),
+            trust_in(ca.certificate()),
             secret(
                 SECRET_TOKENS,
                 serde_json::to_vec(&tokens).map_err(|e| SwarmError::Refused(e.to_string()))?,
@@ -221,6 +294,13 @@ pub(in crate::swarm) async fn join(
         ));
     }
     let role = cert.role();
+    let mut roots = vec![ca];
+    for pem in &answer.roots_pem {
+        let root = CaCertificate::from_pem(pem)?;
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
+    }
     let identity = Identity {
         record: NodeRecord {
             node_id: node_id.clone(),
@@ -230,7 +310,7 @@ pub(in crate::swarm) async fn join(
             managers: answer.managers,
             gossip_seeds: answer.gossip_seeds,
         },
-        ca,
+        roots,
         cert,
         key,
     };
@@ -302,11 +382,12 @@ impl Member {
     /// tasks) is untouched.
     pub(super) async fn rejoin(&self, opts: &JoinOptions) -> Result<JoinReply, SwarmError> {
         let token = JoinToken::parse(&opts.token)?;
-        if token.pin(&self.creds.ca()).is_err() {
+        if !self.creds.roots().iter().any(|ca| token.pin(ca).is_ok()) {
             return Err(SwarmError::Refused(format!(
-                "this token is for another swarm; this node belongs to swarm {} (its certificate \
-                 expired): rejoin it with a token of that swarm, or leave it first with `shoal \
-                 swarm leave --force`",
+                "this token is for another swarm, or for a CA this node does not know (rotated \
+                 while it was away); this node belongs to swarm {} (its certificate expired): \
+                 rejoin it with a token of that swarm, or leave it first with `shoal swarm leave \
+                 --force` and join anew",
                 self.cluster_id
             )));
         }
@@ -335,6 +416,15 @@ impl Member {
     /// grants none.
     pub(super) fn check_token(&self, token: &str, state: &ClusterState) -> Result<Role, String> {
         let token = JoinToken::parse(token).map_err(|e| e.to_string())?;
+        if let Some(rotation) = &state.trust().rotation
+            && CaCertificate::from_pem(&rotation.previous).is_ok_and(|ca| token.pin(&ca).is_ok())
+        {
+            return Err(
+                "join token pins the swarm's previous CA, replaced by `shoal swarm ca --rotate`; \
+                 get a fresh one with `shoal swarm join-token worker` (or `manager`) on a manager"
+                    .into(),
+            );
+        }
         tokens(state)?.role_of(&token).map_err(|e| e.to_string())
     }
 
@@ -367,7 +457,7 @@ impl Member {
             addr: req.addr,
             gossip_addr: req.gossip_addr,
             engine: req.engine,
-            cert: Some(cert_record(&cert)),
+            cert: Some(cert_record(&cert, &ca)),
         };
         self.write(Command::AddNode(node))
             .await
@@ -393,13 +483,19 @@ impl Member {
         let id = &req.node_id;
         let Some(last) = req.rejoin.as_deref() else {
             return Err(format!(
-                "node `{id}` is already a member of this swarm; it rejoins by presenting its last                  certificate, which `shoal swarm join` on that node does"
+                "node `{id}` is already a member of this swarm; it rejoins by presenting its last \
+                 certificate, which `shoal swarm join` on that node does"
             ));
         };
         let last = NodeCert::from_pem(last)
             .map_err(|e| format!("the last certificate of node `{id}`: {e}"))?;
-        last.verify_issued_by(ca.certificate())
-            .map_err(|e| e.to_string())?;
+        if last.issuer_among(&trusted_roots(state)?).is_none() {
+            return Err(format!(
+                "the last certificate of node `{id}` was not issued by a CA this swarm trusts; \
+                 the CA may have been rotated since: remove the node (`shoal node rm`) and join \
+                 it anew"
+            ));
+        }
         if last.node_id() != id {
             return Err(format!(
                 "the certificate presented is node `{}`'s, not `{id}`'s",
@@ -410,7 +506,8 @@ impl Member {
             && record.serial != last.serial()
         {
             return Err(format!(
-                "the certificate of node `{id}` with serial {} was replaced by a newer one                  (serial {}); only the newest lets it rejoin",
+                "the certificate of node `{id}` with serial {} was replaced by a newer one \
+                 (serial {}); only the newest lets it rejoin",
                 last.serial(),
                 record.serial
             ));
@@ -426,13 +523,14 @@ impl Member {
             .map_err(|e| e.to_string())?;
         if !cert.same_key_as(&last) {
             return Err(format!(
-                "the CSR is not for the key of node `{id}`'s certificate; a node rejoins with its                  own key"
+                "the CSR is not for the key of node `{id}`'s certificate; a node rejoins with its \
+                 own key"
             ));
         }
         self.write(Command::UpdateNode {
             id: id.clone(),
             update: NodeUpdate {
-                cert: Some(cert_record(&cert)),
+                cert: Some(cert_record(&cert, ca)),
                 ..NodeUpdate::default()
             },
         })
@@ -461,6 +559,10 @@ impl Member {
                 .map(|n| n.addr)
                 .collect(),
             gossip_seeds: after.nodes().values().map(|n| n.gossip_addr).collect(),
+            roots_pem: trusted_roots(state)?
+                .iter()
+                .map(|ca| ca.pem().to_owned())
+                .collect(),
         })
     }
 
@@ -480,7 +582,7 @@ impl Member {
         self.write(Command::UpdateNode {
             id: node.clone(),
             update: NodeUpdate {
-                cert: Some(cert_record(&cert)),
+                cert: Some(cert_record(&cert, &ca)),
                 ..NodeUpdate::default()
             },
         })
@@ -515,6 +617,58 @@ impl Member {
             tracing::info!("node certificates now live {expiry:?} from their next renewal");
         }
         Ok(())
+    }
+
+    /// `swarm ca`: the cluster's CA, and with `rotate` a new one. A
+    /// rotation generates the new CA, certifies its key with the old one
+    /// (cross-signing) and, in one change of the state, makes it the
+    /// issuer, tells every node to trust both, and re-pins the join tokens
+    /// (their secrets stay). Every node then renews its certificate with
+    /// the new CA by itself; once all have, the leader drops the old CA
+    /// ([`rotation_end`]).
+    pub(super) async fn ca(&self, opts: CaOptions) -> Result<CaReply, SwarmError> {
+        let state = self.read().await?;
+        if !opts.rotate {
+            return ca_reply(&state).map_err(SwarmError::Refused);
+        }
+        if state.trust().rotation.is_some() {
+            let reply = ca_reply(&state).map_err(SwarmError::Refused)?;
+            return Err(SwarmError::Refused(format!(
+                "a CA rotation is already running: {} of {} nodes have certificates of the new \
+                 CA (waiting for {}); see `shoal swarm ca`, and `shoal node rm` a node that will \
+                 not come back",
+                reply.renewed,
+                reply.nodes,
+                reply.pending.join(", ")
+            )));
+        }
+        let old = cluster_ca(&state).map_err(SwarmError::Refused)?;
+        let new = ClusterCa::generate(old.cluster_name())?;
+        let cross = old.cross_sign(&new)?;
+        let mut tokens = tokens(&state).map_err(SwarmError::Refused)?;
+        tokens.repin(new.digest());
+        let tokens = serde_json::to_vec(&tokens).map_err(|e| SwarmError::Refused(e.to_string()))?;
+        self.write(Command::Batch(vec![
+            secret(SECRET_CA_CERT, new.cert_pem()),
+            secret(SECRET_CA_KEY, new.key_pem()),
+            secret(SECRET_TOKENS, tokens),
+            Command::SetTrust(Trust {
+                root: new.cert_pem().to_owned(),
+                rotation: Some(Rotation {
+                    previous: old.cert_pem().to_owned(),
+                    cross_signed: cross.pem().to_owned(),
+                }),
+            }),
+        ]))
+        .await?;
+        tracing::info!(
+            "CA rotation started: {} replaces {}; every node renews its certificate",
+            new.digest(),
+            old.digest()
+        );
+        // This manager's replica may not have applied the change yet.
+        let after = self.read().await?;
+        ca_reply(&after).map_err(SwarmError::Refused)
     }
 
     /// `swarm join-token`.

@@ -29,7 +29,7 @@ use crate::api::{self, ServerTls};
 use crate::consensus::{Consensus, ConsensusConfig, Peer};
 use crate::membership::{Member as GossipMember, MembershipConfig};
 use crate::pki::{CaCertificate, NodeCert, NodeKey};
-use crate::state::{ClusterState, NodeStatus};
+use crate::state::{ClusterState, NodeStatus, Trust};
 use crate::{NodeId, Role};
 
 pub(super) use super::lifecycle::{init, join};
@@ -54,31 +54,65 @@ const LEAVE_RAFT_WAIT: Duration = Duration::from_secs(10);
 /// The server name every manager's certificate carries.
 pub(super) const ANY_MANAGER: &str = "swarm-manager";
 
-/// This node's CA, certificate and key, and the client TLS made of them;
-/// replaced together when the certificate is renewed.
+/// Whom this node trusts (the cluster's CAs), its certificate and key,
+/// and the client TLS made of them; replaced together when the
+/// certificate is renewed or the cluster's CAs change.
 #[derive(Clone)]
 pub(super) struct Credentials(Arc<RwLock<Creds>>);
 
 struct Creds {
-    ca: CaCertificate,
+    roots: Vec<CaCertificate>,
+    /// While a CA rotation runs: the new CA cross-signed by the old.
+    cross: Option<CaCertificate>,
     cert: NodeCert,
     key: NodeKey,
     client: Arc<ClientConfig>,
 }
 
+impl Creds {
+    /// What follows the certificate in a handshake: the cross-signed CA
+    /// when the certificate is the new CA's (nodes that trust only the old
+    /// one yet need it), and the issuing CA (which a joining node pins).
+    fn cas(&self) -> Vec<CaCertificate> {
+        let cross = self
+            .cross
+            .iter()
+            .filter(|c| self.cert.verify_issued_by(c).is_ok());
+        cross
+            .chain(self.cert.issuer_among(&self.roots))
+            .cloned()
+            .collect()
+    }
+
+    fn client_config(&self) -> Result<Arc<ClientConfig>, SwarmError> {
+        api::client_config(&self.roots, &self.cert, &self.cas(), &self.key).map_err(api_error)
+    }
+}
+
 impl Credentials {
-    fn new(ca: CaCertificate, cert: NodeCert, key: NodeKey) -> Result<Credentials, SwarmError> {
-        let client = api::client_config(&ca, &cert, &key).map_err(api_error)?;
-        Ok(Credentials(Arc::new(RwLock::new(Creds {
-            ca,
+    fn new(
+        roots: Vec<CaCertificate>,
+        cert: NodeCert,
+        key: NodeKey,
+    ) -> Result<Credentials, SwarmError> {
+        let client = api::client_config(&roots, &cert, &[], &key).map_err(api_error)?;
+        let mut creds = Creds {
+            roots,
+            cross: None,
             cert,
             key,
             client,
-        }))))
+        };
+        creds.client = creds.client_config()?;
+        Ok(Credentials(Arc::new(RwLock::new(creds))))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Creds> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Creds> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The client TLS configuration.
@@ -96,9 +130,14 @@ impl Credentials {
         self.read().cert.not_after()
     }
 
-    /// The cluster CA's certificate.
-    pub(super) fn ca(&self) -> CaCertificate {
-        self.read().ca.clone()
+    /// The CAs this node trusts.
+    pub(super) fn roots(&self) -> Vec<CaCertificate> {
+        self.read().roots.clone()
+    }
+
+    /// True when `ca` issued this node's certificate.
+    pub(super) fn issued_by(&self, ca: &CaCertificate) -> bool {
+        self.read().cert.verify_issued_by(ca).is_ok()
     }
 
     /// The node's certificate.
@@ -108,7 +147,7 @@ impl Credentials {
 
     fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, SwarmError> {
         let c = self.read();
-        api::server_config(&c.ca, &c.cert, &c.key).map_err(api_error)
+        api::server_config(&c.roots, &c.cert, &c.cas(), &c.key).map_err(api_error)
     }
 
     pub(super) fn csr(&self, node: &NodeId) -> Result<String, SwarmError> {
@@ -116,16 +155,61 @@ impl Credentials {
     }
 
     fn replace_cert(&self, cert: NodeCert) -> Result<(), SwarmError> {
-        let mut c = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let mut c = self.write();
         if !cert.is_for_key(&c.key) {
             return Err(SwarmError::Refused(
                 "a manager sent a certificate for another key; not installed".into(),
             ));
         }
-        cert.verify_issued_by(&c.ca)?;
-        c.client = api::client_config(&c.ca, &cert, &c.key).map_err(api_error)?;
-        c.cert = cert;
+        if cert.issuer_among(&c.roots).is_none() {
+            return Err(SwarmError::Refused(format!(
+                "a manager sent a certificate for node {} that no CA this node trusts issued; not \
+                 installed",
+                cert.node_id()
+            )));
+        }
+        let old = std::mem::replace(&mut c.cert, cert);
+        match c.client_config() {
+            Ok(client) => c.client = client,
+            Err(e) => {
+                c.cert = old;
+                return Err(e);
+            }
+        }
         Ok(())
+    }
+
+    /// Trusts `roots` and presents `cross` (see [`Creds::cas`]) from now
+    /// on; false when that is what it does already. The certificate must
+    /// stay trusted.
+    fn set_trust(
+        &self,
+        roots: Vec<CaCertificate>,
+        cross: Option<CaCertificate>,
+    ) -> Result<bool, SwarmError> {
+        let mut c = self.write();
+        if c.roots == roots && c.cross == cross {
+            return Ok(false);
+        }
+        if c.cert.issuer_among(&roots).is_none() {
+            return Err(SwarmError::Refused(
+                "the cluster no longer trusts the CA that issued this node's certificate; it \
+                 needs a new one (`shoal swarm join` with a token of the swarm)"
+                    .into(),
+            ));
+        }
+        let old = (
+            std::mem::replace(&mut c.roots, roots),
+            std::mem::replace(&mut c.cross, cross),
+        );
+        match c.client_config() {
+            Ok(client) => c.client = client,
+            Err(e) => {
+                (c.roots, c.cross) = old;
+                return Err(e);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -197,11 +281,11 @@ impl Member {
             })?;
         let Identity {
             record,
-            ca,
+            roots,
             cert,
             key,
         } = identity;
-        let creds = Credentials::new(ca, cert, key)?;
+        let creds = Credentials::new(roots, cert, key)?;
         let channels = Channels::new(creds.clone());
         let server_tls = ServerTls::new(creds.server_config()?);
         let membership = MembershipConfig::new(config.detection)
@@ -617,13 +701,63 @@ impl Member {
     /// server use it from now on.
     pub(super) fn install(&self, cert: NodeCert) -> Result<(), SwarmError> {
         self.creds.replace_cert(cert)?;
+        // The state now names the new certificate only.
+        self.reconfigure()
+    }
+
+    /// Saves the credentials and makes the server and new channels use
+    /// them.
+    fn reconfigure(&self) -> Result<(), SwarmError> {
         {
             let c = self.creds.read();
-            self.dir.save_cert(&c.ca, &c.cert)?;
+            self.dir.save_cert(&c.roots, &c.cert)?;
         }
         self.server_tls.replace(self.creds.server_config()?);
-        // The state now names the new certificate only.
         self.channels.clear();
+        Ok(())
+    }
+
+    /// Follows the CAs the cluster trusts: trusts what the state says, and
+    /// when the state's CA did not issue this node's certificate (a CA
+    /// rotation started), gets one that it did.
+    async fn follow_trust(self: &Arc<Self>, trust: &Trust) -> Result<(), SwarmError> {
+        if trust.root.is_empty() {
+            // A state from before CA rotation: keep the CA joined with.
+            return Ok(());
+        }
+        let roots = trust
+            .roots()
+            .into_iter()
+            .map(CaCertificate::from_pem)
+            .collect::<Result<Vec<_>, _>>()?;
+        let cross = trust
+            .rotation
+            .as_ref()
+            .map(|r| CaCertificate::from_pem(&r.cross_signed))
+            .transpose()?;
+        let current = roots[0].clone();
+        if self.creds.set_trust(roots, cross)? {
+            tracing::info!(
+                "this node now trusts the CA(s) {}",
+                self.creds
+                    .roots()
+                    .iter()
+                    .map(|r| r.digest().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.reconfigure()?;
+        }
+        if !self.creds.issued_by(&current) {
+            // Nodes spread their renewals over a second.
+            tokio::time::sleep(Duration::from_secs(1).mul_f64(jitter(1.0))).await;
+            let cert = self.renew_own().await?;
+            tracing::info!(
+                "renewed this node's certificate with the cluster's new CA {} (serial {})",
+                current.digest(),
+                cert.serial()
+            );
+        }
         Ok(())
     }
 
@@ -710,12 +844,23 @@ async fn become_voter(member: Arc<Member>) {
 async fn follow_self(member: Arc<Member>) {
     let mut rx = member.watch_state();
     let mut seen = false;
+    // The trust last followed, so that it is looked at only when it
+    // changes.
+    let mut trusted: Option<Trust> = None;
     loop {
         let state = rx.borrow_and_update().clone();
         match state.node(&member.node_id) {
             Some(node) => {
                 seen = true;
                 member.note_peers(&state).await;
+                if trusted.as_ref() != Some(state.trust()) {
+                    if let Err(e) = member.follow_trust(state.trust()).await {
+                        tracing::warn!("following the cluster's CAs: {e}");
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                    trusted = Some(state.trust().clone());
+                }
                 if node.role != member.creds.role()
                     && let Err(e) = member.change_role(node.role).await
                 {

@@ -50,8 +50,8 @@ pub use logs::{LogsRequest, TaskLog};
 pub use metrics::SwarmMetrics;
 pub use networks::{NetworkOptions, NetworkView};
 pub use ops::{
-    InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange, SwarmUpdate,
-    TokenOptions, TokenReply,
+    CaOptions, CaReply, InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange,
+    SwarmUpdate, TokenOptions, TokenReply,
 };
 pub use services::{
     Policies, ServiceChange, ServiceOptions, ServiceView, TaskView, UpdateOptions, parse_publish,
@@ -228,6 +228,11 @@ impl Swarm {
     /// `shoal swarm update`.
     pub async fn update(&self, opts: SwarmUpdate) -> Result<(), SwarmError> {
         self.member().await?.update_swarm(opts).await
+    }
+
+    /// `shoal swarm ca`.
+    pub async fn ca(&self, opts: CaOptions) -> Result<CaReply, SwarmError> {
+        self.member().await?.ca(opts).await
     }
 
     /// `shoal swarm join-token`.

@@ -72,6 +72,30 @@ pub struct TokenOptions {
     pub rotate: bool,
 }
 
+/// `shoal swarm ca`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct CaOptions {
+    /// Replace the cluster's CA with a new one.
+    pub rotate: bool,
+}
+
+/// The cluster's CA and how far a rotation has got.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaReply {
+    /// The CA that issues node certificates now, PEM.
+    pub root_pem: String,
+    /// Its SHA-256, hex.
+    pub digest: String,
+    /// True while nodes still hold certificates of the previous CA.
+    pub rotating: bool,
+    /// How many nodes the swarm has.
+    pub nodes: usize,
+    /// How many of them hold a certificate of this CA.
+    pub renewed: usize,
+    /// The hostnames of the others.
+    pub pending: Vec<String>,
+}
+
 /// A join token and where to use it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenReply {

@@ -46,6 +46,10 @@ pub struct JoinResponse {
     pub managers: Vec<SocketAddr>,
     /// Gossip addresses of the nodes.
     pub gossip_seeds: Vec<SocketAddr>,
+    /// The CAs the cluster trusts, PEM: the one the token pins, and while
+    /// a CA rotation runs the other.
+    #[serde(default)]
+    pub roots_pem: Vec<String>,
 }
 
 /// A manager forwards a change to the leader.

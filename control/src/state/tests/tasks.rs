@@ -234,6 +234,22 @@ fn secrets_are_set_read_and_removed() {
 }
 
 #[test]
+fn the_trust_names_a_ca_and_is_replaced_whole() {
+    let mut s = ClusterState::new();
+    assert!(s.trust().roots().is_empty());
+    let msg = refused(&mut s, Command::SetTrust(Trust::default()));
+    assert!(msg.contains("must name the CA"), "{msg}");
+    assert_eq!(s.trust(), &Trust::default());
+    let one = Trust {
+        root: "ROOT".into(),
+        rotation: None,
+    };
+    ok(&mut s, Command::SetTrust(one.clone()));
+    assert_eq!(s.trust(), &one);
+    assert_eq!(s.trust().roots(), ["ROOT"]);
+}
+
+#[test]
 fn the_redacted_view_drops_every_secret_and_keeps_the_rest() {
     let mut s = with_service();
     ok(&mut s, create("t1", None));
@@ -246,7 +262,17 @@ fn the_redacted_view_drops_every_secret_and_keeps_the_rest() {
             },
         );
     }
+    let trust = Trust {
+        root: "ROOT".into(),
+        rotation: Some(Rotation {
+            previous: "OLD".into(),
+            cross_signed: "CROSS".into(),
+        }),
+    };
+    ok(&mut s, Command::SetTrust(trust.clone()));
     let view = s.redacted();
+    assert_eq!(view.trust(), &trust, "the CAs are public");
+    assert_eq!(view.trust().roots(), ["ROOT", "OLD"]);
     assert_eq!(view.secret_names().count(), 0);
     assert!(view.secret("swarm-ca-key").is_none());
     let json = serde_json::to_string(&view).unwrap();

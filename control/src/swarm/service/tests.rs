@@ -18,7 +18,9 @@ use super::super::rpc::{
     Empty, JoinRequest, ProposeRequest, RenewRequest, ReportTaskRequest, TaskLogsRequest,
     VoterRequest, WatchMessage,
 };
-use super::super::{InitOptions, NodeChange, Swarm, SwarmConfig, TablesSink, TokenOptions};
+use super::super::{
+    CaOptions, InitOptions, NodeChange, Swarm, SwarmConfig, TablesSink, TokenOptions,
+};
 use super::client;
 use crate::agent::DataPlane;
 use crate::api::cluster_proto::cluster_client::ClusterClient;
@@ -105,7 +107,7 @@ impl TestManager {
         let id = SwarmDir::new(self.dir.path()).load().unwrap().unwrap();
         TestNode {
             id: id.record.node_id,
-            ca: id.ca,
+            ca: id.roots[0].clone(),
             cert: id.cert,
             key: id.key,
         }
@@ -158,7 +160,8 @@ struct TestNode {
 
 impl TestNode {
     async fn client(&self, to: SocketAddr) -> ClusterClient<Channel> {
-        let tls = client_config(&self.ca, &self.cert, &self.key).unwrap();
+        let tls =
+            client_config(std::slice::from_ref(&self.ca), &self.cert, &[], &self.key).unwrap();
         client(api::connect(to, tls, ANY_MANAGER).await.unwrap())
     }
 
@@ -604,6 +607,79 @@ async fn the_leader_renews_its_own_certificate_before_it_expires() {
         .unwrap_err();
     assert!(err.to_string().contains("at least 3s"), "{err}");
     assert_eq!(err.to_string().lines().count(), 1);
+    m.swarm.shutdown().await;
+}
+
+/// Polls `check` every 100 ms for up to 10 s.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_rotation_renews_every_node_then_trusts_the_new_ca_alone() {
+    let m = TestManager::init().await;
+    let old_token = m.token(Role::Worker).await;
+    let w1 = m.join("w1", &old_token).await;
+    let old_ca = m.own().ca;
+    let reply = m.swarm.ca(CaOptions { rotate: true }).await.unwrap();
+    assert!(reply.rotating);
+    assert_eq!((reply.nodes, reply.pending.len()), (2, 2), "{reply:?}");
+    let new_ca = CaCertificate::from_pem(&reply.root_pem).unwrap();
+    assert_eq!(reply.digest, new_ca.digest().to_string());
+    assert_ne!(new_ca, old_ca);
+
+    let err = m.swarm.ca(CaOptions { rotate: true }).await.unwrap_err();
+    assert!(err.to_string().contains("already running"), "{err}");
+    assert_eq!(err.to_string().lines().count(), 1);
+
+    // The manager renews by itself; the rotation waits for w1.
+    let digest = reply.digest.clone();
+    eventually("the manager renews with the new CA", || async {
+        m.own().cert.verify_issued_by(&new_ca).is_ok()
+    })
+    .await;
+    let state = m.state().await;
+    let issuer = |id: &NodeId| state.node(id).unwrap().cert.clone().unwrap().issuer;
+    assert_eq!(issuer(&m.own().id), Some(digest.clone()));
+    let now = m.swarm.ca(CaOptions::default()).await.unwrap();
+    assert!(now.rotating);
+    assert_eq!(now.pending, ["w1"]);
+
+    // The tokens changed: the old one no longer finds its CA.
+    let new_token = m.token(Role::Worker).await;
+    assert_ne!(new_token, old_token);
+    let (tls, _) = pinned_client_config(JoinToken::parse(&old_token).unwrap().ca_digest()).unwrap();
+    let err = api::connect(m.addr, tls, ANY_MANAGER).await.unwrap_err();
+    assert!(err.to_string().contains("join token pins"), "{err}");
+
+    // w1 still trusts only the old CA, and reaches the renewed manager
+    // (which presents the cross-signed CA) to renew.
+    let w1 = w1.renewed(m.addr).await;
+    w1.cert.verify_issued_by(&new_ca).unwrap();
+    eventually("the rotation ends", || async {
+        !m.swarm.ca(CaOptions::default()).await.unwrap().rotating
+    })
+    .await;
+    assert_eq!(m.state().await.trust().roots(), [new_ca.pem()]);
+    eventually("the manager trusts the new CA alone", || async {
+        SwarmDir::new(m.dir.path()).load().unwrap().unwrap().roots == [new_ca.clone()]
+    })
+    .await;
+    // A node of the new CA, trusting it alone, joins and calls.
+    let w2 = m.join("w2", &new_token).await;
+    assert_eq!(w2.ca, new_ca);
+    w2.cert.verify_issued_by(&new_ca).unwrap();
+    let w2 = TestNode {
+        ca: new_ca.clone(),
+        ..w2
+    };
+    w2.renewed(m.addr).await;
     m.swarm.shutdown().await;
 }
 
