@@ -248,5 +248,27 @@ fn main() -> Result<()> {
         "worker failover (its manager silent, a change on another manager to the worker's copy): {}",
         silent.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
     );
+
+    // CA rotation: from `swarm ca --rotate` to every node trusting the new
+    // CA alone (the command waits for that).
+    all_ready(&managers[0], 4)?;
+    let mut rotation = Vec::new();
+    for round in 0..rounds {
+        let start = Instant::now();
+        let pem = managers[round % 3].shoal_ok(&["swarm", "ca", "--rotate", "--quiet"])?;
+        rotation.push(start.elapsed());
+        if !pem.contains("BEGIN CERTIFICATE") {
+            bail!("`swarm ca --rotate` printed no certificate: {pem}");
+        }
+        label_write(&managers[(round + 1) % 3], "w1", 9000 + round)?;
+    }
+    println!(
+        "CA rotation (swarm ca --rotate until all 4 nodes trust the new CA alone): {}",
+        rotation
+            .iter()
+            .map(|d| ms(*d))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }
