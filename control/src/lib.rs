@@ -28,6 +28,7 @@ mod base36;
 pub mod clock;
 pub mod consensus;
 pub mod ids;
+pub mod image;
 pub mod membership;
 pub mod orchestrator;
 pub mod pki;

@@ -1,0 +1,14 @@
+//! Container images: pulled from a registry into a store under the state
+//! directory, every blob verified against its digest while it streams in,
+//! and unpacked once into a root filesystem that the image's tasks share
+//! (read-only, each with its own writable layer on top).
+//!
+//! [`layer`] applies layers onto a root; [`store`] pulls and keeps
+//! images; [`config`] reads what an image says about running it.
+
+pub mod config;
+pub mod layer;
+pub mod store;
+
+pub use config::ImageConfig;
+pub use store::{Image, ImageError, ImageStore, RegistryAuth, RegistryOptions};
