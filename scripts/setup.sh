@@ -13,9 +13,11 @@ need_root
 
 # Debian packages: network tools the tests drive, and the peers the benchmarks compare against.
 # chromium: the visualizer's browser test; llvm-22-dev and bpftool: the eBPF
-# engine's linker and the checks that its programs attach and go.
+# engine's linker and the checks that its programs attach and go; runc and
+# tini: the OCI runtime image tasks run with, and their init; busybox-static:
+# the payload of the images the tests build.
 pkgs=(iproute2 iputils-ping iperf3 curl nftables haproxy wrk ethtool tcpdump procps psmisc dnsutils
-  chromium llvm-22-dev libpolly-22-dev bpftool)
+  chromium llvm-22-dev libpolly-22-dev bpftool runc tini busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -24,7 +26,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # No package may start a service here (a registry or a daemon in the
+  # machine's own namespace): policy-rc.d refuses them while we install.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 
 # Rust components used by `cargo fmt` and `cargo clippy` in the test script.

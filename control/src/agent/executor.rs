@@ -20,9 +20,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shoal_dataplane::sys::netns;
-use shoal_dataplane::sys::process::{Isolation, signal_group, spawn_isolated};
+use shoal_dataplane::sys::process::{Isolation, signal_group, spawn_isolated, spawn_supervised};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::container::{self, ContainerLaunch};
 use super::plan::Exit;
 use crate::ids::TaskId;
 
@@ -65,6 +66,9 @@ pub struct Launch {
     pub log: PathBuf,
     /// Its health check, if its service has one.
     pub health: Option<HealthCheck>,
+    /// For an image task: its image and runtime; `None` runs `argv` on the
+    /// node's own filesystem.
+    pub container: Option<ContainerLaunch>,
 }
 
 /// A health check: a command run in the task's namespaces; exit 0 is
@@ -151,6 +155,8 @@ impl Drop for Executor {
 
 struct Proc {
     child: Child,
+    /// An image task's container, cleaned up when it ends.
+    container: Option<ContainerLaunch>,
     /// When to send SIGKILL, once asked to stop.
     kill_at: Option<Instant>,
     probe: Option<Probe>,
@@ -159,7 +165,7 @@ struct Proc {
 /// A task's health check in progress.
 struct Probe {
     check: HealthCheck,
-    isolation: Isolation,
+    launch: Box<Launch>,
     started: Instant,
     next_at: Instant,
     running: Option<(Child, Instant)>,
@@ -210,7 +216,7 @@ impl Children {
                         );
                         let now = Instant::now();
                         let probe = launch.health.clone().map(|check| Probe {
-                            isolation: isolation(&launch),
+                            launch: launch.clone(),
                             started: now,
                             next_at: now + check.interval,
                             check,
@@ -224,11 +230,15 @@ impl Children {
                                 child,
                                 kill_at: None,
                                 probe,
+                                container: launch.container.clone(),
                             },
                         );
                         let _ = events.send(Event::Started(task));
                     }
                     Err(e) => {
+                        if let Some(c) = &launch.container {
+                            container::cleanup(&task, c);
+                        }
                         tracing::warn!("task {task} could not start: {e}");
                         let _ = events.send(Event::Exited(task, Exit::StartFailed(e.to_string())));
                     }
@@ -281,11 +291,14 @@ impl Children {
             }
         }
         for (task, exit) in gone {
-            if let Some(mut p) = self.procs.remove(&task)
-                && let Some((mut check, _)) = p.probe.as_mut().and_then(|p| p.running.take())
-            {
-                let _ = signal_group(check.id(), SIGKILL);
-                let _ = check.wait();
+            if let Some(mut p) = self.procs.remove(&task) {
+                if let Some((mut check, _)) = p.probe.as_mut().and_then(|p| p.running.take()) {
+                    let _ = signal_group(check.id(), SIGKILL);
+                    let _ = check.wait();
+                }
+                if let Some(c) = &p.container {
+                    container::cleanup(&task, c);
+                }
             }
             tracing::info!("task {task} ended: {exit:?}");
             let _ = events.send(Event::Exited(task, exit));
@@ -309,7 +322,7 @@ impl Probe {
             },
             None => {
                 if now >= self.next_at {
-                    self.running = spawn_check(&self.check, &self.isolation)
+                    self.running = spawn_check(&self.check, &self.launch)
                         .ok()
                         .map(|c| (c, now + self.check.timeout));
                     if self.running.is_none() {
@@ -357,11 +370,31 @@ fn isolation(launch: &Launch) -> Isolation {
     }
 }
 
-/// Runs one health check, its output discarded.
-fn spawn_check(check: &HealthCheck, iso: &Isolation) -> io::Result<Child> {
+/// Runs one health check, its output discarded: in the task's
+/// namespaces, or inside its container.
+fn spawn_check(check: &HealthCheck, launch: &Launch) -> io::Result<Child> {
+    if let Some(c) = &launch.container {
+        if check.argv.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the health check has no command",
+            ));
+        }
+        let mut command = Command::new(&c.runtime.program);
+        command
+            .arg("--root")
+            .arg(&c.runtime.root)
+            .arg("exec")
+            .arg(container::container_id(&launch.task))
+            .args(&check.argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        return spawn_supervised(&mut command);
+    }
     let mut command = base_command(&check.argv, "the health check has no command")?;
     command.stdout(Stdio::null()).stderr(Stdio::null());
-    spawn_isolated(&mut command, iso)
+    spawn_isolated(&mut command, &isolation(launch))
 }
 
 impl Proc {
@@ -412,13 +445,26 @@ fn base_command(argv: &[String], empty: &str) -> io::Result<Command> {
 }
 
 fn spawn(launch: &Launch) -> io::Result<Child> {
-    let mut command = base_command(&launch.argv, "the service has no command")?;
     if let Some(parent) = launch.log.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(parent)?;
     }
+    if let Some(c) = &launch.container {
+        if launch.argv.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the image and the service give no command",
+            ));
+        }
+        container::prepare(launch, c)?;
+        let log = open_log(&launch.log)?;
+        let mut command = container::command(launch, c);
+        command.stdout(log.try_clone()?).stderr(log);
+        return spawn_supervised(&mut command);
+    }
+    let mut command = base_command(&launch.argv, "the service has no command")?;
     let log = open_log(&launch.log)?;
     command
         .env("HOME", "/root")

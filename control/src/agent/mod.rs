@@ -16,6 +16,7 @@
 //! balancer when it runs and leaves it when it stops, fails, or its node
 //! is declared down, on every node.
 
+pub mod container;
 pub mod executor;
 pub mod logs;
 pub mod plan;
@@ -323,6 +324,7 @@ impl Run {
                     retries: h.retries,
                     start_period: Duration::from_millis(h.start_period_ms),
                 }),
+            container: None,
         })
     }
 

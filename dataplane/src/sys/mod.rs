@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod link;
 pub mod mesh;
+pub mod mount;
 pub mod netns;
 pub mod poll;
 pub mod process;

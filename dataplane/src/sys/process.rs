@@ -102,6 +102,36 @@ pub fn spawn_isolated(command: &mut Command, iso: &Isolation) -> io::Result<Chil
     })
 }
 
+/// Spawns `command` as the leader of a new process group that is
+/// SIGKILLed when the spawning thread exits, like [`spawn_isolated`] but
+/// in the daemon's own namespaces: for an OCI runtime, which makes the
+/// task's namespaces itself.
+pub fn spawn_supervised(command: &mut Command) -> io::Result<Child> {
+    let parent = libc::pid_t::try_from(std::process::id()).map_err(io::Error::other)?;
+    // SAFETY: the closure allocates nothing and makes only async-signal-safe
+    // system calls on integers.
+    unsafe {
+        command.pre_exec(move || {
+            libc::umask(TASK_UMASK);
+            if libc::setpgid(0, 0) != 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    command.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("starting {:?}: {e}", command.get_program()),
+        )
+    })
+}
+
 /// Sends `signal` to the process group led by `pid` (a child spawned by
 /// [`spawn_isolated`]); a group that is gone already is not an error. The
 /// caller still has to reap the child.
