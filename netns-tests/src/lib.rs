@@ -16,6 +16,7 @@ pub mod net;
 pub mod openmetrics;
 mod paths;
 mod proc;
+pub mod registry;
 pub mod swarm;
 
 pub use daemon::{DAEMON_START_TIMEOUT, Daemon, DaemonConfig, write_atomic};

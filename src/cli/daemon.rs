@@ -57,6 +57,10 @@ pub struct Args {
     /// address, for Prometheus, e.g. 0.0.0.0:9323.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_addr: Option<SocketAddr>,
+    /// A registry reached over plain HTTP instead of HTTPS, HOST:PORT (as
+    /// dockerd's); repeat for several.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
     /// Serve the visualizer, a live web page of the nodes and their tasks,
     /// on this address while this node is a manager (swarm mode).
     #[arg(long, value_name = "ADDR:PORT", conflicts_with = "tables")]
@@ -299,6 +303,9 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         gossip_addr: args.gossip_addr,
         detection: args.failure_detection,
         dataplane: engine.name().to_owned(),
+        registries: shoal_control::image::RegistryOptions {
+            insecure: args.insecure_registries.clone(),
+        },
         tables: TablesSink(dataplane_of_node.clone()),
     };
     let state = StateDir::claim(&args.state_dir)?;

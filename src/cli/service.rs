@@ -85,7 +85,7 @@ struct CreateArgs {
     #[arg(long)]
     name: String,
     /// Number of tasks (replicated mode).
-    #[arg(long, value_parser = parse_replicas)]
+    #[arg(long, value_parser = parse_replicas, allow_negative_numbers = true)]
     replicas: Option<u64>,
     /// `replicated` or `global` (one task per eligible node).
     #[arg(long, default_value = "replicated", value_parser = ["replicated", "global"])]
@@ -117,15 +117,20 @@ struct CreateArgs {
     /// Exit at once instead of showing progress until converged.
     #[arg(short, long)]
     detach: bool,
-    /// The command and its arguments (after `--`).
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    /// IMAGE [COMMAND] [ARG...], as docker takes them; or, after `--`, a
+    /// command run on the nodes themselves (no image).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "IMAGE [COMMAND] [ARG...]"
+    )]
     command: Vec<String>,
 }
 
 #[derive(clap::Args)]
 struct UpdateArgs {
     /// Number of tasks.
-    #[arg(long, value_parser = parse_replicas)]
+    #[arg(long, value_parser = parse_replicas, allow_negative_numbers = true)]
     replicas: Option<u64>,
     /// Add or change an environment variable KEY=VALUE (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
@@ -154,6 +159,9 @@ struct UpdateArgs {
     /// over nodes that joined since).
     #[arg(long)]
     force: bool,
+    /// Roll the tasks to a new image (pinned to its digest as on create).
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
     /// Exit at once instead of showing progress until converged.
     #[arg(short, long)]
     detach: bool,
@@ -290,6 +298,8 @@ const CONVERGE_WAIT: Duration = Duration::from_secs(120);
 pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
     match args.command {
         Command::Create(a) => {
+            let raw: Vec<String> = std::env::args().collect();
+            let (image, command) = image_and_command(&raw, a.command);
             let global = a.mode == "global";
             let detach = a.detach;
             let view: ServiceView = daemon.post(
@@ -304,7 +314,8 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     constraints: a.constraints,
                     max_replicas: a.max_replicas,
                     env: a.env,
-                    command: a.command,
+                    image,
+                    command,
                     policies: a.policies.into_policies(),
                     labels: a.labels.into_iter().collect(),
                 },
@@ -364,6 +375,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             let change = ServiceChange {
                 replicas: a.replicas,
                 command: (!a.command.is_empty()).then_some(a.command),
+                image: a.image,
                 env_add: a.env_add,
                 env_rm: a.env_rm,
                 constraint_add: a.constraint_add,
@@ -409,6 +421,34 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
 }
 
 /// `service ls` and `stack services`.
+/// Splits `service create`'s words: docker's `IMAGE [COMMAND] [ARG...]`,
+/// or, when they follow a `--` (`service create [OPTIONS] -- COMMAND
+/// [ARG...]`), a command for the host-command executor and no image. A
+/// `--` right after the image is dropped.
+fn image_and_command(raw: &[String], words: Vec<String>) -> (Option<String>, Vec<String>) {
+    let n = words.len();
+    let host = raw.len() > n && raw[raw.len() - n..] == words[..] && raw[raw.len() - n - 1] == "--";
+    if host {
+        return (None, words);
+    }
+    let mut words = words.into_iter();
+    let image = words.next();
+    let mut command: Vec<String> = words.collect();
+    if command.first().is_some_and(|w| w == "--") {
+        command.remove(0);
+    }
+    (image, command)
+}
+
+/// What a service runs, as `service ls` shows it: the image without its
+/// digest, as docker shows it, or `-- COMMAND` for a host command.
+fn runs(spec: &shoal_control::state::ServiceSpec) -> String {
+    match &spec.image {
+        Some(image) => image.split('@').next().unwrap_or(image).to_owned(),
+        None => format!("-- {}", spec.command.join(" ")),
+    }
+}
+
 pub(super) fn print_services(list: &[ServiceView], format: Format) -> Result<()> {
     if format == Format::Json {
         return table::json(&list);
@@ -421,15 +461,12 @@ pub(super) fn print_services(list: &[ServiceView], format: Format) -> Result<()>
                 s.name.clone(),
                 s.mode.clone(),
                 format!("{}/{}", s.running, s.desired),
-                s.spec.command.join(" "),
+                runs(&s.spec),
                 ports(s),
             ]
         })
         .collect();
-    table::print(
-        &["ID", "NAME", "MODE", "REPLICAS", "COMMAND", "PORTS"],
-        &rows,
-    );
+    table::print(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
     Ok(())
 }
 
@@ -596,4 +633,43 @@ fn capitalize(s: &str) -> String {
 
 fn path_part(key: &str) -> Result<&str> {
     super::path_part(key, "service name or id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn create_takes_dockers_image_form_and_a_host_command_after_dashes() {
+        let split = |raw: &str, positional: &str| image_and_command(&words(raw), words(positional));
+        assert_eq!(
+            split("shoal service create --name web nginx", "nginx"),
+            (Some("nginx".into()), vec![])
+        );
+        assert_eq!(
+            split(
+                "shoal service create nginx nginx -g off",
+                "nginx nginx -g off"
+            ),
+            (Some("nginx".into()), words("nginx -g off"))
+        );
+        assert_eq!(
+            split(
+                "shoal service create --name w -- shoal whoami --port 80",
+                "shoal whoami --port 80"
+            ),
+            (None, words("shoal whoami --port 80"))
+        );
+        assert_eq!(
+            split(
+                "shoal service create busybox -- sh -c x",
+                "busybox -- sh -c x"
+            ),
+            (Some("busybox".into()), words("sh -c x"))
+        );
+    }
 }

@@ -34,7 +34,9 @@ const INIT_PATH: &str = "/.shoal-init";
 pub const DEFAULT_INIT: &str = "/usr/bin/tini-static";
 /// The runtime.
 pub const DEFAULT_RUNTIME: &str = "runc";
-/// The parent of every task's cgroup.
+/// The parent of every task's cgroup. It stays when the tasks go: other
+/// daemons on the machine (a sandbox, the tests) may be creating theirs
+/// under it at that moment, and removing it would make their runtime fail.
 const CGROUP_PARENT: &str = "shoal";
 
 /// Docker's default capability set.
@@ -356,23 +358,31 @@ pub fn cleanup(task: &TaskId, c: &ContainerLaunch) {
         .stderr(Stdio::null())
         .status();
     cleanup_files(c);
-    remove_cgroup_parent();
 }
 
-/// Removes the `shoal` parent of the tasks' cgroups once it is empty (the
-/// runtimes remove a container's own cgroup, not its parents); in use by
-/// other containers, it stays.
-pub fn remove_cgroup_parent() {
-    let base = Path::new("/sys/fs/cgroup");
-    let mut candidates = vec![base.join(CGROUP_PARENT)];
-    if let Ok(entries) = std::fs::read_dir(base) {
-        candidates.extend(entries.flatten().map(|e| e.path().join(CGROUP_PARENT)));
-    }
-    for dir in candidates {
-        if dir.is_dir() {
-            // Only an empty cgroup can be removed; the kernel refuses others.
-            let _ = std::fs::remove_dir(&dir);
+/// Removes what a previous run's image tasks left under `dir` (the
+/// runtime died with that daemon, its containers with their init): the
+/// runtime's records, root mounts, writable layers, cgroups.
+pub fn sweep(dir: &Path, runtime: &Runtime) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(task) = entry.file_name().to_str().and_then(|s| TaskId::new(s).ok()) else {
+            continue;
+        };
+        if !entry.path().join("bundle").exists() && !entry.path().join("upper").exists() {
+            continue;
         }
+        tracing::info!("removing the container of task {task}, left by a previous run");
+        let c = ContainerLaunch {
+            image_rootfs: PathBuf::new(),
+            dir: entry.path(),
+            user: String::new(),
+            working_dir: String::new(),
+            runtime: runtime.clone(),
+        };
+        cleanup(&task, &c);
     }
 }
 

@@ -32,9 +32,11 @@ use shoal_dataplane::tables::Tables;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use self::container::{ContainerLaunch, Runtime};
 use self::executor::{Event, Executor, Launch};
 use self::plan::{Exit, Local};
 use crate::ids::{NodeId, TaskId};
+use crate::image::{Image, ImageConfig, ImageStore, RegistryAuth};
 use crate::state::{ClusterState, ServiceMode, Task, TaskUpdate};
 
 /// Where the agent's tables go: the node's data-plane engine.
@@ -60,6 +62,10 @@ pub struct AgentConfig {
     pub dir: PathBuf,
     /// How long a task has to exit after SIGTERM.
     pub stop_grace: Duration,
+    /// Where image tasks' images come from.
+    pub images: Arc<ImageStore>,
+    /// What runs image tasks.
+    pub runtime: Runtime,
 }
 
 /// Docker's default stop timeout.
@@ -88,7 +94,17 @@ impl Agent {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(&config.dir)?;
         executor::sweep(&config.dir);
+        container::sweep(&config.dir, &config.runtime);
+        match shoal_dataplane::sys::mount::restore_cgroups() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "agent: mounted the node's {n} cgroup mounts again in the daemon's own mount \
+                 namespace (its /sys had none), for image tasks"
+            ),
+            Err(e) => tracing::warn!("agent: image tasks may fail to start: {e}"),
+        }
         let (events_tx, events) = mpsc::unbounded_channel();
+        let (pulled_tx, pulled) = mpsc::unbounded_channel();
         let executor = Executor::start(events_tx)?;
         let (stop, stop_rx) = watch::channel(false);
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -103,8 +119,9 @@ impl Agent {
             health: BTreeMap::new(),
             unhealthy: BTreeSet::new(),
             applied: None,
+            pulled: pulled_tx,
         };
-        let task = tokio::spawn(run.run(state, events, stop_rx));
+        let task = tokio::spawn(run.run(state, events, pulled, stop_rx));
         Ok(Agent { stop, task })
     }
 
@@ -129,6 +146,8 @@ struct Run {
     /// Tasks being stopped for failing their health check.
     unhealthy: BTreeSet<TaskId>,
     applied: Option<Tables>,
+    /// Image pulls report here: the task, and its image or why not.
+    pulled: mpsc::UnboundedSender<(TaskId, Result<Image, String>)>,
 }
 
 impl Run {
@@ -136,6 +155,7 @@ impl Run {
         mut self,
         mut state: watch::Receiver<Arc<ClusterState>>,
         mut events: mpsc::UnboundedReceiver<Event>,
+        mut pulled: mpsc::UnboundedReceiver<(TaskId, Result<Image, String>)>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut tick = tokio::time::interval(TICK);
@@ -144,6 +164,10 @@ impl Run {
             tokio::select! {
                 changed = state.changed() => if changed.is_err() { break },
                 Some(event) = events.recv() => self.note(event),
+                Some((task, image)) = pulled.recv() => {
+                    let current = state.borrow().clone();
+                    self.image_ready(&current, task, image);
+                }
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
             }
@@ -230,7 +254,23 @@ impl Run {
             let Some(task) = state.task(&id) else {
                 continue;
             };
-            match self.launch(state, task) {
+            let image = state
+                .service(&task.service)
+                .and_then(|s| s.spec.image.clone());
+            if let Some(image) = image {
+                // Pulled in the background; the task starts when its
+                // image is here (`image_ready`).
+                let (images, done) = (self.config.images.clone(), self.pulled.clone());
+                tokio::spawn(async move {
+                    let got = images
+                        .pull(&image, &RegistryAuth::Anonymous)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = done.send((id, got));
+                });
+                continue;
+            }
+            match self.launch(state, task, None) {
                 Some(launch) => self.executor.run(launch),
                 None => {
                     let why = "its service is gone".to_owned();
@@ -301,30 +341,74 @@ impl Run {
         }
     }
 
-    fn launch(&self, state: &ClusterState, task: &Task) -> Option<Launch> {
+    /// A task's image is here (or could not be had): it starts, unless it
+    /// was stopped meanwhile.
+    fn image_ready(&mut self, state: &ClusterState, id: TaskId, image: Result<Image, String>) {
+        if self.local.get(&id) != Some(&Local::Prepared) {
+            return;
+        }
+        let launch = match image {
+            Ok(image) => state
+                .task(&id)
+                .and_then(|task| self.launch(state, task, Some(&image)))
+                .ok_or_else(|| "its service is gone".to_owned()),
+            Err(why) => Err(why),
+        };
+        match launch {
+            Ok(launch) => self.executor.run(launch),
+            Err(why) => {
+                tracing::warn!("task {id} could not start: {why}");
+                self.local.insert(id, Local::Exited(Exit::StartFailed(why)));
+            }
+        }
+    }
+
+    fn launch(&self, state: &ClusterState, task: &Task, image: Option<&Image>) -> Option<Launch> {
         let service = state.service(&task.service)?;
         let netns = executor::netns_name(&task.id);
+        let spec = &service.spec;
+        let service_health = spec
+            .healthcheck
+            .as_ref()
+            .filter(|h| !h.command.is_empty())
+            .map(|h| executor::HealthCheck {
+                argv: h.command.clone(),
+                interval: Duration::from_millis(h.interval_ms),
+                timeout: Duration::from_millis(h.timeout_ms),
+                retries: h.retries,
+                start_period: Duration::from_millis(h.start_period_ms),
+            });
+        let (argv, env, health, container) = match image {
+            None => (spec.command.clone(), spec.env.clone(), service_health, None),
+            Some(image) => {
+                let args = (!spec.command.is_empty()).then_some(&spec.command[..]);
+                let env = image.config.env.iter().chain(&spec.env).cloned().collect();
+                let health = service_health.or_else(|| image_health(&image.config));
+                let container = ContainerLaunch {
+                    image_rootfs: image.rootfs.clone(),
+                    dir: self.config.dir.join(task.id.as_str()),
+                    user: image.config.user.clone(),
+                    working_dir: image.config.working_dir.clone(),
+                    runtime: self.config.runtime.clone(),
+                };
+                (
+                    image.config.command(None, args),
+                    env,
+                    health,
+                    Some(container),
+                )
+            }
+        };
         Some(Launch {
             task: task.id.clone(),
-            argv: service.spec.command.clone(),
-            env: service.spec.env.clone(),
+            argv,
+            env,
             hostname: task_name(state, task),
             netns: shoal_dataplane::sys::netns::path_of(&netns),
             resolv_conf: resolv_conf::path_for(&netns),
             log: executor::log_path(&self.config.dir, &task.id),
-            health: service
-                .spec
-                .healthcheck
-                .as_ref()
-                .filter(|h| !h.command.is_empty())
-                .map(|h| executor::HealthCheck {
-                    argv: h.command.clone(),
-                    interval: Duration::from_millis(h.interval_ms),
-                    timeout: Duration::from_millis(h.timeout_ms),
-                    retries: h.retries,
-                    start_period: Duration::from_millis(h.start_period_ms),
-                }),
-            container: None,
+            health,
+            container,
         })
     }
 
@@ -400,4 +484,29 @@ pub fn short_name(state: &ClusterState, task: &Task) -> String {
         (Some(slot), None) => format!("{service}.{slot}"),
         (None, None) => service,
     }
+}
+
+/// Docker's defaults for an image's HEALTHCHECK fields left out.
+const IMAGE_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
+const IMAGE_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+const IMAGE_HEALTH_RETRIES: u32 = 3;
+
+/// The image's HEALTHCHECK as a check the executor runs: `CMD` runs its
+/// arguments, `CMD-SHELL` runs them with `/bin/sh -c`, `NONE` has none.
+fn image_health(config: &ImageConfig) -> Option<executor::HealthCheck> {
+    let h = config.healthcheck.as_ref()?;
+    let argv = match h.test.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
+        Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => {
+            vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
+        }
+        _ => return None,
+    };
+    Some(executor::HealthCheck {
+        argv,
+        interval: h.interval.unwrap_or(IMAGE_HEALTH_INTERVAL),
+        timeout: h.timeout.unwrap_or(IMAGE_HEALTH_TIMEOUT),
+        retries: h.retries.unwrap_or(IMAGE_HEALTH_RETRIES),
+        start_period: h.start_period.unwrap_or_default(),
+    })
 }

@@ -12,3 +12,19 @@ pub mod store;
 
 pub use config::ImageConfig;
 pub use store::{Image, ImageError, ImageStore, RegistryAuth, RegistryOptions};
+
+/// Checks that `reference` names an image (`nginx`, `nginx:1.27`,
+/// `registry:5000/team/app@sha256:...`).
+pub fn check_reference(reference: &str) -> Result<(), ImageError> {
+    store::parse(reference).map(drop)
+}
+
+/// `reference` with `digest` added, unless it names one already.
+pub fn pinned(reference: &str, digest: &str) -> String {
+    let reference = reference.trim();
+    if reference.contains('@') {
+        reference.to_owned()
+    } else {
+        format!("{reference}@{digest}")
+    }
+}

@@ -344,7 +344,7 @@ impl ImageStore {
     }
 }
 
-fn parse(reference: &str) -> Result<Reference, ImageError> {
+pub(super) fn parse(reference: &str) -> Result<Reference, ImageError> {
     Reference::try_from(reference.trim()).map_err(|e| ImageError::BadReference {
         reference: reference.to_owned(),
         reason: e.to_string(),

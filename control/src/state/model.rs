@@ -226,7 +226,14 @@ pub struct ServiceSpec {
     pub name: String,
     /// Replicated or global.
     pub mode: ServiceMode,
-    /// The task's command and arguments.
+    /// The image its tasks run, pinned to a digest by the manager that
+    /// created or updated it (`nginx:1.27@sha256:...`) when the registry
+    /// answered; `None` runs [`command`](Self::command) on the node itself
+    /// (the host-command executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The task's command and arguments; for an image, the arguments that
+    /// replace the image's CMD (empty keeps it).
     pub command: Vec<String>,
     /// Environment variables, `K=V`.
     pub env: Vec<String>,
@@ -273,7 +280,8 @@ impl ServiceSpec {
     /// mode, name, max replicas and the update configurations only change
     /// how many tasks there are and how they are replaced.
     pub fn changes_tasks(&self, other: &ServiceSpec) -> bool {
-        self.command != other.command
+        self.image != other.image
+            || self.command != other.command
             || self.env != other.env
             || self.networks != other.networks
             || self.ports != other.ports

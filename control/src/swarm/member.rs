@@ -27,6 +27,7 @@ use crate::agent::Agent;
 use crate::api::cluster_proto::cluster_client::ClusterClient;
 use crate::api::{self, ServerTls};
 use crate::consensus::{Consensus, ConsensusConfig, Peer};
+use crate::image::ImageStore;
 use crate::membership::{Member as GossipMember, MembershipConfig};
 use crate::pki::{CaCertificate, NodeCert, NodeKey};
 use crate::state::{ClusterState, NodeStatus, Trust};
@@ -241,6 +242,8 @@ pub(super) struct Member {
     pub(super) config: SwarmConfig,
     dir: SwarmDir,
     pub(super) creds: Credentials,
+    /// The node's images: pulled for its tasks, resolved for pinning.
+    pub(super) images: Arc<ImageStore>,
     server_tls: ServerTls,
     record: Mutex<NodeRecord>,
     feed: tokio::sync::Mutex<Feed>,
@@ -286,6 +289,10 @@ impl Member {
             key,
         } = identity;
         let creds = Credentials::new(roots, cert, key)?;
+        let images = Arc::new(
+            ImageStore::open(&config.state_dir.join("images"), &config.registries)
+                .map_err(|e| SwarmError::Refused(e.to_string()))?,
+        );
         let channels = Channels::new(creds.clone());
         let server_tls = ServerTls::new(creds.server_config()?);
         let membership = MembershipConfig::new(config.detection)
@@ -307,6 +314,7 @@ impl Member {
             config: config.clone(),
             dir,
             creds,
+            images,
             server_tls: server_tls.clone(),
             record: Mutex::new(record),
             feed: tokio::sync::Mutex::new(Feed::None),

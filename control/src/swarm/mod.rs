@@ -81,6 +81,8 @@ pub struct SwarmConfig {
     pub detection: Duration,
     /// The data-plane engine in use, for `info` and the node record.
     pub dataplane: String,
+    /// How this node reaches image registries.
+    pub registries: crate::image::RegistryOptions,
     /// Where the agent's tables go.
     pub tables: TablesSink,
 }

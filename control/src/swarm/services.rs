@@ -47,7 +47,12 @@ pub struct ServiceOptions {
     pub max_replicas: u64,
     /// `K=V` environment variables.
     pub env: Vec<String>,
-    /// The command and its arguments.
+    /// The image the tasks run (`IMAGE` of `service create IMAGE [COMMAND]
+    /// [ARG...]`); `None` runs `command` on the node itself.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The command and its arguments; with an image, the arguments that
+    /// replace its CMD.
     pub command: Vec<String>,
     /// Restart, update and rollback settings.
     pub policies: Policies,
@@ -230,6 +235,8 @@ pub struct ServiceChange {
     pub replicas: Option<u64>,
     /// New command and arguments.
     pub command: Option<Vec<String>>,
+    /// New image (`--image`).
+    pub image: Option<String>,
     /// `K=V` to add or change.
     pub env_add: Vec<String>,
     /// Variable names to remove.
@@ -260,8 +267,18 @@ impl ServiceChange {
             }
             spec.mode = ServiceMode::Replicated { replicas: r };
         }
+        if let Some(image) = &self.image {
+            if spec.image.is_none() {
+                return Err(
+                    "this service runs a host command, not an image; remove it and create it \
+                     again with an image"
+                        .into(),
+                );
+            }
+            spec.image = Some(image.trim().to_owned());
+        }
         if let Some(c) = &self.command {
-            if c.is_empty() {
+            if c.is_empty() && spec.image.is_none() {
                 return Err("the new command is empty".into());
             }
             spec.command = c.clone();
@@ -523,11 +540,16 @@ pub(super) fn find<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Service
 /// Checks options against the state and makes the spec.
 pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, SwarmError> {
     let refuse = |m: String| SwarmError::Refused(m);
-    if o.command.is_empty() {
+    if o.command.is_empty() && o.image.is_none() {
         return Err(refuse(
-            "a service needs a command: `shoal service create --name N -- COMMAND [ARGS...]`"
+            "a service needs an image or a command: `shoal service create [OPTIONS] IMAGE \
+             [COMMAND] [ARG...]`, or `shoal service create [OPTIONS] -- COMMAND [ARG...]` to run \
+             a command on the nodes themselves"
                 .into(),
         ));
+    }
+    if let Some(image) = &o.image {
+        crate::image::check_reference(image).map_err(|e| refuse(e.to_string()))?;
     }
     let mode = match (o.global, o.replicas) {
         (true, Some(_)) => {
@@ -577,6 +599,7 @@ pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<Service
     let mut spec = ServiceSpec {
         name: o.name,
         mode,
+        image: o.image.map(|i| i.trim().to_owned()),
         command: o.command,
         env: o.env,
         networks,
@@ -598,7 +621,8 @@ impl Member {
         o: ServiceOptions,
     ) -> Result<ServiceView, SwarmError> {
         let state = self.read().await?;
-        let spec = spec_of(&state, o)?;
+        let mut spec = spec_of(&state, o)?;
+        spec.image = self.pin(spec.image.take()).await;
         let id = ServiceId::generate()?;
         self.write(Command::CreateService {
             id: id.clone(),
@@ -606,6 +630,27 @@ impl Member {
         })
         .await?;
         self.service(id.as_str()).await
+    }
+
+    /// `image` pinned to the digest its registry gives it now, so that
+    /// every node runs the same image; as given when the registry cannot
+    /// say (each node then pulls the tag itself, as docker does).
+    async fn pin(&self, image: Option<String>) -> Option<String> {
+        let image = image?;
+        match self
+            .images
+            .resolve(&image, &crate::image::RegistryAuth::Anonymous)
+            .await
+        {
+            Ok(digest) => Some(crate::image::pinned(&image, &digest)),
+            Err(e) => {
+                tracing::warn!(
+                    "image {image} could not be pinned to a digest ({e}); each node pulls it \
+                     itself"
+                );
+                Some(image)
+            }
+        }
     }
 
     /// `service ls`.
@@ -690,9 +735,13 @@ impl Member {
     ) -> Result<(), SwarmError> {
         let state = self.read().await?;
         let service = find(&state, key)?;
-        let spec = change
+        let mut spec = change
             .apply(&service.spec)
             .map_err(|e| SwarmError::Refused(format!("{}: {e}", service.spec.name)))?;
+        if let Some(image) = &change.image {
+            crate::image::check_reference(image).map_err(|e| SwarmError::Refused(e.to_string()))?;
+            spec.image = self.pin(Some(image.clone())).await;
+        }
         self.write(Command::UpdateService {
             id: service.id.clone(),
             version: service.version,

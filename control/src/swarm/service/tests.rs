@@ -73,6 +73,7 @@ impl TestManager {
             gossip_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())),
             detection: Duration::from_secs(2),
             dataplane: "none".into(),
+            registries: crate::image::RegistryOptions::default(),
             tables: TablesSink(Arc::new(NoTables)),
         };
         let swarm = Swarm::start(config).await.unwrap();
