@@ -68,6 +68,24 @@ pub struct Runtime {
     pub init: PathBuf,
 }
 
+impl Runtime {
+    /// The runtime on this daemon's state folder, with a minimal
+    /// environment and no input.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .current_dir("/")
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
 /// What an image task runs beyond a process task's [`Launch`].
 #[derive(Debug, Clone)]
 pub struct ContainerLaunch {
@@ -328,20 +346,18 @@ pub fn prepare(launch: &Launch, c: &ContainerLaunch) -> io::Result<PathBuf> {
 /// `runc run` of the task's container, in the foreground: its exit status
 /// is the container's, and signals sent to it reach the container.
 pub fn command(launch: &Launch, c: &ContainerLaunch) -> Command {
-    let mut cmd = Command::new(&c.runtime.program);
-    cmd.arg("--root")
-        .arg(&c.runtime.root)
-        .arg("run")
+    let mut cmd = c.runtime.command();
+    cmd.arg("run")
         .arg("--bundle")
         .arg(c.bundle())
-        .arg(container_id(&launch.task))
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .current_dir("/")
-        .stdin(Stdio::null());
+        .arg(container_id(&launch.task));
+    cmd
+}
+
+/// `argv` run inside the task's running container (a health check).
+pub fn exec_command(task: &TaskId, c: &ContainerLaunch, argv: &[String]) -> Command {
+    let mut cmd = c.runtime.command();
+    cmd.arg("exec").arg(container_id(task)).args(argv);
     cmd
 }
 
@@ -350,9 +366,9 @@ pub fn command(launch: &Launch, c: &ContainerLaunch) -> Command {
 /// layer. The log stays.
 pub fn cleanup(task: &TaskId, c: &ContainerLaunch) {
     let id = container_id(task);
-    let _ = Command::new(&c.runtime.program)
-        .arg("--root")
-        .arg(&c.runtime.root)
+    let _ = c
+        .runtime
+        .command()
         .args(["delete", "--force", &id])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

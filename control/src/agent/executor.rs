@@ -380,16 +380,8 @@ fn spawn_check(check: &HealthCheck, launch: &Launch) -> io::Result<Child> {
                 "the health check has no command",
             ));
         }
-        let mut command = Command::new(&c.runtime.program);
-        command
-            .arg("--root")
-            .arg(&c.runtime.root)
-            .arg("exec")
-            .arg(container::container_id(&launch.task))
-            .args(&check.argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut command = container::exec_command(&launch.task, c, &check.argv);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
         return spawn_supervised(&mut command);
     }
     let mut command = base_command(&check.argv, "the health check has no command")?;

@@ -105,7 +105,7 @@ fn ca_reply(state: &ClusterState) -> Result<CaReply, String> {
     let pending: Vec<String> = state
         .nodes()
         .values()
-        .filter(|n| n.cert.as_ref().and_then(|c| c.issuer.as_deref()) != Some(digest.as_str()))
+        .filter(|n| !issued_by(n, &digest))
         .map(|n| match n.status {
             NodeStatus::Down => format!("{} (down)", n.hostname),
             _ => n.hostname.clone(),
@@ -121,6 +121,12 @@ fn ca_reply(state: &ClusterState) -> Result<CaReply, String> {
     })
 }
 
+/// True when the state records that the CA with `digest` (hex) issued
+/// `node`'s current certificate.
+fn issued_by(node: &Node, digest: &str) -> bool {
+    node.cert.as_ref().and_then(|c| c.issuer.as_deref()) == Some(digest)
+}
+
 /// On the leader: ends a CA rotation once every node's certificate is
 /// the new CA's, by trusting the new CA alone.
 pub(super) fn rotation_end(state: &ClusterState) -> Option<Command> {
@@ -130,10 +136,7 @@ pub(super) fn rotation_end(state: &ClusterState) -> Option<Command> {
         .ok()?
         .digest()
         .to_string();
-    let done = state
-        .nodes()
-        .values()
-        .all(|n| n.cert.as_ref().and_then(|c| c.issuer.as_deref()) == Some(digest.as_str()));
+    let done = state.nodes().values().all(|n| issued_by(n, &digest));
     done.then(|| {
         Command::SetTrust(Trust {
             root: trust.root.clone(),
