@@ -15,9 +15,12 @@ need_root
 # chromium: the visualizer's browser test; llvm-22-dev and bpftool: the eBPF
 # engine's linker and the checks that its programs attach and go; runc and
 # tini: the OCI runtime image tasks run with, and their init; busybox-static:
-# the payload of the images the tests build.
+# the payload of the images the tests build; docker-registry, skopeo and
+# umoci: the registry the image tests push to and pull from, and the tools
+# that build and push their images; crun: the second OCI runtime.
 pkgs=(iproute2 iputils-ping iperf3 curl nftables haproxy wrk ethtool tcpdump procps psmisc dnsutils
-  chromium llvm-22-dev libpolly-22-dev bpftool runc tini busybox-static)
+  chromium llvm-22-dev libpolly-22-dev bpftool runc tini busybox-static
+  docker-registry skopeo umoci crun)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -35,6 +38,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+  # docker-registry enables a service on :5000 for the next boot; shoal's
+  # sandbox and tests run their own registries in namespaces.
+  if [ -d /run/systemd/system ]; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
 fi
 
 # Rust components used by `cargo fmt` and `cargo clippy` in the test script.

@@ -35,6 +35,7 @@ pub mod pki;
 pub mod private_dir;
 pub mod role;
 pub mod scheduler;
+pub mod signal;
 pub mod stack;
 pub mod state;
 pub mod swarm;

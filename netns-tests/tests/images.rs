@@ -173,6 +173,16 @@ fn an_image_service_runs_through_the_mesh_rolls_to_a_new_tag_and_fails_clearly()
     .with_context(|| task_logs(&swarm.nodes))?;
     let want = tasks.keys().cloned().collect();
     wait_mesh(&lab, &swarm.nodes, &client, &want, "v2").with_context(|| logs(&swarm))?;
+    // `service ps` shows the image each task runs; `--no-trunc` its digest,
+    // the old tasks' as well as the new ones'.
+    let ps = m1.shoal_ok(&["service", "ps", "web"])?;
+    assert!(
+        ps.contains("IMAGE") && ps.contains(&image2) && !ps.contains(&d2),
+        "{ps}"
+    );
+    let ps = m1.shoal_ok(&["service", "ps", "--no-trunc", "web"])?;
+    assert!(ps.contains(&format!("{image2}@{d2}")), "{ps}");
+    assert!(ps.contains(&format!("{image1}@{d1}")), "{ps}");
 
     // An image the registry does not have: the service exists, its task
     // fails with docker's words.
@@ -199,6 +209,12 @@ fn an_image_service_runs_through_the_mesh_rolls_to_a_new_tag_and_fails_clearly()
     // A worker's daemon killed with -9 takes its containers with it, and
     // comes back clean.
     let w = 1;
+    let w1 = swarm.nodes[w].host.name.clone();
+    let lost: BTreeSet<String> = running_tasks(m1, "web")?
+        .into_iter()
+        .filter(|(_, node)| *node == w1)
+        .map(|(task, _)| task)
+        .collect();
     let pids = wait_until("containers on w1", T, || {
         let p = container_pids(&swarm.nodes[w]);
         (!p.is_empty()).then_some(p)
@@ -223,10 +239,12 @@ fn an_image_service_runs_through_the_mesh_rolls_to_a_new_tag_and_fails_clearly()
         (!old).then_some(())
     })?;
     wait_converged(&swarm, &[0], 3)?;
-    let tasks = wait_until("3 running tasks again", T, || {
+    // The state may list w1's old tasks as running until its new agent
+    // reports them gone.
+    let tasks = wait_until("3 running tasks again, none of them w1's old ones", T, || {
         running_tasks(&swarm.nodes[0], "web")
             .ok()
-            .filter(|t| t.len() == 3)
+            .filter(|t| t.len() == 3 && t.keys().all(|k| !lost.contains(k)))
     })?;
     let want = tasks.keys().cloned().collect();
     wait_mesh(&lab, &swarm.nodes, &client, &want, "v2").with_context(|| logs(&swarm))?;

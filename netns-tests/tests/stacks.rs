@@ -224,10 +224,10 @@ fn compose_mistakes_are_located_and_nothing_is_deployed() -> Result<()> {
             &["18:", "nowhere"],
         ),
         (
-            "image",
+            "bad image reference",
             good.replace(
                 "    command: shoal whoami --port 3000",
-                "    image: api:latest",
+                "    image: \"Api:Latest!\"",
             ),
             &["16:", "image"],
         ),

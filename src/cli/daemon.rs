@@ -61,10 +61,49 @@ pub struct Args {
     /// dockerd's); repeat for several.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
+    /// The OCI runtime for image tasks: auto picks crun where it works
+    /// (installed, and the host's cgroups are not hybrid), else runc.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Auto)]
+    runtime: RuntimeArg,
     /// Serve the visualizer, a live web page of the nodes and their tasks,
     /// on this address while this node is a manager (swarm mode).
     #[arg(long, value_name = "ADDR:PORT", conflicts_with = "tables")]
     web: Option<SocketAddr>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeArg {
+    Auto,
+    Runc,
+    Crun,
+}
+
+/// The runtime `--runtime` gives on this host; the log says which and why.
+fn image_runtime(arg: RuntimeArg) -> anyhow::Result<PathBuf> {
+    use shoal_control::agent::container::{CgroupLayout, RuntimeChoice, choose_runtime, installed};
+    let choice = match arg {
+        RuntimeArg::Auto => RuntimeChoice::Auto,
+        RuntimeArg::Runc => RuntimeChoice::Runc,
+        RuntimeArg::Crun => RuntimeChoice::Crun,
+    };
+    // PID 1's view: under `ip netns exec` this process's /sys has none.
+    let mountinfo = std::fs::read_to_string("/proc/1/mountinfo")
+        .or_else(|_| std::fs::read_to_string("/proc/self/mountinfo"))
+        .unwrap_or_default();
+    match choose_runtime(choice, CgroupLayout::of(&mountinfo), installed) {
+        Ok((program, why)) => {
+            tracing::info!("image tasks run with {program} ({why})");
+            Ok(PathBuf::from(program))
+        }
+        // Only image tasks need one: say so, and run the rest.
+        Err(why) if choice == RuntimeChoice::Auto => {
+            tracing::warn!("image tasks cannot run on this node: {why}");
+            Ok(PathBuf::from(
+                shoal_control::agent::container::DEFAULT_RUNTIME,
+            ))
+        }
+        Err(why) => anyhow::bail!(why),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -306,6 +345,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         registries: shoal_control::image::RegistryOptions {
             insecure: args.insecure_registries.clone(),
         },
+        runtime: image_runtime(args.runtime)?,
         tables: TablesSink(dataplane_of_node.clone()),
     };
     let state = StateDir::claim(&args.state_dir)?;

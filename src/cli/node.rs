@@ -60,6 +60,9 @@ enum Command {
     Ps {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Show whole ids, pinned image digests and whole errors.
+        #[arg(long)]
+        no_trunc: bool,
         /// Nodes by id, id prefix or hostname; `self` is this node.
         nodes: Vec<String>,
     },
@@ -131,7 +134,11 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         }
         Command::Promote { nodes } => set_role(daemon, &nodes, Role::Manager)?,
         Command::Demote { nodes } => set_role(daemon, &nodes, Role::Worker)?,
-        Command::Ps { format, nodes } => {
+        Command::Ps {
+            format,
+            no_trunc,
+            nodes,
+        } => {
             let nodes = if nodes.is_empty() {
                 vec!["self".to_owned()]
             } else {
@@ -142,7 +149,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 let path = format!("/nodes/{}/tasks", path_part(key)?);
                 tasks.extend(daemon.get::<Vec<shoal_control::swarm::TaskView>>(&path)?);
             }
-            super::service::print_tasks(&tasks, format)?;
+            super::service::print_tasks(&tasks, format, no_trunc)?;
         }
         Command::Rm { force, nodes } => {
             for key in &nodes {

@@ -34,6 +34,9 @@ enum Command {
     Ps {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Show whole ids, pinned image digests and whole errors.
+        #[arg(long)]
+        no_trunc: bool,
         #[arg(required = true)]
         services: Vec<String>,
     },
@@ -112,6 +115,10 @@ struct CreateArgs {
     /// Service label KEY=VALUE (repeatable).
     #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// Replace the image's ENTRYPOINT (and its CMD): a command line, split
+    /// as a shell would.
+    #[arg(long, value_name = "CMD", value_parser = parse_entrypoint)]
+    entrypoint: Option<Vec<String>>,
     #[command(flatten)]
     policies: PolicyArgs,
     /// Exit at once instead of showing progress until converged.
@@ -162,6 +169,9 @@ struct UpdateArgs {
     /// Roll the tasks to a new image (pinned to its digest as on create).
     #[arg(long, value_name = "IMAGE")]
     image: Option<String>,
+    /// Replace the image's ENTRYPOINT; `""` goes back to the image's.
+    #[arg(long, value_name = "CMD", value_parser = parse_entrypoint)]
+    entrypoint: Option<Vec<String>>,
     /// Exit at once instead of showing progress until converged.
     #[arg(short, long)]
     detach: bool,
@@ -236,6 +246,13 @@ struct PolicyArgs {
     /// Remove the health check.
     #[arg(long)]
     no_healthcheck: bool,
+    /// The signal that asks a task to stop (default: the image's
+    /// STOPSIGNAL, else SIGTERM).
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// How long a task has to stop before it is killed (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_millis)]
+    stop_grace_period: Option<u64>,
 }
 
 impl PolicyArgs {
@@ -265,6 +282,8 @@ impl PolicyArgs {
             health_retries: self.health_retries,
             health_start_period_ms: self.health_start_period,
             no_healthcheck: self.no_healthcheck,
+            stop_signal: self.stop_signal,
+            stop_grace_ms: self.stop_grace_period,
         }
     }
 }
@@ -277,6 +296,11 @@ pub(super) fn parse_label(s: &str) -> Result<(String, String), String> {
         return Err(format!("`{s}` is not KEY=VALUE"));
     }
     Ok((k.to_owned(), v.to_owned()))
+}
+
+/// `--entrypoint`: a command line split as a shell would (empty: none).
+fn parse_entrypoint(s: &str) -> Result<Vec<String>, String> {
+    shoal_control::stack::split_command(s)
 }
 
 fn parse_replicas(s: &str) -> Result<u64, String> {
@@ -315,6 +339,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     max_replicas: a.max_replicas,
                     env: a.env,
                     image,
+                    entrypoint: a.entrypoint,
                     command,
                     policies: a.policies.into_policies(),
                     labels: a.labels.into_iter().collect(),
@@ -328,13 +353,17 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         Command::Ls { format } => {
             print_services(&daemon.get::<Vec<ServiceView>>("/services")?, format)?
         }
-        Command::Ps { format, services } => {
+        Command::Ps {
+            format,
+            no_trunc,
+            services,
+        } => {
             let mut tasks = Vec::new();
             for key in &services {
                 let path = format!("/services/{}/tasks", path_part(key)?);
                 tasks.extend(daemon.get::<Vec<TaskView>>(&path)?);
             }
-            print_tasks(&tasks, format)?;
+            print_tasks(&tasks, format, no_trunc)?;
         }
         Command::Inspect { services } => {
             let mut views = Vec::new();
@@ -376,6 +405,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 replicas: a.replicas,
                 command: (!a.command.is_empty()).then_some(a.command),
                 image: a.image,
+                entrypoint: a.entrypoint,
                 env_add: a.env_add,
                 env_rm: a.env_rm,
                 constraint_add: a.constraint_add,
@@ -470,7 +500,9 @@ pub(super) fn print_services(list: &[ServiceView], format: Format) -> Result<()>
     Ok(())
 }
 
-pub(super) fn print_tasks(tasks: &[TaskView], format: Format) -> Result<()> {
+/// `service ps`, `node ps` and `stack ps`: docker's columns; `no_trunc`
+/// shows whole ids, the pinned image digests and whole errors.
+pub(super) fn print_tasks(tasks: &[TaskView], format: Format, no_trunc: bool) -> Result<()> {
     if format == Format::Json {
         return table::json(&tasks);
     }
@@ -484,19 +516,34 @@ pub(super) fn print_tasks(tasks: &[TaskView], format: Format) -> Result<()> {
             } else {
                 format!(" \\_ {}", t.name)
             };
+            let image = match &t.image {
+                Some(i) if no_trunc => i.clone(),
+                Some(i) => i.split('@').next().unwrap_or(i).to_owned(),
+                None => String::new(),
+            };
+            let error = t.error.as_deref().unwrap_or_default();
             vec![
-                short(t.id.as_str()),
+                if no_trunc {
+                    t.id.to_string()
+                } else {
+                    short(t.id.as_str())
+                },
                 name,
+                image,
                 t.node.clone().unwrap_or_default(),
                 capitalize(match t.desired {
                     DesiredState::Running => "running",
                     DesiredState::Shutdown => "shutdown",
                 }),
                 capitalize(&t.state.to_string()),
-                t.error
-                    .as_deref()
-                    .map(|e| format!("\"{e}\""))
-                    .unwrap_or_default(),
+                match error {
+                    "" => String::new(),
+                    e if no_trunc || e.chars().count() <= ERROR_WIDTH => format!("\"{e}\""),
+                    e => format!(
+                        "\"{}…\"",
+                        e.chars().take(ERROR_WIDTH - 1).collect::<String>()
+                    ),
+                },
             ]
         })
         .collect();
@@ -504,6 +551,7 @@ pub(super) fn print_tasks(tasks: &[TaskView], format: Format) -> Result<()> {
         &[
             "ID",
             "NAME",
+            "IMAGE",
             "NODE",
             "DESIRED STATE",
             "CURRENT STATE",
@@ -618,6 +666,9 @@ fn ports(s: &ServiceView) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// How much of an error `ps` shows without `--no-trunc`, as docker.
+const ERROR_WIDTH: usize = 30;
 
 fn short(id: &str) -> String {
     id.chars().take(12).collect()

@@ -39,6 +39,9 @@ enum Command {
     Ps {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Show whole ids, pinned image digests and whole errors.
+        #[arg(long)]
+        no_trunc: bool,
         name: String,
     },
     /// List the services of a stack.
@@ -73,10 +76,14 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             table::print(&["NAME", "SERVICES"], &rows);
             Ok(())
         }
-        Command::Ps { format, name } => {
+        Command::Ps {
+            format,
+            no_trunc,
+            name,
+        } => {
             let path = format!("/stacks/{}/tasks", super::path_part(&name, "stack name")?);
             let tasks: Vec<TaskView> = daemon.get(&path)?;
-            super::service::print_tasks(&tasks, format)
+            super::service::print_tasks(&tasks, format, no_trunc)
         }
         Command::Services { format, name } => {
             let path = format!(

@@ -32,7 +32,7 @@ use crate::ids::TaskId;
 const INIT_PATH: &str = "/.shoal-init";
 /// The init, from Debian's `tini` package: static, so it runs in any image.
 pub const DEFAULT_INIT: &str = "/usr/bin/tini-static";
-/// The runtime.
+/// The runtime when none is chosen (and the one the tests use).
 pub const DEFAULT_RUNTIME: &str = "runc";
 /// The parent of every task's cgroup. It stays when the tasks go: other
 /// daemons on the machine (a sandbox, the tests) may be creating theirs
@@ -84,6 +84,105 @@ impl Runtime {
             .stdin(Stdio::null());
         cmd
     }
+}
+
+/// `shoal daemon --runtime`: which OCI runtime runs image tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeChoice {
+    /// crun where it works (it starts containers faster and smaller),
+    /// else runc.
+    #[default]
+    Auto,
+    /// runc.
+    Runc,
+    /// crun.
+    Crun,
+}
+
+/// How the host's cgroups are mounted, as PID 1 sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// cgroup v2 alone at `/sys/fs/cgroup`.
+    Unified,
+    /// v1 hierarchies plus a v2 one (`/sys/fs/cgroup/unified`).
+    Hybrid,
+    /// v1 alone.
+    Legacy,
+}
+
+impl CgroupLayout {
+    /// Reads a `/proc/PID/mountinfo`.
+    pub fn of(mountinfo: &str) -> CgroupLayout {
+        let mut v2_below = false;
+        for line in mountinfo.lines() {
+            let Some((fields, rest)) = line.split_once(" - ") else {
+                continue;
+            };
+            let (Some(point), Some(fstype)) = (fields.split(' ').nth(4), rest.split(' ').next())
+            else {
+                continue;
+            };
+            if point == "/sys/fs/cgroup" && fstype == "cgroup2" {
+                return CgroupLayout::Unified;
+            }
+            v2_below |= fstype == "cgroup2" && point.starts_with("/sys/fs/cgroup/");
+        }
+        if v2_below {
+            CgroupLayout::Hybrid
+        } else {
+            CgroupLayout::Legacy
+        }
+    }
+}
+
+/// The runtime `choice` gives on a host with cgroups `layout`, where
+/// `installed` says which programs are on the `PATH`, and why; an error
+/// when the runtime asked for cannot run here.
+pub fn choose_runtime(
+    choice: RuntimeChoice,
+    layout: CgroupLayout,
+    installed: impl Fn(&str) -> bool,
+) -> Result<(&'static str, String), String> {
+    let crun = if !installed("crun") {
+        Err("crun is not installed".to_owned())
+    } else if layout == CgroupLayout::Hybrid {
+        // crun 1.8: "cgroups in hybrid mode not supported".
+        Err(
+            "crun does not run containers on hosts with hybrid cgroups (v1 plus a v2 \
+             hierarchy), and this host has them"
+                .to_owned(),
+        )
+    } else {
+        Ok(())
+    };
+    match (choice, crun) {
+        (RuntimeChoice::Crun, Ok(())) => Ok(("crun", "asked for".into())),
+        (RuntimeChoice::Crun, Err(why)) => Err(format!("--runtime crun: {why}; use runc")),
+        (RuntimeChoice::Auto, Ok(())) => Ok((
+            "crun",
+            format!("crun is installed and works with {layout:?} cgroups"),
+        )),
+        (choice, crun) => {
+            if !installed("runc") {
+                return Err("runc is not installed (scripts/setup.sh installs it)".into());
+            }
+            let why = match crun {
+                Err(why) if choice == RuntimeChoice::Auto => why,
+                _ => "asked for".into(),
+            };
+            Ok(("runc", why))
+        }
+    }
+}
+
+/// Whether `program` is an executable file in a folder of the `PATH`.
+pub fn installed(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// What an image task runs beyond a process task's [`Launch`].

@@ -4,9 +4,9 @@
 //! hostname, its output appended to a log file.
 //!
 //! One thread owns every child: it starts them, polls them for exit and
-//! stops them (SIGTERM to the process group, SIGKILL after the grace
-//! period). Children die with that thread (`PR_SET_PDEATHSIG`), so a
-//! daemon killed with -9 leaves no task processes behind; its namespaces
+//! stops them (the stop signal, SIGTERM by default, to the process
+//! group, SIGKILL after the grace period). Children die with that thread
+//! (`PR_SET_PDEATHSIG`), so a daemon killed with -9 leaves no task processes behind; its namespaces
 //! are removed by the next start ([`sweep`]).
 
 use std::collections::BTreeMap;
@@ -32,7 +32,6 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Linux's signal numbers, for [`signal_group`].
 const SIGKILL: i32 = 9;
-const SIGTERM: i32 = 15;
 
 /// Where task namespaces are named from: `shoal-<task id>`.
 const NETNS_PREFIX: &str = "shoal-";
@@ -69,6 +68,18 @@ pub struct Launch {
     /// For an image task: its image and runtime; `None` runs `argv` on the
     /// node's own filesystem.
     pub container: Option<ContainerLaunch>,
+    /// How it is asked to stop.
+    pub stop: StopPolicy,
+}
+
+/// How a task is stopped: `signal` to its process group, then SIGKILL
+/// after `grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopPolicy {
+    /// The signal's number (SIGTERM unless the service or image says).
+    pub signal: i32,
+    /// How long it has before SIGKILL.
+    pub grace: Duration,
 }
 
 /// A health check: a command run in the task's namespaces; exit 0 is
@@ -105,7 +116,7 @@ pub enum Event {
 
 enum Order {
     Run(Box<Launch>),
-    Stop(TaskId, Duration),
+    Stop(TaskId),
     Quit(Duration),
 }
 
@@ -133,14 +144,15 @@ impl Executor {
         let _ = self.orders.send(Order::Run(Box::new(launch)));
     }
 
-    /// Stops a task: SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(&self, task: TaskId, grace: Duration) {
-        let _ = self.orders.send(Order::Stop(task, grace));
+    /// Stops a task as its [`StopPolicy`] says.
+    pub fn stop(&self, task: TaskId) {
+        let _ = self.orders.send(Order::Stop(task));
     }
 
-    /// Stops every task and waits until they have exited.
-    pub fn shutdown(mut self, grace: Duration) {
-        let _ = self.orders.send(Order::Quit(grace));
+    /// Stops every task, each as its policy says but with at most
+    /// `longest` before SIGKILL, and waits until they have exited.
+    pub fn shutdown(mut self, longest: Duration) {
+        let _ = self.orders.send(Order::Quit(longest));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -157,6 +169,8 @@ struct Proc {
     child: Child,
     /// An image task's container, cleaned up when it ends.
     container: Option<ContainerLaunch>,
+    /// How to stop it.
+    stop: StopPolicy,
     /// When to send SIGKILL, once asked to stop.
     kill_at: Option<Instant>,
     probe: Option<Probe>,
@@ -228,6 +242,7 @@ impl Children {
                             task.clone(),
                             Proc {
                                 child,
+                                stop: launch.stop,
                                 kill_at: None,
                                 probe,
                                 container: launch.container.clone(),
@@ -244,15 +259,15 @@ impl Children {
                     }
                 }
             }
-            Order::Stop(task, grace) => {
+            Order::Stop(task) => {
                 if let Some(p) = self.procs.get_mut(&task) {
-                    p.stop(grace);
+                    p.stop(p.stop.grace);
                 }
             }
-            Order::Quit(grace) => {
+            Order::Quit(longest) => {
                 self.quitting = true;
                 for p in self.procs.values_mut() {
-                    p.stop(grace);
+                    p.stop(p.stop.grace.min(longest));
                 }
             }
         }
@@ -398,7 +413,7 @@ impl Proc {
         if grace.is_zero() {
             let _ = signal_group(pid, SIGKILL);
         } else {
-            let _ = signal_group(pid, SIGTERM);
+            let _ = signal_group(pid, self.stop.signal);
         }
         self.kill_at = Some(Instant::now() + grace);
     }

@@ -37,6 +37,7 @@ use self::executor::{Event, Executor, Launch};
 use self::plan::{Exit, Local};
 use crate::ids::{NodeId, TaskId};
 use crate::image::{Image, ImageConfig, ImageStore, RegistryAuth};
+use crate::signal::Signal;
 use crate::state::{ClusterState, ServiceMode, Task, TaskUpdate};
 
 /// Where the agent's tables go: the node's data-plane engine.
@@ -60,7 +61,9 @@ pub struct AgentConfig {
     pub node: NodeId,
     /// Where task logs live, one directory per task.
     pub dir: PathBuf,
-    /// How long a task has to exit after SIGTERM.
+    /// How long a task has to exit after its stop signal, unless its
+    /// service says (`--stop-grace-period`); also the longest wait on the
+    /// way out.
     pub stop_grace: Duration,
     /// Where image tasks' images come from.
     pub images: Arc<ImageStore>,
@@ -206,7 +209,7 @@ impl Run {
                 {
                     // Swarm stops an unhealthy task; the orchestrator
                     // replaces it.
-                    self.executor.stop(task.clone(), self.config.stop_grace);
+                    self.executor.stop(task.clone());
                     self.local.insert(task.clone(), Local::Stopping);
                     self.unhealthy.insert(task.clone());
                 }
@@ -223,7 +226,7 @@ impl Run {
         for task in &decided.stop {
             match self.local.get(task) {
                 Some(Local::Running) => {
-                    self.executor.stop(task.clone(), self.config.stop_grace);
+                    self.executor.stop(task.clone());
                     self.local.insert(task.clone(), Local::Stopping);
                 }
                 Some(Local::Prepared) => {
@@ -254,9 +257,13 @@ impl Run {
             let Some(task) = state.task(&id) else {
                 continue;
             };
-            let image = state
-                .service(&task.service)
-                .and_then(|s| s.spec.image.clone());
+            // The image the task was made for; tasks from before tasks
+            // recorded it run their service's.
+            let image = task.image.clone().or_else(|| {
+                state
+                    .service(&task.service)
+                    .and_then(|s| s.spec.image.clone())
+            });
             if let Some(image) = image {
                 // Pulled in the background; the task starts when its
                 // image is here (`image_ready`).
@@ -378,9 +385,27 @@ impl Run {
                 retries: h.retries,
                 start_period: Duration::from_millis(h.start_period_ms),
             });
+        let mut stop = executor::StopPolicy {
+            signal: crate::signal::SIGTERM,
+            grace: spec
+                .stop_grace_ms
+                .map_or(self.config.stop_grace, Duration::from_millis),
+        };
         let (argv, env, health, container) = match image {
             None => (spec.command.clone(), spec.env.clone(), service_health, None),
             Some(image) => {
+                if let Some(signal) = spec
+                    .stop_signal
+                    .as_deref()
+                    .or(image.config.stop_signal.as_deref())
+                {
+                    match Signal::parse(signal) {
+                        Ok(s) => stop.signal = s.0,
+                        Err(e) => {
+                            tracing::warn!("task {}: stop signal: {e}; using SIGTERM", task.id)
+                        }
+                    }
+                }
                 let args = (!spec.command.is_empty()).then_some(&spec.command[..]);
                 let env = image.config.env.iter().chain(&spec.env).cloned().collect();
                 let health = service_health.or_else(|| image_health(&image.config));
@@ -392,7 +417,7 @@ impl Run {
                     runtime: self.config.runtime.clone(),
                 };
                 (
-                    image.config.command(None, args),
+                    image.config.command(spec.entrypoint.as_deref(), args),
                     env,
                     health,
                     Some(container),
@@ -409,6 +434,7 @@ impl Run {
             log: executor::log_path(&self.config.dir, &task.id),
             health,
             container,
+            stop,
         })
     }
 

@@ -13,15 +13,15 @@
 //! networks join `web_default`, which the plan then holds.
 //!
 //! Every key of the compose v3 schema is one of three kinds:
-//! - read: `version`, `services`, `networks`; per service `command`,
-//!   `entrypoint`, `deploy` (`mode`, `replicas`, `endpoint_mode`,
-//!   `placement.constraints`, `placement.max_replicas_per_node`,
-//!   `update_config`, `rollback_config`, `restart_policy`), `environment`,
-//!   `healthcheck`, `networks`, `ports`; per network `external`, `name`,
+//! - read: `version`, `services`, `networks`; per service `image`,
+//!   `command`, `entrypoint` (over the image's as docker does; without an
+//!   image, `entrypoint` then `command` run on the node itself), `deploy`
+//!   (`mode`, `replicas`, `endpoint_mode`, `placement.constraints`,
+//!   `placement.max_replicas_per_node`, `update_config`, `rollback_config`,
+//!   `restart_policy`), `environment`, `healthcheck`, `networks`, `ports`,
+//!   `stop_signal`, `stop_grace_period`; per network `external`, `name`,
 //!   `driver`, `attachable`, `ipam`, `driver_opts`; `deploy.labels` and a
-//!   network's `labels` label the service and the network. `image` is read only
-//!   to refuse it: shoal runs a service's command on the host, in the
-//!   task's own namespaces, and has no image-capable executor yet.
+//!   network's `labels` label the service and the network.
 //! - ignored, with a warning in [`StackPlan::warnings`]: what `docker stack
 //!   deploy` ignores too (`build`, `restart`, `depends_on`,
 //!   `container_name`, `links`, `privileged`, ...), and what only annotates
@@ -29,7 +29,7 @@
 //!   `max_failure_ratio`).
 //! - refused, with an error that says so: everything else Swarm would
 //!   apply and shoal cannot (`volumes`, `secrets`, `configs`, `user`,
-//!   `working_dir`, `hostname`, `logging`, `stop_grace_period`,
+//!   `working_dir`, `hostname`, `logging`,
 //!   `deploy.resources`, `placement.preferences`, ...), so that a deployed
 //!   stack never silently does less than its file says.
 //!
@@ -48,6 +48,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 mod words;
+pub use words::split_command;
 mod yaml;
 
 use std::fmt;

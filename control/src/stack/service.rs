@@ -12,6 +12,7 @@ use super::health::healthcheck;
 use super::ports::{Port, ports};
 use super::words::{self, cut};
 use super::yaml::{Node, Value};
+use crate::signal::Signal;
 use crate::swarm::ServiceOptions;
 
 const SERVICE: Keys = Keys {
@@ -24,6 +25,8 @@ const SERVICE: Keys = Keys {
         "image",
         "networks",
         "ports",
+        "stop_grace_period",
+        "stop_signal",
     ],
     // What docker stack deploy ignores too, and labels.
     ignored: &[
@@ -88,31 +91,28 @@ const SERVICE: Keys = Keys {
         ("read_only", FILES),
         ("secrets", "shoal has no secrets yet"),
         ("stdin_open", "tasks have no standard input or terminal"),
-        (
-            "stop_grace_period",
-            "tasks get SIGTERM, then SIGKILL after the node's own grace period",
-        ),
-        (
-            "stop_signal",
-            "tasks get SIGTERM, then SIGKILL after the node's own grace period",
-        ),
         ("sysctls", "shoal does not set a task's sysctls"),
         ("tmpfs", FILES),
         ("tty", "tasks have no standard input or terminal"),
         ("ulimits", "shoal does not set a task's resource limits"),
-        ("user", "tasks run as the daemon's user"),
+        (
+            "user",
+            "image tasks run as the image's user, host commands as the daemon's",
+        ),
         ("volume_driver", FILES),
         ("volumes", FILES),
         ("volumes_from", FILES),
         (
             "working_dir",
-            "a task starts in `/`; change directory in the command (`sh -c 'cd /srv && ...'`)",
+            "a task starts in its image's working directory (`/` for a host command); change \
+             directory in the command (`sh -c 'cd /srv && ...'`)",
         ),
     ],
 };
 
 const CAPS: &str = "tasks run with the daemon's capabilities";
-const FILES: &str = "a task runs on the host and sees the host's files; shoal has no volumes";
+const FILES: &str =
+    "shoal has no volumes yet: a host command sees the node's files, an image task its image's";
 pub(super) const RESOURCES: &str = "shoal does not limit CPU or memory yet";
 
 const NETWORK_ENTRY: Keys = Keys {
@@ -160,7 +160,7 @@ pub(super) fn service<'n>(
         check.error(key, &path, why);
     }
     let fields = check.fields(node, &path, &SERVICE)?;
-    let command = command(check, &fields, key, &path);
+    let program = program(check, &fields, key, &path);
     let env = fields
         .given("environment")
         .map(|v| environment(check, v, &join(&path, "environment")))
@@ -176,7 +176,9 @@ pub(super) fn service<'n>(
     let mut options = ServiceOptions {
         name,
         env,
-        command,
+        image: program.image,
+        entrypoint: program.entrypoint,
+        command: program.command,
         publish: ports.iter().map(|p| p.publish.clone()).collect(),
         ..ServiceOptions::default()
     };
@@ -187,6 +189,18 @@ pub(super) fn service<'n>(
     if let Some(v) = fields.given("healthcheck") {
         healthcheck(check, v, &join(&path, "healthcheck"), &mut options.policies);
     }
+    if let Some(v) = fields.given("stop_signal") {
+        let at = join(&path, "stop_signal");
+        if let Some(text) = check.string(v, &at) {
+            match Signal::parse(&text) {
+                Ok(signal) => options.policies.stop_signal = Some(signal.name()),
+                Err(why) => check.error(v, &at, why),
+            }
+        }
+    }
+    if let Some(v) = fields.given("stop_grace_period") {
+        options.policies.stop_grace_ms = check.duration_ms(v, &join(&path, "stop_grace_period"));
+    }
     Some(Parsed {
         short: short.to_owned(),
         options,
@@ -196,41 +210,64 @@ pub(super) fn service<'n>(
     })
 }
 
-/// `entrypoint` then `command`; `image` is refused.
-fn command(check: &mut Check, fields: &Fields, key: &Node, path: &str) -> Vec<String> {
-    if let Some(image) = fields.given("image") {
-        check.error(
-            image,
-            &join(path, "image"),
-            "`image:` needs an image-capable executor, and shoal has none yet: it runs a \
-             service's `command:` (after its `entrypoint:`) on the host, in the task's own \
-             namespaces; give the program to run as `command:` and drop `image:`",
-        );
-        return Vec::new();
-    }
-    let mut words = Vec::new();
+/// What a service runs.
+struct Program {
+    image: Option<String>,
+    entrypoint: Option<Vec<String>>,
+    command: Vec<String>,
+}
+
+/// `image` with `entrypoint` and `command` overriding the image's as
+/// docker does (`entrypoint` replaces its ENTRYPOINT and drops its CMD,
+/// `command` replaces its CMD); without an image, `entrypoint` then
+/// `command` run on the node itself.
+fn program(check: &mut Check, fields: &Fields, key: &Node, path: &str) -> Program {
+    let mut parts = [None, None];
     let mark = check.mark();
-    for part in ["entrypoint", "command"] {
+    for (i, part) in ["entrypoint", "command"].into_iter().enumerate() {
         if let Some(v) = fields.given(part) {
-            words.extend(command_words(check, v, &join(path, part)).unwrap_or_default());
+            parts[i] = command_words(check, v, &join(path, part));
         }
     }
-    if !words.is_empty() || check.failed_since(mark) {
-        return words;
+    let [entrypoint, command] = parts;
+    if let Some(at) = fields.given("image") {
+        let at_path = join(path, "image");
+        let image = check
+            .string(at, &at_path)
+            .filter(|image| match crate::image::check_reference(image) {
+                Ok(()) => true,
+                Err(e) => {
+                    check.error(at, &at_path, e.to_string());
+                    false
+                }
+            });
+        return Program {
+            image,
+            // An empty entrypoint keeps the image's, as docker's does.
+            entrypoint: entrypoint.filter(|e| !e.is_empty()),
+            command: command.unwrap_or_default(),
+        };
     }
-    let given = ["command", "entrypoint"]
-        .into_iter()
-        .find_map(|k| fields.given(k).map(|v| (k, v)));
-    match given {
-        Some((part, at)) => check.error(at, &join(path, part), "the command is empty"),
-        None => check.error(
-            key,
-            path,
-            "the service needs a command: shoal runs `command:` (a string or a list) on the \
-             host, in the task's own namespaces",
-        ),
+    let words: Vec<String> = entrypoint.into_iter().chain(command).flatten().collect();
+    if words.is_empty() && !check.failed_since(mark) {
+        let given = ["command", "entrypoint"]
+            .into_iter()
+            .find_map(|k| fields.given(k).map(|v| (k, v)));
+        match given {
+            Some((part, at)) => check.error(at, &join(path, part), "the command is empty"),
+            None => check.error(
+                key,
+                path,
+                "the service needs an `image:` or a `command:` (a string or a list, run on the \
+                 node itself, in the task's own namespaces)",
+            ),
+        }
     }
-    words
+    Program {
+        image: None,
+        entrypoint: None,
+        command: words,
+    }
 }
 
 /// A command as a string (split as a shell would) or a list.

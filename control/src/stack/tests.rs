@@ -438,18 +438,65 @@ fn undeclared_networks_are_located() {
 }
 
 #[test]
-fn image_is_refused_where_it_is_written() {
-    let e = error("services:\n  api:\n    image: nginx:1.27\n    command: x\n");
+fn image_entrypoint_and_command_are_read_as_docker_reads_them() {
+    let plan = ok(r#"services:
+  web:
+    image: 198.18.0.1:5000/demo/web:1
+    entrypoint: /bin/busybox httpd
+    command: ["-f", "-p", "80"]
+    stop_signal: quit
+    stop_grace_period: 1m30s
+  api:
+    image: busybox
+    entrypoint: ""
+  host:
+    entrypoint: /bin/sleep
+    command: "100"
+"#);
+    let by = |short: &str| {
+        plan.services
+            .iter()
+            .find(|s| s.options.name.ends_with(&format!("_{short}")))
+            .map(|s| s.options.clone())
+            .unwrap()
+    };
+    let web = by("web");
+    assert_eq!(web.image.as_deref(), Some("198.18.0.1:5000/demo/web:1"));
+    assert_eq!(
+        web.entrypoint,
+        Some(vec!["/bin/busybox".into(), "httpd".into()])
+    );
+    assert_eq!(web.command, ["-f", "-p", "80"]);
+    assert_eq!(web.policies.stop_signal.as_deref(), Some("SIGQUIT"));
+    assert_eq!(web.policies.stop_grace_ms, Some(90_000));
+    // An empty entrypoint keeps the image's, and no command its CMD.
+    let api = by("api");
+    assert_eq!((api.entrypoint, api.command.len()), (None, 0));
+    // Without an image, both run on the node, entrypoint first.
+    let host = by("host");
+    assert_eq!(
+        (host.image, host.command),
+        (None, vec!["/bin/sleep".into(), "100".into()])
+    );
+}
+
+#[test]
+fn bad_images_and_signals_are_refused_where_they_are_written() {
+    let e = error("services:\n  api:\n    image: \"Nope Image\"\n");
     assert_eq!(
         (e.line, e.column, e.path.as_str()),
         (3, 12, "services.api.image")
     );
-    assert!(e.message.contains("image-capable executor"), "{e}");
-    assert!(e.message.contains("command:"), "{e}");
-    // With neither, the service is told it needs a command.
+    let e = error("services:\n  api:\n    image: busybox\n    stop_signal: SIGNOPE\n");
+    assert_eq!((e.line, e.path.as_str()), (4, "services.api.stop_signal"));
+    assert!(e.message.contains("not a signal"), "{e}");
+    // With neither image nor command, the service is told it needs one.
     let e = error("services:\n  api:\n    deploy: { replicas: 2 }\n");
     assert_eq!((e.line, e.column, e.path.as_str()), (2, 3, "services.api"));
-    assert!(e.message.contains("needs a command"), "{e}");
+    assert!(
+        e.message.contains("needs an `image:` or a `command:`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -485,7 +532,7 @@ fn every_error_is_reported_at_once_in_file_order() {
     let text = r#"version: "3"
 services:
   api:
-    image: nginx
+    image: "not an image!"
     deploy: { replicas: -1, mode: sometimes }
     ports: ["99999:80"]
     networks: [nope]
@@ -761,11 +808,10 @@ networks:
     for (key, says) in [
         ("volumes: [\"./data:/data\"]", "no volumes"),
         ("secrets: [pw]", "no secrets"),
-        ("user: nobody", "daemon's user"),
-        ("working_dir: /srv", "starts in `/`"),
+        ("user: nobody", "image's user"),
+        ("working_dir: /srv", "working directory"),
         ("hostname: h", "task name"),
         ("logging: { driver: syslog }", "log drivers"),
-        ("stop_grace_period: 1m", "SIGKILL"),
         (
             "deploy: { resources: { limits: { memory: 50M } } }",
             "CPU or memory",

@@ -139,7 +139,7 @@ pub(super) fn duration_ms(s: &str) -> Result<u64, String> {
 /// anything: whitespace separates words, `'...'` is literal, `"..."`
 /// keeps `\"`, `\\`, `` \` `` and `\$` escapes, and `\` outside quotes
 /// escapes the next character.
-pub(super) fn split_command(line: &str) -> Result<Vec<String>, String> {
+pub fn split_command(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;

@@ -232,6 +232,11 @@ pub struct ServiceSpec {
     /// (the host-command executor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// For an image: the program that replaces its ENTRYPOINT
+    /// (`--entrypoint`, compose `entrypoint:`), which also drops its CMD
+    /// as docker does; `None` keeps both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
     /// The task's command and arguments; for an image, the arguments that
     /// replace the image's CMD (empty keeps it).
     pub command: Vec<String>,
@@ -268,6 +273,15 @@ pub struct ServiceSpec {
     /// services find each other by their short names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// The signal that asks a task to stop (`--stop-signal`), as
+    /// [`Signal::name`](crate::signal::Signal::name) writes it; `None`: the
+    /// image's STOPSIGNAL, else SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// How long a task has to stop before SIGKILL
+    /// (`--stop-grace-period`); `None`: the node's default, docker's 10 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_ms: Option<u64>,
     /// Bumped by `service update --force`: replaces the tasks even when
     /// nothing else changed (Docker's `ForceUpdate`).
     #[serde(default)]
@@ -281,6 +295,7 @@ impl ServiceSpec {
     /// how many tasks there are and how they are replaced.
     pub fn changes_tasks(&self, other: &ServiceSpec) -> bool {
         self.image != other.image
+            || self.entrypoint != other.entrypoint
             || self.command != other.command
             || self.env != other.env
             || self.networks != other.networks
@@ -289,6 +304,8 @@ impl ServiceSpec {
             || self.constraints != other.constraints
             || self.restart != other.restart
             || self.healthcheck != other.healthcheck
+            || self.stop_signal != other.stop_signal
+            || self.stop_grace_ms != other.stop_grace_ms
             || self.force_update != other.force_update
     }
 }
@@ -407,6 +424,10 @@ pub struct Task {
     /// The service's `spec_version` it was made for.
     #[serde(default)]
     pub spec_version: u64,
+    /// The image it runs, pinned as its service's spec had it when the
+    /// task was made (`None` for a host command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// When it was created, in ms since the UNIX epoch.
     #[serde(default)]
     pub created_ms: u64,

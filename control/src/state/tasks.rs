@@ -60,6 +60,7 @@ impl ClusterState {
             }
         }
         let spec_version = svc.spec_version;
+        let image = svc.spec.image.clone();
         let state = if node.is_some() {
             TaskState::Assigned
         } else {
@@ -77,6 +78,7 @@ impl ClusterState {
                 addresses: addresses.clone(),
                 error: None,
                 spec_version,
+                image,
                 created_ms: at_ms,
                 status_ms: at_ms,
                 started_ms: None,

@@ -83,6 +83,9 @@ pub struct SwarmConfig {
     pub dataplane: String,
     /// How this node reaches image registries.
     pub registries: crate::image::RegistryOptions,
+    /// The OCI runtime that runs image tasks (`runc`, `crun`), see
+    /// [`choose_runtime`](crate::agent::container::choose_runtime).
+    pub runtime: PathBuf,
     /// Where the agent's tables go.
     pub tables: TablesSink,
 }

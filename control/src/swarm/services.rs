@@ -19,6 +19,7 @@ use super::view::{find_by_key, find_node};
 use crate::agent::short_name;
 use crate::ids::{NodeId, ServiceId, TaskId};
 use crate::scheduler::Constraint;
+use crate::signal::Signal;
 use crate::state::{
     ClusterState, Command, DesiredState, EndpointMode, FailureAction, HealthCheck, PortConfig,
     Protocol, PublishMode, RestartCondition, Service, ServiceMode, ServiceSpec, Task, TaskState,
@@ -51,6 +52,9 @@ pub struct ServiceOptions {
     /// [ARG...]`); `None` runs `command` on the node itself.
     #[serde(default)]
     pub image: Option<String>,
+    /// `--entrypoint`: replaces the image's ENTRYPOINT (and drops its CMD).
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
     /// The command and its arguments; with an image, the arguments that
     /// replace its CMD.
     pub command: Vec<String>,
@@ -89,6 +93,10 @@ pub struct Policies {
     pub health_start_period_ms: Option<u64>,
     /// Remove the health check.
     pub no_healthcheck: bool,
+    /// `--stop-signal`.
+    pub stop_signal: Option<String>,
+    /// `--stop-grace-period`.
+    pub stop_grace_ms: Option<u64>,
 }
 
 /// `--update-*` or `--rollback-*` options.
@@ -133,6 +141,13 @@ impl Policies {
         }
         self.update.apply(&mut spec.update, "update")?;
         self.rollback.apply(&mut spec.rollback, "rollback")?;
+        if let Some(s) = &self.stop_signal {
+            let signal = Signal::parse(s).map_err(|e| format!("--stop-signal: {e}"))?;
+            spec.stop_signal = Some(signal.name());
+        }
+        if let Some(ms) = self.stop_grace_ms {
+            spec.stop_grace_ms = Some(ms);
+        }
         self.apply_health(spec)
     }
 
@@ -237,6 +252,8 @@ pub struct ServiceChange {
     pub command: Option<Vec<String>>,
     /// New image (`--image`).
     pub image: Option<String>,
+    /// New `--entrypoint`; an empty one goes back to the image's.
+    pub entrypoint: Option<Vec<String>>,
     /// `K=V` to add or change.
     pub env_add: Vec<String>,
     /// Variable names to remove.
@@ -276,6 +293,12 @@ impl ServiceChange {
                 );
             }
             spec.image = Some(image.trim().to_owned());
+        }
+        if let Some(e) = &self.entrypoint {
+            if spec.image.is_none() {
+                return Err(NO_ENTRYPOINT.into());
+            }
+            spec.entrypoint = (!e.is_empty()).then(|| e.clone());
         }
         if let Some(c) = &self.command {
             if c.is_empty() && spec.image.is_none() {
@@ -390,6 +413,9 @@ pub struct TaskView {
     pub addresses: BTreeMap<String, Ipv4Addr>,
     /// The service's spec version it runs.
     pub spec_version: u64,
+    /// The image it runs, pinned (`None` for a host command).
+    #[serde(default)]
+    pub image: Option<String>,
     /// When its state last changed, in ms since the UNIX epoch.
     pub status_ms: u64,
 }
@@ -417,6 +443,7 @@ impl TaskView {
                 .filter_map(|(n, a)| Some((state.network(n)?.name.clone(), *a)))
                 .collect(),
             spec_version: t.spec_version,
+            image: t.image.clone(),
             status_ms: t.status_ms,
         }
     }
@@ -537,6 +564,9 @@ pub(super) fn find<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Service
     .map_err(SwarmError::Refused)
 }
 
+const NO_ENTRYPOINT: &str = "--entrypoint replaces an image's entrypoint, and this service runs a host command: put the \
+     program first in its command";
+
 /// Checks options against the state and makes the spec.
 pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<ServiceSpec, SwarmError> {
     let refuse = |m: String| SwarmError::Refused(m);
@@ -550,6 +580,8 @@ pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<Service
     }
     if let Some(image) = &o.image {
         crate::image::check_reference(image).map_err(|e| refuse(e.to_string()))?;
+    } else if o.entrypoint.is_some() {
+        return Err(refuse(NO_ENTRYPOINT.into()));
     }
     let mode = match (o.global, o.replicas) {
         (true, Some(_)) => {
@@ -600,6 +632,7 @@ pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<Service
         name: o.name,
         mode,
         image: o.image.map(|i| i.trim().to_owned()),
+        entrypoint: o.entrypoint.filter(|e| !e.is_empty()),
         command: o.command,
         env: o.env,
         networks,

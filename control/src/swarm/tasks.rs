@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use super::SwarmError;
 use super::member::Member;
 use super::rpc::ReportTaskRequest;
-use crate::agent::container::{DEFAULT_INIT, DEFAULT_RUNTIME, Runtime};
+use crate::agent::container::{DEFAULT_INIT, Runtime};
 use crate::agent::{Agent, AgentConfig, DEFAULT_STOP_GRACE, Reporter};
 use crate::ids::{NodeId, TaskId};
 use crate::state::{ClusterState, Command, TaskUpdate};
@@ -22,7 +22,7 @@ impl Member {
             stop_grace: DEFAULT_STOP_GRACE,
             images: self.images.clone(),
             runtime: Runtime {
-                program: DEFAULT_RUNTIME.into(),
+                program: self.config.runtime.clone(),
                 root: self.config.state_dir.join("runtime"),
                 init: DEFAULT_INIT.into(),
             },

@@ -2,7 +2,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::agent::executor::{Event, Executor};
+use crate::agent::executor::{Event, Executor, StopPolicy};
 use crate::agent::plan::Exit;
 
 fn runtime(root: &Path) -> Runtime {
@@ -24,6 +24,10 @@ fn launch(task: &str, netns: PathBuf, dir: &Path, image_rootfs: &Path, argv: &[&
         resolv_conf: None,
         log: dir.join(task.as_str()).join("log"),
         health: None,
+        stop: StopPolicy {
+            signal: crate::signal::SIGTERM,
+            grace: Duration::from_secs(5),
+        },
         container: Some(ContainerLaunch {
             image_rootfs: image_rootfs.to_path_buf(),
             dir: dir.join(task.as_str()),
@@ -261,7 +265,7 @@ fn an_image_task_serves_from_its_own_layer_and_leaves_nothing_behind() {
     assert!(!image.join("www/mine.html").exists());
     assert!(c.dir.join("upper/www/mine.html").exists());
 
-    executor.stop(l.task.clone(), Duration::from_secs(5));
+    executor.stop(l.task.clone());
     assert_eq!(
         next_event(&mut rx, Duration::from_secs(10)),
         Event::Exited(l.task.clone(), Exit::Stopped)
@@ -328,4 +332,88 @@ fn a_killed_runtime_takes_its_container_with_it() {
     );
     cleanup(&l.task, &c);
     assert!(!mount::is_mount_point(&c.dir.join("bundle/rootfs")));
+}
+
+#[test]
+fn an_image_task_is_asked_to_stop_with_its_stop_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = busybox_rootfs(dir.path());
+    let ns = TestNetns::new("shoal-ctest-sig");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let executor = Executor::start(tx).unwrap();
+    let mut l = launch(
+        "ctrsig",
+        ns.path(),
+        dir.path(),
+        &image,
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "trap 'echo got QUIT; exit 0' QUIT; trap '' TERM; echo ready; \
+             while :; do /bin/busybox sleep 0.1; done",
+        ],
+    );
+    // Long enough that a SIGKILL after the grace would fail the wait.
+    l.stop = StopPolicy {
+        signal: crate::signal::Signal::parse("SIGQUIT").unwrap().0,
+        grace: Duration::from_secs(60),
+    };
+    executor.run(l.clone());
+    assert_eq!(
+        next_event(&mut rx, Duration::from_secs(10)),
+        Event::Started(l.task.clone())
+    );
+    wait_for("the task to be ready", || {
+        std::fs::read_to_string(&l.log).is_ok_and(|log| log.contains("ready"))
+    });
+    executor.stop(l.task.clone());
+    assert_eq!(
+        next_event(&mut rx, Duration::from_secs(20)),
+        Event::Exited(l.task.clone(), Exit::Stopped)
+    );
+    let log = std::fs::read_to_string(&l.log).unwrap();
+    assert!(log.contains("got QUIT"), "{log}");
+    executor.shutdown(Duration::ZERO);
+}
+
+const HYBRID: &str = "\
+25 1 0:22 / /sys rw,nosuid - sysfs sysfs rw
+30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+33 30 0:29 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+";
+
+#[test]
+fn the_runtime_is_crun_where_it_works_and_runc_otherwise() {
+    let unified = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+    let legacy = "33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+    assert_eq!(CgroupLayout::of(HYBRID), CgroupLayout::Hybrid);
+    assert_eq!(CgroupLayout::of(unified), CgroupLayout::Unified);
+    assert_eq!(CgroupLayout::of(legacy), CgroupLayout::Legacy);
+    let both = |_: &str| true;
+    let only_runc = |p: &str| p == "runc";
+    use RuntimeChoice::*;
+    assert_eq!(
+        choose_runtime(Auto, CgroupLayout::Unified, both).unwrap().0,
+        "crun"
+    );
+    assert_eq!(
+        choose_runtime(Auto, CgroupLayout::Legacy, both).unwrap().0,
+        "crun"
+    );
+    let (program, why) = choose_runtime(Auto, CgroupLayout::Hybrid, both).unwrap();
+    assert_eq!(program, "runc");
+    assert!(why.contains("hybrid"), "{why}");
+    let (program, why) = choose_runtime(Auto, CgroupLayout::Unified, only_runc).unwrap();
+    assert_eq!((program, why.as_str()), ("runc", "crun is not installed"));
+    assert_eq!(
+        choose_runtime(Runc, CgroupLayout::Unified, both).unwrap().0,
+        "runc"
+    );
+    let e = choose_runtime(Crun, CgroupLayout::Hybrid, both).unwrap_err();
+    assert!(e.contains("hybrid") && e.contains("use runc"), "{e}");
+    assert!(choose_runtime(Crun, CgroupLayout::Unified, only_runc).is_err());
+    assert!(choose_runtime(Auto, CgroupLayout::Unified, |_: &str| false).is_err());
+    assert!(installed("sh") && !installed("no-such-program-here"));
 }

@@ -74,6 +74,7 @@ impl TestManager {
             detection: Duration::from_secs(2),
             dataplane: "none".into(),
             registries: crate::image::RegistryOptions::default(),
+            runtime: crate::agent::container::DEFAULT_RUNTIME.into(),
             tables: TablesSink(Arc::new(NoTables)),
         };
         let swarm = Swarm::start(config).await.unwrap();
