@@ -36,7 +36,7 @@ use self::container::{ContainerLaunch, Runtime};
 use self::executor::{Event, Executor, Launch};
 use self::plan::{Exit, Local};
 use crate::ids::{NodeId, TaskId};
-use crate::image::{Image, ImageConfig, ImageStore, RegistryAuth};
+use crate::image::{Image, ImageConfig, ImageStore};
 use crate::signal::Signal;
 use crate::state::{ClusterState, ServiceMode, Task, TaskUpdate};
 
@@ -269,10 +269,7 @@ impl Run {
                 // image is here (`image_ready`).
                 let (images, done) = (self.config.images.clone(), self.pulled.clone());
                 tokio::spawn(async move {
-                    let got = images
-                        .pull(&image, &RegistryAuth::Anonymous)
-                        .await
-                        .map_err(|e| e.to_string());
+                    let got = images.pull(&image, None).await.map_err(|e| e.to_string());
                     let _ = done.send((id, got));
                 });
                 continue;

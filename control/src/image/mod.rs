@@ -4,14 +4,17 @@
 //! (read-only, each with its own writable layer on top).
 //!
 //! [`layer`] applies layers onto a root; [`store`] pulls and keeps
-//! images; [`config`] reads what an image says about running it.
+//! images; [`config`] reads what an image says about running it;
+//! [`auth`] finds the credentials a registry wants.
 
+pub mod auth;
 pub mod config;
 pub mod layer;
 pub mod store;
 
+pub use auth::RegistryCredentials;
 pub use config::ImageConfig;
-pub use store::{Image, ImageError, ImageStore, RegistryAuth, RegistryOptions};
+pub use store::{Image, ImageError, ImageStore, RegistryOptions};
 
 /// Checks that `reference` names an image (`nginx`, `nginx:1.27`,
 /// `registry:5000/team/app@sha256:...`).

@@ -9,7 +9,9 @@
 //!
 //! A pull by digest of an image already here needs no registry; a pull by
 //! tag asks the registry for the tag's manifest, then fetches only the
-//! blobs it lacks.
+//! blobs it lacks. A pull with credentials sends them as HTTP basic
+//! authentication, or trades them for a token where the registry asks for
+//! one (`WWW-Authenticate: Bearer realm=...`).
 
 use std::collections::HashMap;
 use std::fs::{DirBuilder, File};
@@ -22,11 +24,12 @@ use std::time::Duration;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
-pub use oci_client::secrets::RegistryAuth;
+use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::auth::RegistryCredentials;
 use super::config::ImageConfig;
 use super::layer::{self, Compression, LayerError};
 
@@ -50,9 +53,30 @@ pub enum ImageError {
     /// The registry has no such repository or tag.
     #[error("No such image: {0}")]
     NotFound(String),
-    /// The registry wants credentials, or refused the ones given.
-    #[error("pull access denied for {0}: the registry wants credentials (or refused them)")]
-    Unauthorized(String),
+    /// The registry wants credentials, and none were given.
+    #[error(
+        "unauthorized: authentication required to pull {reference}: `shoal login {registry}`, \
+         then `--with-registry-auth` on `service create`, `service update` or `stack deploy`"
+    )]
+    Unauthorized {
+        /// The image.
+        reference: String,
+        /// Its registry, as `shoal login` takes it.
+        registry: String,
+    },
+    /// The registry refused the credentials given.
+    #[error(
+        "unauthorized: {registry} refused the credentials of `{username}` for {reference}: \
+         `shoal login {registry}` again, then `shoal service update --with-registry-auth`"
+    )]
+    Refused {
+        /// The image.
+        reference: String,
+        /// Its registry.
+        registry: String,
+        /// Whose credentials.
+        username: String,
+    },
     /// The registry could not be reached.
     #[error(
         "cannot reach the registry {registry} for {reference}: {reason} (a registry without \
@@ -136,7 +160,11 @@ pub struct Image {
 /// Pulls and keeps images.
 pub struct ImageStore {
     root: PathBuf,
-    client: Client,
+    options: RegistryOptions,
+    /// For anonymous pulls. oci-client keeps the first credentials it is
+    /// given for a registry for good, so pulls with credentials each get a
+    /// client of their own and this one never sees any.
+    anonymous: Client,
     /// One pull at a time per reference.
     pulling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -172,17 +200,20 @@ impl ImageStore {
         // oci-client builds its HTTPS client on the process's default
         // provider; ring is the one shoal uses everywhere else.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            ..ClientConfig::default()
-        });
         Ok(ImageStore {
             root: root.to_path_buf(),
-            client,
+            anonymous: client(options),
+            options: options.clone(),
             pulling: Mutex::default(),
         })
+    }
+
+    /// A client for `credentials`, and how it authenticates.
+    fn client(&self, credentials: Option<&RegistryCredentials>) -> (Client, RegistryAuth) {
+        match credentials {
+            None => (self.anonymous.clone(), RegistryAuth::Anonymous),
+            Some(c) => (client(&self.options), c.auth()),
+        }
     }
 
     /// The digest the registry gives `reference` now: what a manager pins
@@ -190,23 +221,27 @@ impl ImageStore {
     pub async fn resolve(
         &self,
         reference: &str,
-        auth: &RegistryAuth,
+        credentials: Option<&RegistryCredentials>,
     ) -> Result<String, ImageError> {
         let r = parse(reference)?;
         if let Some(digest) = r.digest() {
             return Ok(checked_digest(reference, digest)?.to_owned());
         }
-        let digest = self
-            .client
-            .fetch_manifest_digest(&r, auth)
+        let (client, auth) = self.client(credentials);
+        let digest = client
+            .fetch_manifest_digest(&r, &auth)
             .await
-            .map_err(|e| registry_error(&r, e))?;
+            .map_err(|e| registry_error(&r, credentials, e))?;
         Ok(checked_digest(reference, &digest)?.to_owned())
     }
 
     /// The image `reference` names, pulled and unpacked unless it is here
     /// already.
-    pub async fn pull(&self, reference: &str, auth: &RegistryAuth) -> Result<Image, ImageError> {
+    pub async fn pull(
+        &self,
+        reference: &str,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<Image, ImageError> {
         let r = parse(reference)?;
         if let Some(digest) = r.digest()
             && let Some(image) = self.load(checked_digest(reference, digest)?)?
@@ -218,11 +253,11 @@ impl ImageStore {
             pulling.entry(r.whole()).or_default().clone()
         };
         let _one_at_a_time = lock.lock().await;
-        let (manifest, digest, config) = self
-            .client
-            .pull_manifest_and_config(&r, auth)
+        let (client, auth) = self.client(credentials);
+        let (manifest, digest, config) = client
+            .pull_manifest_and_config(&r, &auth)
             .await
-            .map_err(|e| registry_error(&r, e))?;
+            .map_err(|e| registry_error(&r, credentials, e))?;
         let digest = checked_digest(reference, &digest)?.to_owned();
         if let Some(image) = self.load(&digest)? {
             return Ok(image);
@@ -234,7 +269,7 @@ impl ImageStore {
         let mut layers = Vec::with_capacity(manifest.layers.len());
         for layer in &manifest.layers {
             let compression = compression(reference, &layer.media_type)?;
-            let path = self.fetch_blob(&r, layer).await?;
+            let path = self.fetch_blob(&client, &r, credentials, layer).await?;
             layers.push((layer.digest.clone(), path, compression));
         }
         let image = Image {
@@ -266,7 +301,13 @@ impl ImageStore {
     }
 
     /// The verified blob `desc` names, fetched unless it is here.
-    async fn fetch_blob(&self, r: &Reference, desc: &OciDescriptor) -> Result<PathBuf, ImageError> {
+    async fn fetch_blob(
+        &self,
+        client: &Client,
+        r: &Reference,
+        credentials: Option<&RegistryCredentials>,
+        desc: &OciDescriptor,
+    ) -> Result<PathBuf, ImageError> {
         let digest = checked_digest(&r.whole(), &desc.digest)?;
         let path = self.root.join("blobs/sha256").join(hex_of(digest));
         if path.exists() {
@@ -276,10 +317,10 @@ impl ImageStore {
         let file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| io_err(&tmp, e))?;
-        let pulled = self.client.pull_blob(r, desc, file).await;
+        let pulled = client.pull_blob(r, desc, file).await;
         if let Err(e) = pulled {
             let _ = std::fs::remove_file(&tmp);
-            return Err(registry_error(r, e));
+            return Err(registry_error(r, credentials, e));
         }
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
         Ok(path)
@@ -344,6 +385,15 @@ impl ImageStore {
     }
 }
 
+fn client(options: &RegistryOptions) -> Client {
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        read_timeout: Some(READ_TIMEOUT),
+        ..ClientConfig::default()
+    })
+}
+
 pub(super) fn parse(reference: &str) -> Result<Reference, ImageError> {
     Reference::try_from(reference.trim()).map_err(|e| ImageError::BadReference {
         reference: reference.to_owned(),
@@ -398,13 +448,30 @@ fn io_err(path: &Path, source: io::Error) -> ImageError {
 }
 
 /// What a registry's refusal means for the user.
-fn registry_error(r: &Reference, e: OciDistributionError) -> ImageError {
+fn registry_error(
+    r: &Reference,
+    credentials: Option<&RegistryCredentials>,
+    e: OciDistributionError,
+) -> ImageError {
     let reference = r.whole();
     let unknown = |code: &OciErrorCode| {
         matches!(
             code,
             OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
         )
+    };
+    let denied =
+        |code: &OciErrorCode| matches!(code, OciErrorCode::Unauthorized | OciErrorCode::Denied);
+    let unauthorized = |reference: String| match credentials {
+        None => ImageError::Unauthorized {
+            reference,
+            registry: r.registry().to_owned(),
+        },
+        Some(c) => ImageError::Refused {
+            reference,
+            registry: r.registry().to_owned(),
+            username: c.username.clone(),
+        },
     };
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => ImageError::NotFound(reference),
@@ -414,8 +481,14 @@ fn registry_error(r: &Reference, e: OciDistributionError) -> ImageError {
             ImageError::NotFound(reference)
         }
         OciDistributionError::ServerError { code: 404, .. } => ImageError::NotFound(reference),
+        OciDistributionError::RegistryError { ref envelope, .. }
+            if envelope.errors.iter().any(|e| denied(&e.code)) =>
+        {
+            unauthorized(reference)
+        }
         OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => ImageError::Unauthorized(reference),
+        | OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::ServerError { code: 401, .. } => unauthorized(reference),
         OciDistributionError::DigestError(d) => ImageError::Digest {
             reference,
             reason: d.to_string(),

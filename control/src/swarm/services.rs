@@ -670,11 +670,7 @@ impl Member {
     /// say (each node then pulls the tag itself, as docker does).
     async fn pin(&self, image: Option<String>) -> Option<String> {
         let image = image?;
-        match self
-            .images
-            .resolve(&image, &crate::image::RegistryAuth::Anonymous)
-            .await
-        {
+        match self.images.resolve(&image, None).await {
             Ok(digest) => Some(crate::image::pinned(&image, &digest)),
             Err(e) => {
                 tracing::warn!(

@@ -1,11 +1,15 @@
 //! Pulls from a small registry served on 127.0.0.1 by the test: it
 //! answers the distribution API's manifest and blob requests from what the
-//! test put in it, and counts the blob requests.
+//! test put in it, and counts the blob requests. It may want credentials,
+//! as HTTP basic authentication or traded for a token at its `/token`
+//! endpoint, as docker's registries do.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -19,6 +23,20 @@ fn digest_of(bytes: &[u8]) -> String {
         d.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
 }
+
+/// What the registry wants before it answers under `/v2/`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    Open,
+    /// `Authorization: Basic` with [`USER`] and [`PASSWORD`].
+    Basic,
+    /// `Authorization: Bearer` with the token `/token` gives for them.
+    Bearer,
+}
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret";
+const TOKEN: &str = "token-for-alice";
 
 #[derive(Default)]
 struct Content {
@@ -34,8 +52,41 @@ struct Registry {
     blob_gets: Arc<AtomicUsize>,
 }
 
+/// One HTTP answer.
+struct Reply {
+    status: &'static str,
+    ctype: &'static str,
+    body: Vec<u8>,
+    headers: Vec<String>,
+}
+
+impl Reply {
+    fn ok(ctype: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status: "200 OK",
+            ctype,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn error(status: &'static str, code: &str) -> Reply {
+        Reply {
+            status,
+            ctype: "application/json",
+            body: format!(r#"{{"errors":[{{"code":"{code}","message":"x","detail":null}}]}}"#)
+                .into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+}
+
 impl Registry {
     async fn start() -> Registry {
+        Registry::guarded(Guard::Open).await
+    }
+
+    async fn guarded(guard: Guard) -> Registry {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let content: Arc<Mutex<Content>> = Arc::default();
@@ -56,19 +107,29 @@ impl Registry {
                     let text = String::from_utf8_lossy(&head).into_owned();
                     let mut words = text.split_whitespace();
                     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                    let (status, ctype, body, digest) = answer(&c, &g, path);
+                    let authorization = text.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("authorization")
+                            .then(|| value.trim().to_owned())
+                    });
+                    let reply = match check(guard, addr, path, authorization.as_deref()) {
+                        Some(refusal) => refusal,
+                        None => answer(&c, &g, path),
+                    };
                     let mut out = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+                        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
                          Connection: close\r\n",
-                        body.len()
+                        reply.status,
+                        reply.ctype,
+                        reply.body.len()
                     );
-                    if let Some(d) = digest {
-                        out.push_str(&format!("Docker-Content-Digest: {d}\r\n"));
+                    for h in &reply.headers {
+                        out.push_str(&format!("{h}\r\n"));
                     }
                     out.push_str("\r\n");
                     let mut bytes = out.into_bytes();
                     if method != "HEAD" {
-                        bytes.extend_from_slice(&body);
+                        bytes.extend_from_slice(&reply.body);
                     }
                     let _ = conn.write_all(&bytes).await;
                 });
@@ -129,24 +190,40 @@ impl Registry {
     }
 }
 
-fn answer(
-    content: &Mutex<Content>,
-    blob_gets: &AtomicUsize,
-    path: &str,
-) -> (&'static str, &'static str, Vec<u8>, Option<String>) {
+/// `None` when `guard` lets the request through; else the refusal, or
+/// the token a `/token` request earned.
+fn check(guard: Guard, addr: SocketAddr, path: &str, authorization: Option<&str>) -> Option<Reply> {
+    let basic = format!("Basic {}", STANDARD.encode(format!("{USER}:{PASSWORD}")));
+    let unauthorized = |challenge: String| Reply {
+        headers: vec![format!("WWW-Authenticate: {challenge}")],
+        ..Reply::error("401 Unauthorized", "UNAUTHORIZED")
+    };
+    match guard {
+        Guard::Open => None,
+        Guard::Basic => (authorization != Some(basic.as_str()))
+            .then(|| unauthorized(r#"Basic realm="fake""#.into())),
+        Guard::Bearer if path.starts_with("/token") => Some(if authorization == Some(&basic) {
+            Reply::ok(
+                "application/json",
+                format!(r#"{{"token":"{TOKEN}"}}"#).into_bytes(),
+            )
+        } else {
+            Reply::error("401 Unauthorized", "UNAUTHORIZED")
+        }),
+        Guard::Bearer => (authorization != Some(&format!("Bearer {TOKEN}"))).then(|| {
+            unauthorized(format!(
+                r#"Bearer realm="http://{addr}/token",service="fake""#
+            ))
+        }),
+    }
+}
+
+fn answer(content: &Mutex<Content>, blob_gets: &AtomicUsize, path: &str) -> Reply {
     let c = content.lock().unwrap();
     if path == "/v2/" {
-        return ("200 OK", "application/json", b"{}".to_vec(), None);
+        return Reply::ok("application/json", b"{}".to_vec());
     }
-    let unknown = |code: &str| {
-        (
-            "404 Not Found",
-            "application/json",
-            format!(r#"{{"errors":[{{"code":"{code}","message":"unknown","detail":null}}]}}"#)
-                .into_bytes(),
-            None,
-        )
-    };
+    let unknown = |code: &str| Reply::error("404 Not Found", code);
     let Some(rest) = path.strip_prefix("/v2/") else {
         return unknown("NAME_UNKNOWN");
     };
@@ -157,19 +234,17 @@ fn answer(
             ":"
         };
         return match c.manifests.get(&format!("{repo}{sep}{reference}")) {
-            Some(m) => (
-                "200 OK",
-                "application/vnd.oci.image.manifest.v1+json",
-                m.clone(),
-                Some(digest_of(m)),
-            ),
+            Some(m) => Reply {
+                headers: vec![format!("Docker-Content-Digest: {}", digest_of(m))],
+                ..Reply::ok("application/vnd.oci.image.manifest.v1+json", m.clone())
+            },
             None => unknown("MANIFEST_UNKNOWN"),
         };
     }
     if let Some((_, digest)) = rest.split_once("/blobs/") {
         blob_gets.fetch_add(1, Ordering::SeqCst);
         return match c.blobs.get(digest) {
-            Some(b) => ("200 OK", "application/octet-stream", b.clone(), None),
+            Some(b) => Reply::ok("application/octet-stream", b.clone()),
             None => unknown("BLOB_UNKNOWN"),
         };
     }
@@ -238,18 +313,9 @@ async fn an_image_is_pulled_verified_unpacked_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path(), &reg);
     let reference = format!("{}/demo/web:1", reg.host());
-    assert_eq!(
-        store
-            .resolve(&reference, &RegistryAuth::Anonymous)
-            .await
-            .unwrap(),
-        digest
-    );
+    assert_eq!(store.resolve(&reference, None).await.unwrap(), digest);
 
-    let image = store
-        .pull(&reference, &RegistryAuth::Anonymous)
-        .await
-        .unwrap();
+    let image = store.pull(&reference, None).await.unwrap();
     assert_eq!(image.digest, digest);
     assert_eq!(image.pinned, format!("{}/demo/web@{digest}", reg.host()));
     assert_eq!(image.config.command(None, None), ["/bin/httpd", "-f"]);
@@ -263,10 +329,7 @@ async fn an_image_is_pulled_verified_unpacked_and_kept() {
     assert_eq!(fetched, 3, "config and two layers");
 
     // By tag again: the manifest is asked for, no layer is fetched again.
-    let again = store
-        .pull(&reference, &RegistryAuth::Anonymous)
-        .await
-        .unwrap();
+    let again = store.pull(&reference, None).await.unwrap();
     assert_eq!(again, image);
     assert!(
         reg.blob_gets.load(Ordering::SeqCst) <= fetched + 1,
@@ -275,10 +338,7 @@ async fn an_image_is_pulled_verified_unpacked_and_kept() {
     // By digest: the registry is not needed at all.
     let before = reg.blob_gets.load(Ordering::SeqCst);
     let offline = ImageStore::open(dir.path(), &RegistryOptions::default()).unwrap();
-    let pinned = offline
-        .pull(&image.pinned, &RegistryAuth::Anonymous)
-        .await
-        .unwrap();
+    let pinned = offline.pull(&image.pinned, None).await.unwrap();
     assert_eq!(pinned.rootfs, image.rootfs);
     assert_eq!(reg.blob_gets.load(Ordering::SeqCst), before);
     assert!(files(&dir.path().join("tmp")).is_empty());
@@ -289,16 +349,16 @@ async fn bad_images_fail_clearly_and_leave_only_verified_blobs() {
     let reg = Registry::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path(), &reg);
-    let anon = RegistryAuth::Anonymous;
+    let anon = None;
     let host = reg.host();
 
     let err = store
-        .pull(&format!("{host}/nope:1"), &anon)
+        .pull(&format!("{host}/nope:1"), anon)
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), format!("No such image: {host}/nope:1"));
 
-    let err = store.pull("UPPER/Case::x", &anon).await.unwrap_err();
+    let err = store.pull("UPPER/Case::x", anon).await.unwrap_err();
     assert!(
         err.to_string().starts_with("invalid reference format"),
         "{err}"
@@ -314,7 +374,7 @@ async fn bad_images_fail_clearly_and_leave_only_verified_blobs() {
         .blobs
         .insert(layer_digest.clone(), gzip(&tar_of(&[("a", "evil")])));
     let err = store
-        .pull(&format!("{host}/demo/tampered:1"), &anon)
+        .pull(&format!("{host}/demo/tampered:1"), anon)
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::Digest { .. }), "{err:?}");
@@ -336,7 +396,7 @@ async fn bad_images_fail_clearly_and_leave_only_verified_blobs() {
     let evil = evil.into_inner().unwrap();
     reg.push("demo/evil", "1", CONFIG, &[(evil, TAR)]);
     let err = store
-        .pull(&format!("{host}/demo/evil:1"), &anon)
+        .pull(&format!("{host}/demo/evil:1"), anon)
         .await
         .unwrap_err();
     assert!(
@@ -355,7 +415,7 @@ async fn bad_images_fail_clearly_and_leave_only_verified_blobs() {
         &[(b"x".to_vec(), "application/vnd.oci.image.layer.v1.tar+zstd")],
     );
     let err = store
-        .pull(&format!("{host}/demo/zstd:1"), &anon)
+        .pull(&format!("{host}/demo/zstd:1"), anon)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not supported"), "{err}");
@@ -371,7 +431,66 @@ async fn bad_images_fail_clearly_and_leave_only_verified_blobs() {
         },
     )
     .unwrap();
-    let err = store.pull(&format!("{gone}/x:1"), &anon).await.unwrap_err();
+    let err = store.pull(&format!("{gone}/x:1"), anon).await.unwrap_err();
     assert!(matches!(err, ImageError::Unreachable { .. }), "{err:?}");
     assert_eq!(err.to_string().lines().count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn a_registry_that_wants_credentials_gets_them_as_basic_or_for_a_token() {
+    for guard in [Guard::Basic, Guard::Bearer] {
+        let reg = Registry::guarded(guard).await;
+        let layer = gzip(&tar_of(&[("www/index.html", "private")]));
+        let digest = reg.push("team/app", "1", CONFIG, &[(layer, GZIP)]);
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path(), &reg);
+        let reference = format!("{}/team/app:1", reg.host());
+        let credentials = |password: &str| RegistryCredentials {
+            username: USER.into(),
+            password: password.into(),
+        };
+
+        // Anonymous: refused, in docker's words, saying what to do.
+        for err in [
+            store.resolve(&reference, None).await.unwrap_err(),
+            store.pull(&reference, None).await.unwrap_err(),
+        ] {
+            assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.starts_with("unauthorized: authentication required"),
+                "{message}"
+            );
+            assert!(message.contains("--with-registry-auth"), "{message}");
+            assert!(
+                message.contains(&format!("shoal login {}", reg.host())),
+                "{message}"
+            );
+        }
+
+        // A wrong password: refused, naming the user and not the password.
+        let wrong = credentials("hunter2");
+        let err = store.pull(&reference, Some(&wrong)).await.unwrap_err();
+        assert!(matches!(err, ImageError::Refused { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("`alice`"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+
+        // The right one, after the wrong one: nothing of it was kept.
+        let right = credentials(PASSWORD);
+        assert_eq!(
+            store.resolve(&reference, Some(&right)).await.unwrap(),
+            digest
+        );
+        let image = store.pull(&reference, Some(&right)).await.unwrap();
+        assert_eq!(image.digest, digest);
+        assert_eq!(
+            std::fs::read_to_string(image.rootfs.join("www/index.html")).unwrap(),
+            "private"
+        );
+
+        // And anonymous pulls did not inherit it.
+        let err = store.resolve(&reference, None).await.unwrap_err();
+        assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
+    }
 }
