@@ -2,6 +2,7 @@
 
 mod daemon;
 mod info;
+mod login;
 mod logs;
 mod network;
 mod node;
@@ -52,6 +53,11 @@ enum Command {
     Service(service::Args),
     /// Deploy and manage stacks of services from compose files (on a manager).
     Stack(stack::Args),
+    /// Keep credentials for a registry in docker's config file, for
+    /// `--with-registry-auth`.
+    Login(login::LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(login::LogoutArgs),
     /// This node's place in the swarm.
     Info(info::Args),
     /// Tiny HTTP (or UDP echo) server for demos and tests.
@@ -116,6 +122,8 @@ pub fn main() -> ExitCode {
         Command::Info(args) => daemon().and_then(|d| info::run(&d, args)),
         Command::Whoami(args) => whoami::run(args),
         Command::Stack(args) => daemon().and_then(|d| stack::run(&d, args)),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Version(args) => version::run(cli.host.as_deref(), args),
         Command::ReapTaskInterfaces => {

@@ -119,6 +119,10 @@ struct CreateArgs {
     /// as a shell would.
     #[arg(long, value_name = "CMD", value_parser = parse_entrypoint)]
     entrypoint: Option<Vec<String>>,
+    /// Send the credentials `shoal login` keeps for the image's registry:
+    /// the nodes pull with them.
+    #[arg(long)]
+    with_registry_auth: bool,
     #[command(flatten)]
     policies: PolicyArgs,
     /// Exit at once instead of showing progress until converged.
@@ -172,6 +176,10 @@ struct UpdateArgs {
     /// Replace the image's ENTRYPOINT; `""` goes back to the image's.
     #[arg(long, value_name = "CMD", value_parser = parse_entrypoint)]
     entrypoint: Option<Vec<String>>,
+    /// Send the credentials `shoal login` keeps for the image's registry
+    /// (now, for the next pulls; running tasks stay).
+    #[arg(long)]
+    with_registry_auth: bool,
     /// Exit at once instead of showing progress until converged.
     #[arg(short, long)]
     detach: bool,
@@ -324,6 +332,15 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         Command::Create(a) => {
             let raw: Vec<String> = std::env::args().collect();
             let (image, command) = image_and_command(&raw, a.command);
+            let registry_auth = match (&image, a.with_registry_auth) {
+                (_, false) => None,
+                (Some(image), true) => Some(super::login::credentials_for(image)?),
+                (None, true) => {
+                    return Err(super::usage(
+                        "--with-registry-auth is for services that run an image",
+                    ));
+                }
+            };
             let global = a.mode == "global";
             let detach = a.detach;
             let view: ServiceView = daemon.post(
@@ -340,6 +357,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     env: a.env,
                     image,
                     entrypoint: a.entrypoint,
+                    registry_auth,
                     command,
                     policies: a.policies.into_policies(),
                     labels: a.labels.into_iter().collect(),
@@ -401,11 +419,29 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         }
         Command::Update(a) => {
             let name = path_part(&a.service)?.to_owned();
+            let registry_auth = if a.with_registry_auth {
+                let image = match &a.image {
+                    Some(image) => Some(image.clone()),
+                    None => {
+                        daemon
+                            .get::<ServiceView>(&format!("/services/{name}"))?
+                            .spec
+                            .image
+                    }
+                };
+                let Some(image) = image else {
+                    bail!("{name}: --with-registry-auth is for services that run an image");
+                };
+                Some(super::login::credentials_for(&image)?)
+            } else {
+                None
+            };
             let change = ServiceChange {
                 replicas: a.replicas,
                 command: (!a.command.is_empty()).then_some(a.command),
                 image: a.image,
                 entrypoint: a.entrypoint,
+                registry_auth,
                 env_add: a.env_add,
                 env_rm: a.env_rm,
                 constraint_add: a.constraint_add,

@@ -27,6 +27,10 @@ enum Command {
         /// Remove the stack's services the file no longer names.
         #[arg(long)]
         prune: bool,
+        /// Send the credentials `shoal login` keeps for each service's
+        /// image registry: the nodes pull with them.
+        #[arg(long)]
+        with_registry_auth: bool,
         /// The stack's name: its services are NAME_SERVICE.
         name: String,
     },
@@ -62,8 +66,9 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         Command::Deploy {
             compose_file,
             prune,
+            with_registry_auth,
             name,
-        } => deploy(daemon, &compose_file, prune, &name),
+        } => deploy(daemon, &compose_file, prune, with_registry_auth, &name),
         Command::Ls { format } => {
             let stacks: Vec<StackView> = daemon.get("/stacks")?;
             if format == Format::Json {
@@ -110,7 +115,13 @@ fn print_steps(report: &StackReport) {
     }
 }
 
-fn deploy(daemon: &Daemon, file: &std::path::Path, prune: bool, name: &str) -> Result<()> {
+fn deploy(
+    daemon: &Daemon,
+    file: &std::path::Path,
+    prune: bool,
+    with_registry_auth: bool,
+    name: &str,
+) -> Result<()> {
     let (shown, text) = if file.as_os_str() == "-" {
         let text = std::io::read_to_string(std::io::stdin()).context("reading standard input")?;
         ("-".to_owned(), text)
@@ -119,8 +130,17 @@ fn deploy(daemon: &Daemon, file: &std::path::Path, prune: bool, name: &str) -> R
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         (file.display().to_string(), text)
     };
-    let plan = shoal_control::stack::plan(&shown, &text, name)
+    let mut plan = shoal_control::stack::plan(&shown, &text, name)
         .map_err(|e| anyhow::anyhow!("{shown} is not a valid stack file:\n{e}"))?;
+    if with_registry_auth {
+        for s in &mut plan.services {
+            if let Some(image) = &s.options.image {
+                let credentials = super::login::credentials_for(image)
+                    .with_context(|| format!("service {}", s.short))?;
+                s.options.registry_auth = Some(credentials);
+            }
+        }
+    }
     for w in &plan.warnings {
         eprintln!("{w}");
     }

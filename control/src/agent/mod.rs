@@ -259,17 +259,22 @@ impl Run {
             };
             // The image the task was made for; tasks from before tasks
             // recorded it run their service's.
-            let image = task.image.clone().or_else(|| {
-                state
-                    .service(&task.service)
-                    .and_then(|s| s.spec.image.clone())
-            });
+            let spec = state.service(&task.service).map(|s| &s.spec);
+            let image = task
+                .image
+                .clone()
+                .or_else(|| spec.and_then(|s| s.image.clone()));
             if let Some(image) = image {
-                // Pulled in the background; the task starts when its
-                // image is here (`image_ready`).
+                // Pulled in the background with the service's credentials
+                // as they are now; the task starts when its image is here
+                // (`image_ready`).
+                let credentials = spec.and_then(|s| s.registry_auth.clone());
                 let (images, done) = (self.config.images.clone(), self.pulled.clone());
                 tokio::spawn(async move {
-                    let got = images.pull(&image, None).await.map_err(|e| e.to_string());
+                    let got = images
+                        .pull(&image, credentials.as_ref())
+                        .await
+                        .map_err(|e| e.to_string());
                     let _ = done.send((id, got));
                 });
                 continue;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::{HealthCheck, RestartPolicy, TaskHealth, UpdateConfig, UpdateStatus};
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
+use crate::image::RegistryCredentials;
 use crate::role::Role;
 
 /// Whether the scheduler may place tasks on a node.
@@ -232,6 +233,11 @@ pub struct ServiceSpec {
     /// (the host-command executor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// What the image is pulled with (`--with-registry-auth`); `None`
+    /// pulls anonymously. Kept here because every node that runs a task
+    /// pulls; listings show only the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryCredentials>,
     /// For an image: the program that replaces its ENTRYPOINT
     /// (`--entrypoint`, compose `entrypoint:`), which also drops its CMD
     /// as docker does; `None` keeps both.
@@ -292,7 +298,8 @@ impl ServiceSpec {
     /// Whether tasks made from `self` differ from tasks made from `other`,
     /// so that changing one into the other replaces the tasks. Replicas,
     /// mode, name, max replicas and the update configurations only change
-    /// how many tasks there are and how they are replaced.
+    /// how many tasks there are and how they are replaced; registry
+    /// credentials only how the image is pulled next (as docker).
     pub fn changes_tasks(&self, other: &ServiceSpec) -> bool {
         self.image != other.image
             || self.entrypoint != other.entrypoint

@@ -18,6 +18,7 @@ use super::member::Member;
 use super::view::{find_by_key, find_node};
 use crate::agent::short_name;
 use crate::ids::{NodeId, ServiceId, TaskId};
+use crate::image::RegistryCredentials;
 use crate::scheduler::Constraint;
 use crate::signal::Signal;
 use crate::state::{
@@ -55,6 +56,10 @@ pub struct ServiceOptions {
     /// `--entrypoint`: replaces the image's ENTRYPOINT (and drops its CMD).
     #[serde(default)]
     pub entrypoint: Option<Vec<String>>,
+    /// `--with-registry-auth`: what the image is pulled with, as the CLI
+    /// found them for its registry; `None` pulls anonymously.
+    #[serde(default)]
+    pub registry_auth: Option<RegistryCredentials>,
     /// The command and its arguments; with an image, the arguments that
     /// replace its CMD.
     pub command: Vec<String>,
@@ -254,6 +259,9 @@ pub struct ServiceChange {
     pub image: Option<String>,
     /// New `--entrypoint`; an empty one goes back to the image's.
     pub entrypoint: Option<Vec<String>>,
+    /// `--with-registry-auth`: new credentials for the image's registry;
+    /// `None` keeps those the service has, as docker does.
+    pub registry_auth: Option<RegistryCredentials>,
     /// `K=V` to add or change.
     pub env_add: Vec<String>,
     /// Variable names to remove.
@@ -299,6 +307,12 @@ impl ServiceChange {
                 return Err(NO_ENTRYPOINT.into());
             }
             spec.entrypoint = (!e.is_empty()).then(|| e.clone());
+        }
+        if let Some(c) = &self.registry_auth {
+            if spec.image.is_none() {
+                return Err(NO_REGISTRY.into());
+            }
+            spec.registry_auth = Some(c.clone());
         }
         if let Some(c) = &self.command {
             if c.is_empty() && spec.image.is_none() {
@@ -469,7 +483,12 @@ impl ServiceView {
             },
             running,
             desired,
-            spec: s.spec.clone(),
+            spec: ServiceSpec {
+                // Nodes need the password to pull; nobody needs to read it
+                // back.
+                registry_auth: s.spec.registry_auth.as_ref().map(|c| c.redacted()),
+                ..s.spec.clone()
+            },
             networks: s.spec.networks.iter().filter_map(name_of).collect(),
             vips: s
                 .vips
@@ -564,6 +583,9 @@ pub(super) fn find<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Service
     .map_err(SwarmError::Refused)
 }
 
+const NO_REGISTRY: &str =
+    "--with-registry-auth is for services that run an image; this one runs a host command";
+
 const NO_ENTRYPOINT: &str = "--entrypoint replaces an image's entrypoint, and this service runs a host command: put the \
      program first in its command";
 
@@ -582,6 +604,8 @@ pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<Service
         crate::image::check_reference(image).map_err(|e| refuse(e.to_string()))?;
     } else if o.entrypoint.is_some() {
         return Err(refuse(NO_ENTRYPOINT.into()));
+    } else if o.registry_auth.is_some() {
+        return Err(refuse(NO_REGISTRY.into()));
     }
     let mode = match (o.global, o.replicas) {
         (true, Some(_)) => {
@@ -632,6 +656,7 @@ pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<Service
         name: o.name,
         mode,
         image: o.image.map(|i| i.trim().to_owned()),
+        registry_auth: o.registry_auth,
         entrypoint: o.entrypoint.filter(|e| !e.is_empty()),
         command: o.command,
         env: o.env,
@@ -655,7 +680,9 @@ impl Member {
     ) -> Result<ServiceView, SwarmError> {
         let state = self.read().await?;
         let mut spec = spec_of(&state, o)?;
-        spec.image = self.pin(spec.image.take()).await;
+        spec.image = self
+            .pin(spec.image.take(), spec.registry_auth.as_ref())
+            .await;
         let id = ServiceId::generate()?;
         self.write(Command::CreateService {
             id: id.clone(),
@@ -667,10 +694,15 @@ impl Member {
 
     /// `image` pinned to the digest its registry gives it now, so that
     /// every node runs the same image; as given when the registry cannot
-    /// say (each node then pulls the tag itself, as docker does).
-    async fn pin(&self, image: Option<String>) -> Option<String> {
+    /// say (each node then pulls the tag itself, as docker does, and a
+    /// registry that refuses shows in the tasks' errors).
+    async fn pin(
+        &self,
+        image: Option<String>,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Option<String> {
         let image = image?;
-        match self.images.resolve(&image, None).await {
+        match self.images.resolve(&image, credentials).await {
             Ok(digest) => Some(crate::image::pinned(&image, &digest)),
             Err(e) => {
                 tracing::warn!(
@@ -769,7 +801,9 @@ impl Member {
             .map_err(|e| SwarmError::Refused(format!("{}: {e}", service.spec.name)))?;
         if let Some(image) = &change.image {
             crate::image::check_reference(image).map_err(|e| SwarmError::Refused(e.to_string()))?;
-            spec.image = self.pin(Some(image.clone())).await;
+            spec.image = self
+                .pin(Some(image.clone()), spec.registry_auth.as_ref())
+                .await;
         }
         self.write(Command::UpdateService {
             id: service.id.clone(),
@@ -923,5 +957,73 @@ mod tests {
         assert_eq!(spec.restart.condition, RestartCondition::OnFailure);
         assert_eq!(spec.update.monitor_ms, 1000);
         assert!(spec.healthcheck.is_some());
+    }
+
+    fn alice(password: &str) -> RegistryCredentials {
+        RegistryCredentials {
+            username: "alice".into(),
+            password: password.into(),
+        }
+    }
+
+    #[test]
+    fn credentials_reach_the_state_and_are_never_shown() {
+        let mut state = ClusterState::new();
+        let options = |image: Option<&str>| ServiceOptions {
+            name: "web".into(),
+            image: image.map(str::to_owned),
+            command: vec!["true".into()],
+            registry_auth: Some(alice("hunter2")),
+            ..ServiceOptions::default()
+        };
+        let err = spec_of(&state, options(None)).unwrap_err();
+        assert!(err.to_string().contains("--with-registry-auth"), "{err}");
+        let spec = spec_of(&state, options(Some("198.18.0.1:5000/app:1"))).unwrap();
+        assert_eq!(spec.registry_auth, Some(alice("hunter2")));
+        let id = ServiceId::generate().unwrap();
+        state
+            .apply(Command::CreateService {
+                id: id.clone(),
+                spec,
+            })
+            .unwrap();
+        let service = state.service(&id).unwrap();
+        assert_eq!(service.spec.registry_auth, Some(alice("hunter2")));
+
+        let view = ServiceView::of(&state, service);
+        assert_eq!(view.spec.registry_auth, Some(alice("")));
+        let shown = serde_json::to_string(&vec![view]).unwrap();
+        assert!(
+            shown.contains(r#""registry_auth":{"username":"alice"}"#),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{service:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_update_refreshes_credentials_only_when_given() {
+        let spec = ServiceSpec {
+            image: Some("app:1".into()),
+            registry_auth: Some(alice("old")),
+            ..ServiceSpec::default()
+        };
+        let kept = ServiceChange {
+            replicas: Some(3),
+            ..ServiceChange::default()
+        };
+        assert_eq!(kept.apply(&spec).unwrap().registry_auth, Some(alice("old")));
+        let refreshed = ServiceChange {
+            registry_auth: Some(alice("new")),
+            ..ServiceChange::default()
+        };
+        let new = refreshed.apply(&spec).unwrap();
+        assert_eq!(new.registry_auth, Some(alice("new")));
+        assert!(!new.changes_tasks(&spec));
+        let host = ServiceSpec {
+            command: vec!["true".into()],
+            ..ServiceSpec::default()
+        };
+        assert!(refreshed.apply(&host).unwrap_err().contains("host command"));
     }
 }

@@ -78,10 +78,14 @@ fn check_stack_name(name: &str) -> Result<(), SwarmError> {
     })
 }
 
-/// `spec` with the published ports the state picked for `existing` where
-/// `spec` leaves the choice to the state, so that an unchanged file gives
-/// an unchanged spec.
-fn keep_picked_ports(mut spec: ServiceSpec, existing: &ServiceSpec) -> ServiceSpec {
+/// `spec` with what the state holds for `existing` where `spec` leaves
+/// it open, so that an unchanged file gives an unchanged spec: the
+/// published ports the state picked, and the registry credentials when
+/// the deploy sends none (docker keeps them too).
+fn keep_picked(mut spec: ServiceSpec, existing: &ServiceSpec) -> ServiceSpec {
+    if spec.registry_auth.is_none() {
+        spec.registry_auth.clone_from(&existing.registry_auth);
+    }
     let same = |a: &PortConfig, b: &PortConfig| {
         a.target == b.target && a.protocol == b.protocol && a.mode == b.mode
     };
@@ -168,7 +172,7 @@ fn deploy_commands(
                 )));
             }
             Some(existing) => {
-                let spec = keep_picked_ports(spec, &existing.spec);
+                let spec = keep_picked(spec, &existing.spec);
                 if spec == existing.spec {
                     continue;
                 }
@@ -484,6 +488,31 @@ mod tests {
         );
         // The web service kept its picked published port and its version.
         assert_eq!(s.service_by_name("hello_web"), Some(&web_before));
+    }
+
+    #[test]
+    fn a_redeploy_without_credentials_keeps_those_the_service_has() {
+        let mut s = base();
+        let with = |password: Option<&str>| {
+            let mut d = plan("hello", 3);
+            let api = &mut d.plan.services[0].options;
+            api.image = Some("registry:5000/team/api:1".into());
+            api.command.clear();
+            api.registry_auth = password.map(|p| crate::image::RegistryCredentials {
+                username: "ci".into(),
+                password: p.into(),
+            });
+            d
+        };
+        let api = |s: &ClusterState| s.service_by_name("hello_api").expect("api").clone();
+        let password = |s: &ClusterState| api(s).spec.registry_auth.expect("kept").password;
+        deploy(&mut s, with(Some("one")));
+        assert_eq!(password(&s), "one");
+        assert!(deploy(&mut s, with(None)).is_empty(), "nothing changed");
+        assert_eq!(password(&s), "one");
+        assert_eq!(deploy(&mut s, with(Some("two"))).len(), 1);
+        assert_eq!(password(&s), "two");
+        assert_eq!(api(&s).spec_version, 1, "no task replaced");
     }
 
     #[test]

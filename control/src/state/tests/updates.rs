@@ -127,12 +127,25 @@ fn scaling_or_changing_how_tasks_are_replaced_keeps_the_spec_version_and_status(
     ok(&mut s, cmd);
     let status = web(&s).update_status.clone();
 
-    let changes: [fn(&mut ServiceSpec); 5] = [
+    let changes: [fn(&mut ServiceSpec); 7] = [
         |s| s.mode = ServiceMode::Replicated { replicas: 9 },
         |s| s.max_replicas = 2,
         |s| s.update.parallelism = 3,
         |s| s.rollback.order = UpdateOrder::StartFirst,
         |s| s.name = "web2".into(),
+        // `--with-registry-auth`, and again with a new password: the next
+        // pulls use them, running tasks stay (as docker).
+        |s| {
+            s.registry_auth = Some(crate::image::RegistryCredentials {
+                username: "alice".into(),
+                password: "one".into(),
+            })
+        },
+        |s| {
+            if let Some(c) = s.registry_auth.as_mut() {
+                c.password = "two".into();
+            }
+        },
     ];
     for change in changes {
         let mut spec = web(&s).spec.clone();
