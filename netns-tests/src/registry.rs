@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -15,7 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::lab::Host;
+use crate::lab::{Host, Lab};
+use crate::net::wait_until;
+use crate::proc::SpawnOpts;
 
 #[derive(Default)]
 struct Content {
@@ -92,6 +95,34 @@ impl Registry {
         files: &[(String, u32, Vec<u8>)],
         config: serde_json::Value,
     ) -> Result<String> {
+        let image = Built::new(files, config)?;
+        self.blob(&image.config);
+        self.blob(&image.layer);
+        let mut c = self
+            .content
+            .lock()
+            .map_err(|_| anyhow::anyhow!("registry content lock poisoned"))?;
+        c.manifests
+            .insert(format!("{repo}:{tag}"), image.manifest.clone());
+        c.manifests
+            .insert(format!("{repo}@{}", image.digest), image.manifest);
+        Ok(image.digest)
+    }
+}
+
+/// An image made here: its config, one gzip layer and its OCI manifest.
+pub struct Built {
+    pub config: Vec<u8>,
+    pub layer: Vec<u8>,
+    pub manifest: Vec<u8>,
+    /// The manifest's digest: what a registry pins the image to.
+    pub digest: String,
+}
+
+impl Built {
+    /// An image of `files` (path, mode, bytes) and `config` (the image
+    /// config's `config` object).
+    pub fn new(files: &[(String, u32, Vec<u8>)], config: serde_json::Value) -> Result<Built> {
         let layer = gzip_tar(files)?;
         let config = serde_json::to_vec(&serde_json::json!({
             "architecture": "amd64",
@@ -104,24 +135,187 @@ impl Registry {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {
                 "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": self.blob(&config),
+                "digest": digest_of(&config),
                 "size": config.len(),
             },
             "layers": [{
                 "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": self.blob(&layer),
+                "digest": digest_of(&layer),
                 "size": layer.len(),
             }],
         }))?;
         let digest = digest_of(&manifest);
-        let mut c = self
-            .content
-            .lock()
-            .map_err(|_| anyhow::anyhow!("registry content lock poisoned"))?;
-        c.manifests
-            .insert(format!("{repo}:{tag}"), manifest.clone());
-        c.manifests.insert(format!("{repo}@{digest}"), manifest);
-        Ok(digest)
+        Ok(Built {
+            config,
+            layer,
+            manifest,
+            digest,
+        })
+    }
+
+    /// Writes it to `dir` as an OCI image layout tagged `tag`: what `umoci`
+    /// builds and `skopeo copy oci:DIR:TAG ...` pushes.
+    pub fn write_layout(&self, dir: &Path, tag: &str) -> Result<()> {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
+        for bytes in [&self.config, &self.layer, &self.manifest] {
+            let hex = digest_of(bytes).trim_start_matches("sha256:").to_owned();
+            std::fs::write(blobs.join(hex), bytes)?;
+        }
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": self.digest,
+                "size": self.manifest.len(),
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }],
+        });
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+        Ok(())
+    }
+}
+
+/// Debian's `docker-registry` (the distribution project's registry, as
+/// `registry:2` runs it), serving plain HTTP on a host of a lab and
+/// storing under the lab's directory. The lab stops it with its other
+/// processes.
+pub struct DockerRegistry {
+    /// Where it answers.
+    pub addr: SocketAddrV4,
+}
+
+impl DockerRegistry {
+    /// Starts it on `host`, port `port`; `detach` lets it outlive this
+    /// process (the sandbox).
+    pub fn start(lab: &mut Lab, host: &Host, port: u16, detach: bool) -> Result<DockerRegistry> {
+        let addr = SocketAddrV4::new(host.underlay, port);
+        let dir = lab.dir().join(format!("{}-registry", host.name));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n  secret: shoal-sandbox\n",
+                data.display()
+            ),
+        )?;
+        let config = config.display().to_string();
+        let spawn = SpawnOpts {
+            log: Some(dir.join("registry.log")),
+            detach,
+            ..SpawnOpts::default()
+        };
+        lab.spawn_opts(&host.netns, &[REGISTRY_BIN, "serve", &config], &spawn)
+            .context("starting docker-registry (scripts/setup.sh installs it)")?;
+        let path = shoal_dataplane::sys::netns::path_of(&host.netns);
+        wait_until(
+            &format!("the registry on {addr}"),
+            Duration::from_secs(10),
+            || {
+                shoal_dataplane::sys::netns::run_in(&path, move || {
+                    crate::http_get(addr, Duration::from_secs(1)).ok()
+                })
+                .ok()
+                .flatten()
+            },
+        )?;
+        Ok(DockerRegistry { addr })
+    }
+
+    /// `HOST:PORT`, as image references and `--insecure-registry` name it.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Pushes `image` as `repo:tag` from `from`'s namespace with skopeo,
+    /// as a user would; returns the full reference.
+    pub fn push(
+        &self,
+        lab: &Lab,
+        from: &Host,
+        image: &Built,
+        repo: &str,
+        tag: &str,
+    ) -> Result<String> {
+        let layout = lab
+            .dir()
+            .join("layouts")
+            .join(format!("{}-{tag}", repo.replace('/', "-")));
+        image.write_layout(&layout, tag)?;
+        let reference = format!("{}/{repo}:{tag}", self.host());
+        let src = format!("oci:{}:{tag}", layout.display());
+        let dest = format!("docker://{reference}");
+        lab.run_ok(
+            &from.netns,
+            &[
+                "skopeo",
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                &src,
+                &dest,
+            ],
+        )
+        .with_context(|| format!("pushing {reference} with skopeo"))?;
+        Ok(reference)
+    }
+}
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// The demo images of the sandbox and the tutorial stack, made from
+/// Debian's static busybox; each serves HTTP from a CGI script (busybox
+/// `httpd` runs `/cgi-bin/index.cgi` for `/`).
+pub mod demo {
+    use anyhow::Result;
+
+    use super::{Built, busybox_files};
+
+    /// `whoami` on port 80: `Hostname:` (the task's name) and
+    /// `RemoteAddr:` (the client as the task sees it).
+    pub fn whoami() -> Result<Built> {
+        cgi(
+            80,
+            "echo \"Hostname: $(/bin/busybox hostname)\"\n\
+             echo \"RemoteAddr: $REMOTE_ADDR:$REMOTE_PORT\"\n",
+        )
+    }
+
+    /// The tutorial's API (`kickscar/hellodocker`) on port 3000.
+    pub fn api() -> Result<Built> {
+        cgi(3000, "echo \"hello from api $(/bin/busybox hostname)\"\n")
+    }
+
+    /// The tutorial's front (`kickscar/nginx`) on port 80: asks
+    /// `$BACKEND_HOST` (`NAME:PORT`) by name over the overlay and shows
+    /// both answers. (Debian's static busybox `wget` crashes without the
+    /// host's NSS modules; `nc` resolves through the task's DNS alone.)
+    pub fn front() -> Result<Built> {
+        cgi(
+            80,
+            "echo \"front $(/bin/busybox hostname)\"\n\
+             printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5 \"${BACKEND_HOST%:*}\" \"${BACKEND_HOST##*:}\" \\\n\
+             | /bin/busybox sed '1,/^\\r$/d' | /bin/busybox grep . || echo \"api at $BACKEND_HOST: no answer\"\n",
+        )
+    }
+
+    fn cgi(port: u16, body: &str) -> Result<Built> {
+        let script =
+            format!("#!/bin/busybox sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n{body}");
+        Built::new(
+            &busybox_files(&[("www/cgi-bin/index.cgi", 0o755, script.into_bytes())])?,
+            serde_json::json!({
+                "Entrypoint": ["/bin/busybox", "httpd", "-f", "-h", "/www"],
+                // IPv4 only, so REMOTE_ADDR reads as the client's address.
+                "Cmd": ["-p", format!("0.0.0.0:{port}")],
+                "ExposedPorts": {format!("{port}/tcp"): {}},
+                "StopSignal": "SIGTERM",
+            }),
+        )
     }
 }
 

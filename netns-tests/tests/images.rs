@@ -241,11 +241,15 @@ fn an_image_service_runs_through_the_mesh_rolls_to_a_new_tag_and_fails_clearly()
     wait_converged(&swarm, &[0], 3)?;
     // The state may list w1's old tasks as running until its new agent
     // reports them gone.
-    let tasks = wait_until("3 running tasks again, none of them w1's old ones", T, || {
-        running_tasks(&swarm.nodes[0], "web")
-            .ok()
-            .filter(|t| t.len() == 3 && t.keys().all(|k| !lost.contains(k)))
-    })?;
+    let tasks = wait_until(
+        "3 running tasks again, none of them w1's old ones",
+        T,
+        || {
+            running_tasks(&swarm.nodes[0], "web")
+                .ok()
+                .filter(|t| t.len() == 3 && t.keys().all(|k| !lost.contains(k)))
+        },
+    )?;
     let want = tasks.keys().cloned().collect();
     wait_mesh(&lab, &swarm.nodes, &client, &want, "v2").with_context(|| logs(&swarm))?;
     drop(registry);

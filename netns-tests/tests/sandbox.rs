@@ -39,7 +39,9 @@ fn live_sandbox_processes(tasks: &[u32]) -> Vec<String> {
             .any(|l| l.starts_with("State:") && l.contains('Z'));
         let pid: Option<u32> = entry.file_name().to_str().and_then(|p| p.parse().ok());
         let task = pid.is_some_and(|p| tasks.contains(&p)) && cmdline.contains("whoami");
-        if !zombie && (cmdline.contains("shoal-sandbox") || task) {
+        // The demo images' servers, inside their containers.
+        let container = cmdline.contains("httpd -f -h /www");
+        if !zombie && (cmdline.contains("shoal-sandbox") || task || container) {
             found.push(cmdline);
         }
     }
@@ -63,6 +65,7 @@ fn sandbox_up_then_down_leaves_nothing() {
     assert_eq!(answered, 2, "the mesh answers on every node:\n{out}");
     let (ok, status) = shoal(&["sandbox", "status"]);
     assert!(ok && status.contains("running"), "{status}");
+    tutorial_stack();
     std::mem::forget(cleanup);
 
     let tasks = task_pids();
@@ -85,6 +88,101 @@ fn sandbox_up_then_down_leaves_nothing() {
         ok && out.contains("no sandbox"),
         "a second down is a no-op: {out}"
     );
+}
+
+/// `shoal` on the sandbox's first node, as a user with `SHOAL_HOST` would.
+fn on_n1(args: &[&str]) -> String {
+    let out = Command::new(shoal_bin())
+        .args(args)
+        .env(
+            "SHOAL_HOST",
+            "unix:///run/shoal-sandbox/n1/state/shoal.sock",
+        )
+        .output()
+        .expect("run shoal");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "shoal {args:?}: {text}");
+    text
+}
+
+/// The Swarm tutorial's stack (seed 004) from the images `sandbox up`
+/// pushed to its registry: a front of 3 replicas off the manager, which
+/// asks the API service by name, answers through the mesh on every node.
+fn tutorial_stack() {
+    on_n1(&["network", "create", "-d", "overlay", "hellodocker-network"]);
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/hellodocker-stack.yml"
+    );
+    let out = on_n1(&["stack", "deploy", "-c", file, "hellodocker-api"]);
+    assert!(
+        out.contains("Creating service hellodocker-api_nginx"),
+        "{out}"
+    );
+    let services = on_n1(&["stack", "services", "hellodocker-api"]);
+    assert!(
+        services.contains("198.18.0.1:5000/kickscar/nginx:latest")
+            && services.contains("198.18.0.1:5000/kickscar/hellodocker:latest"),
+        "{services}"
+    );
+    for node in ["198.18.0.1", "198.18.0.2"] {
+        let url = format!("http://{node}:8000/");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    "shoal-sbx-client",
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "5",
+                    &url,
+                ])
+                .output()
+                .expect("run curl");
+            let last = String::from_utf8_lossy(&out.stdout).into_owned();
+            if last.contains("front hellodocker-api_nginx.")
+                && last.contains("hello from api hellodocker-api_api.")
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{url} did not answer from the front and the api: {last:?}\n{}",
+                on_n1(&["stack", "ps", "hellodocker-api"])
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    // Every task runs off the manager, from its pinned image.
+    let ps: serde_json::Value = serde_json::from_str(&on_n1(&[
+        "stack",
+        "ps",
+        "--format",
+        "json",
+        "hellodocker-api",
+    ]))
+    .expect("stack ps as JSON");
+    let running: Vec<&serde_json::Value> = ps
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|t| t["state"] == "running")
+        .collect();
+    assert_eq!(running.len(), 6, "{ps:#}");
+    for t in running {
+        assert_eq!(t["node"], "n2", "{t}");
+        assert!(
+            t["image"].as_str().is_some_and(|i| i.contains("@sha256:")),
+            "{t}"
+        );
+    }
 }
 
 /// Runs `f` when dropped, so a failed assertion still tears the sandbox down.

@@ -3,10 +3,14 @@
 //! Kubernetes. Each node `nK` is a namespace `shoal-sbx-nK` on one underlay
 //! bridge (198.18.0.K) running a swarm-mode `shoal daemon`; n1 runs
 //! `swarm init`, the first `--managers` nodes join as managers and the
-//! rest as workers. A demo service `web` (`shoal whoami`, one replica per
-//! node, port 8080 published through the routing mesh) is deployed on the
-//! overlay network `demo` and asked from a client host on every node's
-//! address. Everything lives under `/run/shoal-sandbox`; `state.json`
+//! rest as workers. As in the Swarm tutorials, n1 also runs a registry
+//! (Debian's `docker-registry`, plain HTTP on 198.18.0.1:5000, which every
+//! daemon lists with `--insecure-registry`), and the demo images built here
+//! offline from busybox are pushed to it with skopeo: a whoami and the
+//! tutorial stack's `kickscar/nginx` and `kickscar/hellodocker`. A demo
+//! service `web` (the whoami image, one replica per node, port 8080
+//! published through the routing mesh) is deployed on the overlay network
+//! `demo` and asked from a client host on every node's address. Everything lives under `/run/shoal-sandbox`; `state.json`
 //! there records what `down` removes.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use shoal_netns_tests::registry::{DockerRegistry, demo};
 use shoal_netns_tests::swarm::addr;
 use shoal_netns_tests::{
     Host, Lab, LabState, ProcRecord, SwarmNode, http_get, netns_list, teardown, wait_until,
@@ -54,6 +59,8 @@ const NETWORK: &str = "demo";
 const MAX_NODES: u8 = 64;
 /// The demo service and its published port.
 const SERVICE: &str = "web";
+/// The registry's port on n1, as in the tutorial.
+const REGISTRY_PORT: u16 = 5000;
 const PUBLISHED: u16 = 8080;
 /// Where every node serves `/metrics` and managers the visualizer.
 const METRICS_PORT: u16 = 9323;
@@ -66,6 +73,9 @@ const DEMO_TIMEOUT: Duration = Duration::from_secs(30);
 struct SandboxState {
     lab: LabState,
     nodes: Vec<Node>,
+    /// The registry on n1, `HOST:PORT`.
+    #[serde(default)]
+    registry: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,17 +132,18 @@ fn up(nodes: u8, managers: u8) -> Result<()> {
     };
     let mut lab = lab;
     match build(&mut lab, nodes, managers, &bin) {
-        Ok(nodes) => {
+        Ok((nodes, registry)) => {
             let state = SandboxState {
                 lab: lab.persist(),
                 nodes,
+                registry,
             };
             if let Err(e) = save(&state) {
                 let _ = teardown(&state.lab);
                 let _ = std::fs::remove_dir_all(state_dir());
                 return Err(e);
             }
-            print_access(&state.nodes);
+            print_access(&state.nodes, &state.registry);
             Ok(())
         }
         Err(e) => {
@@ -144,18 +155,35 @@ fn up(nodes: u8, managers: u8) -> Result<()> {
     }
 }
 
-/// Starts the daemons, forms the swarm, deploys the demo service and
-/// asks it through the mesh.
-fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>> {
+/// Starts the registry and the daemons, forms the swarm, pushes the demo
+/// images, deploys the demo service and asks it through the mesh. Returns
+/// the nodes and the registry's `HOST:PORT`.
+fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<(Vec<Node>, String)> {
     let mut started: Vec<(SwarmNode, bool)> = Vec::new();
+    let mut registry = None;
     for k in 1..=count {
         let host = lab.add_host(&node_name(k))?;
+        let registry = match &registry {
+            Some(r) => r,
+            None => registry.insert(
+                DockerRegistry::start(lab, &host, REGISTRY_PORT, true)
+                    .context("starting the registry on n1")?,
+            ),
+        };
         let metrics = format!("0.0.0.0:{METRICS_PORT}");
         let web = format!("0.0.0.0:{WEB_PORT}");
+        let insecure = registry.host();
         let node = lab
             .start_swarm_node_with(
                 &host,
-                &["--metrics-addr", &metrics, "--web", &web],
+                &[
+                    "--metrics-addr",
+                    &metrics,
+                    "--web",
+                    &web,
+                    "--insecure-registry",
+                    &insecure,
+                ],
                 bin,
                 true,
             )
@@ -175,6 +203,17 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
         };
         node.shoal_ok(&["swarm", "join", "--token", token.trim(), &leader])?;
     }
+    let registry = registry.context("no node, so no registry")?;
+    let mut images = Vec::new();
+    for (repo, tag, image) in [
+        ("demo/whoami", "1", demo::whoami()?),
+        ("kickscar/hellodocker", "latest", demo::api()?),
+        ("kickscar/nginx", "latest", demo::front()?),
+    ] {
+        let reference = registry.push(lab, &first.host, &image, repo, tag)?;
+        println!("pushed {reference} (built here from busybox-static, pushed with skopeo)");
+        images.push(reference);
+    }
     let replicas = count.to_string();
     let published = format!("{PUBLISHED}:80");
     println!("$ shoal network create -d overlay {NETWORK}");
@@ -190,11 +229,7 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
         &replicas,
         "-p",
         &published,
-        "--",
-        "shoal",
-        "whoami",
-        "--port",
-        "80",
+        &images[0],
     ];
     println!("$ shoal {}", create.join(" "));
     print!("{}", first.shoal_ok(&create)?);
@@ -202,7 +237,7 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
     print!("{}", first.shoal_ok(&["node", "ls"])?);
     let client = lab.add_host("client")?;
     mesh_demo(lab, &started, &client)?;
-    Ok(started
+    let nodes = started
         .iter()
         .map(|(n, manager)| Node {
             name: n.host.name.clone(),
@@ -213,7 +248,8 @@ fn build(lab: &mut Lab, count: u8, managers: u8, bin: &Path) -> Result<Vec<Node>
             socket: n.socket.clone(),
             daemon: n.proc.record().clone(),
         })
-        .collect())
+        .collect();
+    Ok((nodes, registry.host()))
 }
 
 /// From a client host outside the overlay, requests to the published port
@@ -272,7 +308,7 @@ fn load() -> Result<Option<SandboxState>> {
     })
 }
 
-fn print_access(nodes: &[Node]) {
+fn print_access(nodes: &[Node], registry: &str) {
     println!(
         "\nThe sandbox is up: a swarm of {} node(s) on the underlay 198.18.0.0/24.",
         nodes.len()
@@ -302,6 +338,12 @@ fn print_access(nodes: &[Node]) {
             ul = first.underlay,
         );
     }
+    println!(
+        "  registry on n1: {registry} (demo/whoami:1, kickscar/nginx:latest, kickscar/hellodocker:latest); \
+         push with: ip netns exec {PREFIX}-n1 skopeo copy --dest-tls-verify=false oci:DIR:TAG docker://{registry}/NAME:TAG\n  \
+         the Swarm tutorial's stack: shoal network create -d overlay hellodocker-network && \
+         shoal stack deploy -c examples/hellodocker-stack.yml hellodocker-api"
+    );
     println!("`shoal sandbox status` shows it, `shoal sandbox down` removes it.");
 }
 

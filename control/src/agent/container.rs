@@ -206,6 +206,13 @@ impl ContainerLaunch {
     }
 }
 
+/// Writes a file every user of the container may read (0644, whatever
+/// the daemon's umask), as docker's `/etc/hosts`.
+fn write_readable(path: &Path, text: &str) -> io::Result<()> {
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+}
+
 /// The runtime's name for a task's container.
 pub fn container_id(task: &TaskId) -> String {
     format!("shoal-{task}")
@@ -422,11 +429,11 @@ pub fn prepare(launch: &Launch, c: &ContainerLaunch) -> io::Result<PathBuf> {
         .mode(0o755)
         .create(&etc)?;
     let hostname = etc.join("hostname");
-    std::fs::write(&hostname, format!("{}\n", launch.hostname))?;
+    write_readable(&hostname, &format!("{}\n", launch.hostname))?;
     let hosts = etc.join("hosts");
-    std::fs::write(
+    write_readable(
         &hosts,
-        format!(
+        &format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
             launch.hostname
         ),

@@ -696,7 +696,7 @@ impl Member {
     /// every node runs the same image; as given when the registry cannot
     /// say (each node then pulls the tag itself, as docker does, and a
     /// registry that refuses shows in the tasks' errors).
-    async fn pin(
+    pub(super) async fn pin(
         &self,
         image: Option<String>,
         credentials: Option<&RegistryCredentials>,

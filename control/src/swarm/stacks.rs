@@ -216,7 +216,22 @@ impl Member {
         &self,
         deploy: StackDeploy,
     ) -> Result<StackReport, SwarmError> {
+        let mut deploy = deploy;
         let state = self.read().await?;
+        // Images are pinned to the digests their tags have now, as for
+        // `service create`, with the service's credentials (those it has
+        // already when the deploy gives none).
+        for s in &mut deploy.plan.services {
+            let o = &mut s.options;
+            let credentials = o.registry_auth.clone().or_else(|| {
+                state
+                    .service_by_name(&o.name)
+                    .and_then(|existing| existing.spec.registry_auth.clone())
+            });
+            if o.image.as_deref().is_some_and(|i| crate::image::check_reference(i).is_ok()) {
+                o.image = self.pin(o.image.take(), credentials.as_ref()).await;
+            }
+        }
         let (commands, report) = deploy_commands(&state, deploy, crate::clock::now_ms())?;
         if !commands.is_empty() {
             self.write(Command::Batch(commands)).await?;
