@@ -228,7 +228,10 @@ impl Member {
                     .service_by_name(&o.name)
                     .and_then(|existing| existing.spec.registry_auth.clone())
             });
-            if o.image.as_deref().is_some_and(|i| crate::image::check_reference(i).is_ok()) {
+            if o.image
+                .as_deref()
+                .is_some_and(|i| crate::image::check_reference(i).is_ok())
+            {
                 o.image = self.pin(o.image.take(), credentials.as_ref()).await;
             }
         }
