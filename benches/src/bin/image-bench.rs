@@ -211,7 +211,6 @@ fn main() -> Result<()> {
             overhead / n,
             program / n,
         );
-        drop(registry);
     }
     Ok(())
 }
