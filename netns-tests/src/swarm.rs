@@ -35,6 +35,26 @@ pub struct SwarmNode {
 }
 
 impl SwarmNode {
+    /// The pids of the containers this node's runtime (runc) runs: each
+    /// container's init.
+    pub fn container_inits(&self) -> Vec<u32> {
+        let Ok(out) = Command::new("runc")
+            .arg("--root")
+            .arg(self.state_dir.join("runtime"))
+            .args(["list", "--format", "json"])
+            .output()
+        else {
+            return Vec::new();
+        };
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
+            .filter(|p| *p > 0)
+            .collect()
+    }
+
     /// Runs `shoal -H unix://<socket> <args>` and returns its output.
     pub fn shoal(&self, args: &[&str]) -> Result<Output> {
         let bin = &self.bin;

@@ -61,26 +61,6 @@ fn inspect(node: &SwarmNode, service: &str) -> Result<Value> {
     Ok(v[0].clone())
 }
 
-/// The pids of the containers `node`'s runtime knows.
-fn container_pids(node: &SwarmNode) -> Vec<u32> {
-    let root = node.state_dir.join("runtime");
-    let Ok(out) = std::process::Command::new("runc")
-        .arg("--root")
-        .arg(&root)
-        .args(["list", "--format", "json"])
-        .output()
-    else {
-        return Vec::new();
-    };
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
-        .filter(|p| *p > 0)
-        .collect()
-}
-
 /// What every task of `nodes` logged (the runtime's errors included).
 fn task_logs(nodes: &[SwarmNode]) -> String {
     let mut out = String::new();
@@ -216,7 +196,7 @@ fn an_image_service_runs_through_the_mesh_rolls_to_a_new_tag_and_fails_clearly()
         .map(|(task, _)| task)
         .collect();
     let pids = wait_until("containers on w1", T, || {
-        let p = container_pids(&swarm.nodes[w]);
+        let p = swarm.nodes[w].container_inits();
         (!p.is_empty()).then_some(p)
     })?;
     swarm.nodes[w].proc.kill9();

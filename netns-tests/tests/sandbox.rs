@@ -7,10 +7,17 @@ use shoal_netns_tests::swarm::task_pids_in;
 use shoal_netns_tests::{netns_list, shoal_bin};
 
 fn shoal(args: &[&str]) -> (bool, String) {
-    let out = Command::new(shoal_bin())
-        .args(args)
-        .output()
-        .expect("run shoal");
+    shoal_on(None, args)
+}
+
+/// `shoal ARGS`, with `SHOAL_HOST` set to `host` if given; whether it
+/// succeeded, and its output.
+fn shoal_on(host: Option<&str>, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(shoal_bin());
+    if let Some(h) = host {
+        cmd.env("SHOAL_HOST", h);
+    }
+    let out = cmd.args(args).output().expect("run shoal");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -92,20 +99,8 @@ fn sandbox_up_then_down_leaves_nothing() {
 
 /// `shoal` on the sandbox's first node, as a user with `SHOAL_HOST` would.
 fn on_n1(args: &[&str]) -> String {
-    let out = Command::new(shoal_bin())
-        .args(args)
-        .env(
-            "SHOAL_HOST",
-            "unix:///run/shoal-sandbox/n1/state/shoal.sock",
-        )
-        .output()
-        .expect("run shoal");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "shoal {args:?}: {text}");
+    let (ok, text) = shoal_on(Some("unix:///run/shoal-sandbox/n1/state/shoal.sock"), args);
+    assert!(ok, "shoal {args:?}: {text}");
     text
 }
 

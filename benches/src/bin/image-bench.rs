@@ -134,25 +134,10 @@ fn children_of(pid: u32) -> Vec<u32> {
 /// For every container of `nodes`: (runc + init PSS, program PSS) in KiB.
 fn container_memory(nodes: &[SwarmNode]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
-    for n in nodes {
-        let root = n.state_dir.join("runtime");
-        let Ok(list) = std::process::Command::new("runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["list", "--format", "json"])
-            .output()
-        else {
-            continue;
-        };
-        let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap_or_default();
-        for c in v.as_array().into_iter().flatten() {
-            let Some(init) = c["pid"].as_u64().and_then(|p| u32::try_from(p).ok()) else {
-                continue;
-            };
-            let runc = parent_of(init).map_or(0, pss_kib);
-            let program: u64 = children_of(init).into_iter().map(pss_kib).sum();
-            out.push((runc + pss_kib(init), program));
-        }
+    for init in nodes.iter().flat_map(SwarmNode::container_inits) {
+        let runc = parent_of(init).map_or(0, pss_kib);
+        let program: u64 = children_of(init).into_iter().map(pss_kib).sum();
+        out.push((runc + pss_kib(init), program));
     }
     out
 }

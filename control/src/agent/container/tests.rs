@@ -227,25 +227,40 @@ fn init_pid(c: &ContainerLaunch, task: &TaskId) -> Option<u32> {
         .filter(|p| *p > 0)
 }
 
-#[test]
-fn an_image_task_serves_from_its_own_layer_and_leaves_nothing_behind() {
+/// A folder with a busybox image in it, and a network namespace.
+fn rig(netns: &str) -> (tempfile::TempDir, PathBuf, TestNetns) {
     let dir = tempfile::tempdir().unwrap();
     let image = busybox_rootfs(dir.path());
-    let ns = TestNetns::new("shoal-ctest-run");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let executor = Executor::start(tx).unwrap();
-    let l = launch(
-        "ctr1",
+    (dir, image, TestNetns::new(netns))
+}
+
+/// A launch of `script` under busybox's shell.
+fn shell(task: &str, ns: &TestNetns, dir: &Path, image: &Path, script: &str) -> Launch {
+    launch(
+        task,
         ns.path(),
+        dir,
+        image,
+        &["/bin/busybox", "sh", "-c", script],
+    )
+}
+
+fn executor() -> (Executor, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Executor::start(tx).unwrap(), rx)
+}
+
+#[test]
+fn an_image_task_serves_from_its_own_layer_and_leaves_nothing_behind() {
+    let (dir, image, ns) = rig("shoal-ctest-run");
+    let (executor, mut rx) = executor();
+    let l = shell(
+        "ctr1",
+        &ns,
         dir.path(),
         &image,
-        &[
-            "/bin/busybox",
-            "sh",
-            "-c",
-            "echo written > /www/mine.html; echo \"$GREETING from $(/bin/busybox hostname)\"; \
+        "echo written > /www/mine.html; echo \"$GREETING from $(/bin/busybox hostname)\"; \
              exec /bin/busybox httpd -f -p 127.0.0.1:8080 -h /www",
-        ],
     );
     let c = l.container.clone().unwrap();
     executor.run(l.clone());
@@ -293,9 +308,7 @@ fn an_image_task_serves_from_its_own_layer_and_leaves_nothing_behind() {
 
 #[test]
 fn a_killed_runtime_takes_its_container_with_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(dir.path());
-    let ns = TestNetns::new("shoal-ctest-kill");
+    let (dir, image, ns) = rig("shoal-ctest-kill");
     let l = launch(
         "ctr2",
         ns.path(),
@@ -336,23 +349,15 @@ fn a_killed_runtime_takes_its_container_with_it() {
 
 #[test]
 fn an_image_task_is_asked_to_stop_with_its_stop_signal() {
-    let dir = tempfile::tempdir().unwrap();
-    let image = busybox_rootfs(dir.path());
-    let ns = TestNetns::new("shoal-ctest-sig");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let executor = Executor::start(tx).unwrap();
-    let mut l = launch(
+    let (dir, image, ns) = rig("shoal-ctest-sig");
+    let (executor, mut rx) = executor();
+    let mut l = shell(
         "ctrsig",
-        ns.path(),
+        &ns,
         dir.path(),
         &image,
-        &[
-            "/bin/busybox",
-            "sh",
-            "-c",
-            "trap 'echo got QUIT; exit 0' QUIT; trap '' TERM; echo ready; \
+        "trap 'echo got QUIT; exit 0' QUIT; trap '' TERM; echo ready; \
              while :; do /bin/busybox sleep 0.1; done",
-        ],
     );
     // Long enough that a SIGKILL after the grace would fail the wait.
     l.stop = StopPolicy {
