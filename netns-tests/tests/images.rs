@@ -135,6 +135,21 @@ fn an_image_service_runs_through_the_mesh_rolls_to_a_new_tag_and_fails_clearly()
     wait_mesh(&lab, &swarm.nodes, &client, &want, "v1")
         .with_context(|| format!("{}{}", logs(&swarm), task_logs(&swarm.nodes)))?;
 
+    // Scaled to 5, every node's mesh answers from all five; back to 3.
+    let out = m1.shoal_ok(&["service", "scale", "web=5"])?;
+    assert!(out.contains("verify: Service converged"), "{out}");
+    let five = running_tasks(m1, "web")?;
+    assert_eq!(five.len(), 5, "{five:?}");
+    let want: BTreeSet<String> = five.keys().cloned().collect();
+    wait_mesh(&lab, &swarm.nodes, &client, &want, "v1").with_context(|| task_logs(&swarm.nodes))?;
+    m1.shoal_ok(&["service", "scale", "web=3"])?;
+    let want: BTreeSet<String> = wait_until("3 running tasks", T, || {
+        running_tasks(m1, "web").ok().filter(|t| t.len() == 3)
+    })?
+    .into_keys()
+    .collect();
+    wait_mesh(&lab, &swarm.nodes, &client, &want, "v1")?;
+
     // A rolling update to another tag replaces every task.
     let image2 = format!("{insecure}/demo/web:2");
     let out = m1
@@ -218,6 +233,16 @@ fn an_image_service_runs_through_the_mesh_rolls_to_a_new_tag_and_fails_clearly()
             .any(|m| pids.iter().any(|p| m.contains(&p.to_string())));
         (!old).then_some(())
     })?;
+    // Nor a cgroup of the killed containers (v1 hierarchies or v2).
+    for task in &lost {
+        let id = task.rsplit('.').next().unwrap_or(task);
+        for root in ["pids/", "memory/", "unified/", ""] {
+            let cgroup = format!("/sys/fs/cgroup/{root}shoal/shoal-{id}");
+            wait_until(&format!("{cgroup} to go"), T, || {
+                (!std::path::Path::new(&cgroup).exists()).then_some(())
+            })?;
+        }
+    }
     wait_converged(&swarm, &[0], 3)?;
     // The state may list w1's old tasks as running until its new agent
     // reports them gone.

@@ -96,8 +96,8 @@ impl Agent {
     ) -> std::io::Result<Agent> {
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(&config.dir)?;
-        executor::sweep(&config.dir);
-        container::sweep(&config.dir, &config.runtime);
+        // The cgroup mounts first: the sweep's runtime removes the
+        // leftover containers' cgroups through them.
         match shoal_dataplane::sys::mount::restore_cgroups() {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -106,6 +106,8 @@ impl Agent {
             ),
             Err(e) => tracing::warn!("agent: image tasks may fail to start: {e}"),
         }
+        executor::sweep(&config.dir);
+        container::sweep(&config.dir, &config.runtime);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (pulled_tx, pulled) = mpsc::unbounded_channel();
         let executor = Executor::start(events_tx)?;
