@@ -479,29 +479,7 @@ pub fn cleanup(task: &TaskId, c: &ContainerLaunch) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    remove_cgroups(&id);
     cleanup_files(c);
-}
-
-/// Removes the container's cgroup in every hierarchy, in case the runtime
-/// did not (it knew no container by that name any more); only empty ones
-/// can go, so a live one stays.
-fn remove_cgroups(id: &str) {
-    let root = Path::new("/sys/fs/cgroup");
-    let hierarchies = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .chain(std::iter::once(root.to_path_buf()));
-    for h in hierarchies {
-        let dir = h.join(CGROUP_PARENT).join(id);
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::debug!("removing cgroup {}: {e}", dir.display()),
-        }
-    }
 }
 
 /// Removes what a previous run's image tasks left under `dir` (the
