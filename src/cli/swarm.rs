@@ -37,6 +37,10 @@ enum Command {
         /// How long node certificates live from their next renewal on.
         #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
         cert_expiry: Option<Duration>,
+        /// Replace the key that seals gossip now; nodes move to it within
+        /// seconds (the leader also replaces it every 12 hours).
+        #[arg(long)]
+        rotate_gossip_key: bool,
     },
     /// Join a swarm as the token says: worker or manager.
     Join {
@@ -171,11 +175,22 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 );
             }
         }
-        Command::Update { cert_expiry } => {
-            if cert_expiry.is_none() {
-                anyhow::bail!("nothing to update; give --cert-expiry DURATION");
+        Command::Update {
+            cert_expiry,
+            rotate_gossip_key,
+        } => {
+            if cert_expiry.is_none() && !rotate_gossip_key {
+                anyhow::bail!(
+                    "nothing to update; give --cert-expiry DURATION or --rotate-gossip-key"
+                );
             }
-            let () = daemon.post("/swarm/update", &SwarmUpdate { cert_expiry })?;
+            let () = daemon.post(
+                "/swarm/update",
+                &SwarmUpdate {
+                    cert_expiry,
+                    rotate_gossip_key,
+                },
+            )?;
             println!("Swarm updated.");
         }
         Command::Ca {

@@ -36,7 +36,8 @@ pub const MIN_DETECTION: Duration = Duration::from_millis(500);
 /// traffic for longer than any deployment should want.
 pub const MAX_DETECTION: Duration = Duration::from_secs(300);
 
-/// The largest gossip datagram, well under a 1500-byte MTU with headers.
+/// The largest gossip plaintext: sealed ([`super::seal::OVERHEAD`], 53
+/// bytes) and with IPv4 and UDP headers it stays under a 1500-byte MTU.
 pub const MAX_PACKET_SIZE: NonZeroUsize = NonZeroUsize::new(1400).unwrap();
 
 /// How many times an update is piggybacked; plenty for clusters of up to a

@@ -10,12 +10,18 @@
 //! - [`config`]: the one `detection` knob and the foca settings derived
 //!   from it (a dead node is down within about 2 s by default);
 //! - [`codec`]: the wire format, which refuses garbage without panicking;
+//! - [`seal`]: the encryption and authentication of every datagram under
+//!   the cluster's gossip keys, and the refusal of replays;
+//! - [`screen`]: the checks of who speaks and about whom against the
+//!   cluster state's [`Roster`];
 //! - [`output`]: the [`Output`] of each call.
 
 pub mod codec;
 pub mod config;
 pub mod member;
 pub mod output;
+pub mod screen;
+pub mod seal;
 
 #[cfg(test)]
 mod tests;
@@ -29,6 +35,11 @@ pub use codec::{WireCodec, WireError};
 pub use config::{ConfigError, MembershipConfig};
 pub use member::Member;
 pub use output::{Event, Output, Timer};
+pub use screen::{Roster, Screened};
+pub use seal::{Refusal, Sealer};
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 /// Why a membership operation failed.
 #[derive(Debug, Error)]
@@ -49,7 +60,8 @@ pub enum MembershipError {
 /// One node's view of cluster membership.
 pub struct Membership {
     foca: Foca<Member, WireCodec, SmallRng, NoCustomBroadcast>,
-    rejected: u64,
+    rejected: BTreeMap<&'static str, u64>,
+    roster: Option<Roster>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -74,8 +86,15 @@ impl Membership {
                 SmallRng::seed_from_u64(seed),
                 WireCodec,
             ),
-            rejected: 0,
+            rejected: BTreeMap::new(),
+            roster: None,
         }
+    }
+
+    /// Accept from now on only the nodes of `roster`, at its addresses
+    /// (the cluster state's nodes, as they change).
+    pub fn set_roster(&mut self, roster: Roster) {
+        self.roster = Some(roster);
     }
 
     /// This node's current identity (its generation grows when it rejoins).
@@ -88,10 +107,18 @@ impl Membership {
         self.foca.iter_members().map(|m| m.id())
     }
 
-    /// How many datagrams were refused as garbage, from ourselves, or
-    /// otherwise malformed, since start-up.
+    /// How many datagrams were refused since start-up.
     pub fn rejected(&self) -> u64 {
-        self.rejected
+        self.rejected.values().sum()
+    }
+
+    /// Refused datagrams (and dropped member updates) by reason.
+    pub fn rejections(&self) -> &BTreeMap<&'static str, u64> {
+        &self.rejected
+    }
+
+    fn reject(&mut self, reason: &'static str, n: u64) {
+        *self.rejected.entry(reason).or_default() += n;
     }
 
     /// Starts joining the cluster through the node whose gossip address is
@@ -114,12 +141,24 @@ impl Membership {
         Ok(out)
     }
 
-    /// Handles a datagram from the gossip socket. Anything that is not a
-    /// valid message is counted in [`Self::rejected`] and otherwise ignored.
-    pub fn handle_datagram(&mut self, bytes: &[u8]) -> Output {
+    /// Handles a datagram (opened already) that came from `from` at
+    /// `now_ms`. Anything that is not a valid message, or that
+    /// [`screen`](screen::screen) refuses, is counted in
+    /// [`Self::rejections`] and otherwise ignored.
+    pub fn handle_datagram(&mut self, bytes: &[u8], from: SocketAddr, now_ms: u64) -> Output {
         let mut out = Output::default();
-        if self.foca.handle_data(bytes, &mut out).is_err() {
-            self.rejected += 1;
+        let kept = match screen::screen(bytes, from, now_ms, self.roster.as_ref()) {
+            Ok(kept) => kept,
+            Err(why) => {
+                self.reject(why.label(), 1);
+                return out;
+            }
+        };
+        if kept.dropped > 0 {
+            self.reject("unknown_member_update", kept.dropped as u64);
+        }
+        if self.foca.handle_data(&kept.bytes, &mut out).is_err() {
+            self.reject(Screened::Malformed.label(), 1);
         }
         out
     }

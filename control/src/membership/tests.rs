@@ -9,6 +9,8 @@ use super::{Event, Member, Membership, MembershipConfig, Output, Timer};
 use crate::NodeId;
 
 const LATENCY: Duration = Duration::from_millis(1);
+/// The wall clock when a simulation starts.
+const EPOCH_MS: u64 = 1_800_000_000_000;
 
 enum Item {
     Datagram {
@@ -78,6 +80,11 @@ impl Sim {
         sim
     }
 
+    /// The simulated wall clock, in ms since the UNIX epoch.
+    fn now_ms(&self) -> u64 {
+        EPOCH_MS + self.now.as_millis() as u64
+    }
+
     fn push(&mut self, after: Duration, item: Item) {
         self.seq += 1;
         self.queue.insert((self.now + after, self.seq), item);
@@ -124,7 +131,11 @@ impl Sim {
                     if a.dead || b.dead || a.group != b.group {
                         continue;
                     }
-                    let out = self.nodes[to].membership.handle_datagram(&bytes);
+                    let from = a.membership.identity().addr;
+                    let now_ms = self.now_ms();
+                    let out = self.nodes[to]
+                        .membership
+                        .handle_datagram(&bytes, from, now_ms);
                     self.apply(to, out);
                 }
                 Item::Timer { node, life, timer } => {
@@ -302,7 +313,10 @@ fn garbage_datagrams_are_counted_and_ignored() {
     sim.run_until_converged(Duration::from_secs(5));
     let garbage: [&[u8]; 5] = [b"", b"\x01", b"\xff\xff\xff\xff", &[1; 64], &[0; 2000]];
     for bytes in garbage {
-        let out = sim.nodes[0].membership.handle_datagram(bytes);
+        let now_ms = sim.now_ms();
+        let out = sim.nodes[0]
+            .membership
+            .handle_datagram(bytes, addr(1), now_ms);
         assert!(out.send.is_empty() && out.events.is_empty());
     }
     assert_eq!(sim.nodes[0].membership.rejected(), garbage.len() as u64);
@@ -321,4 +335,148 @@ fn leaving_is_seen_at_once() {
     for observer in [0, 1, 3] {
         assert!(sim.down_at(observer, 2, left).is_some(), "node {observer}");
     }
+}
+
+/// A datagram as `src` would send it: a header and member updates.
+fn forged(
+    src: &Member,
+    dst: &Member,
+    message: foca::Message<Member>,
+    updates: &[(Member, foca::State)],
+) -> Vec<u8> {
+    use bytes::BufMut;
+    use foca::Codec;
+    let mut codec = super::WireCodec;
+    let mut out = Vec::new();
+    codec
+        .encode_header(
+            &foca::Header {
+                src: src.clone(),
+                src_incarnation: 0,
+                dst: dst.clone(),
+                message,
+            },
+            &mut out,
+        )
+        .unwrap();
+    out.put_u16(updates.len() as u16);
+    for (m, state) in updates {
+        codec
+            .encode_member(&foca::Member::new(m.clone(), 0, *state), &mut out)
+            .unwrap();
+    }
+    out
+}
+
+impl Sim {
+    /// Gives every member the roster of the simulated nodes.
+    fn with_roster(mut self) -> Self {
+        let roster: super::Roster = (0..self.nodes.len())
+            .map(|i| (node_id(i), addr(i)))
+            .collect();
+        for n in &mut self.nodes {
+            n.membership.set_roster(roster.clone());
+        }
+        self
+    }
+}
+
+#[test]
+fn forged_updates_from_outside_the_roster_change_nothing() {
+    let mut sim = Sim::new(3, 7).with_roster();
+    sim.run_until_converged(Duration::from_secs(5));
+    let victim = sim.nodes[1].membership.identity().clone();
+    let me = sim.nodes[0].membership.identity().clone();
+    let evil_addr: SocketAddr = "10.9.9.9:7946".parse().unwrap();
+    let evil = Member::new(NodeId::new("evil").unwrap(), evil_addr, 1);
+    let forever = Member {
+        generation: u64::MAX,
+        ..victim.clone()
+    };
+    let attempts = [
+        // An outsider, at its own address, says the victim is down for good.
+        (
+            evil_addr,
+            forged(
+                &evil,
+                &me,
+                foca::Message::Gossip,
+                &[(forever.clone(), foca::State::Down)],
+            ),
+            "unknown_member",
+        ),
+        // The same, claiming to be the victim's address.
+        (
+            evil_addr,
+            forged(&victim, &me, foca::Message::Announce, &[]),
+            "spoofed_source",
+        ),
+        // A member that is in the roster but whose life is a day ahead.
+        (
+            victim.addr,
+            forged(&forever, &me, foca::Message::Gossip, &[]),
+            "future_generation",
+        ),
+        // An outsider's probe request would make us ping a third party.
+        (
+            victim.addr,
+            forged(
+                &victim,
+                &me,
+                foca::Message::PingReq {
+                    target: evil.clone(),
+                    probe_number: 1,
+                },
+                &[],
+            ),
+            "unknown_member",
+        ),
+    ];
+    for (from, bytes, reason) in attempts {
+        let before = sim.nodes[0].membership.rejections().get(reason).copied();
+        let now_ms = sim.now_ms();
+        let out = sim.nodes[0]
+            .membership
+            .handle_datagram(&bytes, from, now_ms);
+        assert!(
+            out.send.is_empty() && out.events.is_empty(),
+            "{reason}: {out:?}"
+        );
+        let after = sim.nodes[0].membership.rejections().get(reason).copied();
+        assert_eq!(after, Some(before.unwrap_or(0) + 1), "{reason}");
+    }
+    sim.run_for(Duration::from_secs(3));
+    assert!(sim.converged());
+    assert!(sim.down_at(0, 1, Duration::ZERO).is_none());
+}
+
+#[test]
+fn a_members_updates_about_strangers_are_dropped_and_the_rest_applies() {
+    let mut sim = Sim::new(3, 8).with_roster();
+    sim.run_until_converged(Duration::from_secs(5));
+    let me = sim.nodes[0].membership.identity().clone();
+    let friend = sim.nodes[2].membership.identity().clone();
+    let stranger = Member::new(
+        NodeId::new("stranger").unwrap(),
+        "10.9.9.8:7946".parse().unwrap(),
+        1,
+    );
+    let bytes = forged(
+        &friend,
+        &me,
+        foca::Message::Gossip,
+        &[(stranger.clone(), foca::State::Alive)],
+    );
+    let now_ms = sim.now_ms();
+    sim.nodes[0]
+        .membership
+        .handle_datagram(&bytes, friend.addr, now_ms);
+    assert!(!sim.nodes[0].membership.members().any(|m| m == &stranger));
+    assert_eq!(
+        sim.nodes[0]
+            .membership
+            .rejections()
+            .get("unknown_member_update"),
+        Some(&1)
+    );
 }

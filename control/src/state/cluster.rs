@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{Command, Outcome, SecretBytes};
 use super::ipam::Ipam;
-use super::model::{Network, Node, Service, Task, Trust};
+use super::model::{GossipKey, Network, Node, Service, Task, Trust};
 use super::{StateError, names};
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 
@@ -24,7 +24,13 @@ pub struct ClusterState {
     pub(super) secrets: BTreeMap<String, SecretBytes>,
     #[serde(default)]
     pub(super) trust: Trust,
+    /// The gossip keyring, newest first: at most [`GOSSIP_KEYS`] keys.
+    #[serde(default)]
+    pub(super) gossip_keys: Vec<GossipKey>,
 }
+
+/// How many gossip keys the keyring keeps: the newest and the one before.
+pub const GOSSIP_KEYS: usize = 2;
 
 impl ClusterState {
     /// An empty state.
@@ -81,12 +87,30 @@ impl ClusterState {
                 self.trust = trust;
                 Ok(Outcome::Applied)
             }
+            Command::RotateGossipKey { key, at_ms } => self.rotate_gossip_key(key, at_ms),
             Command::RemoveSecret { name } => match self.secrets.remove(&name) {
                 Some(_) => Ok(Outcome::Applied),
                 None => Err(StateError::SecretNotFound(name)),
             },
             Command::Batch(cmds) => self.apply_batch(cmds),
         }
+    }
+
+    fn rotate_gossip_key(&mut self, key: SecretBytes, at_ms: u64) -> Result<Outcome, StateError> {
+        if key.0.len() != 32 {
+            return Err(StateError::GossipKeyLength(key.0.len()));
+        }
+        let id = self.gossip_keys.first().map_or(1, |k| k.id.wrapping_add(1));
+        self.gossip_keys.insert(
+            0,
+            GossipKey {
+                id,
+                key,
+                created_ms: at_ms,
+            },
+        );
+        self.gossip_keys.truncate(GOSSIP_KEYS);
+        Ok(Outcome::Applied)
     }
 
     /// Applies every command of a batch to a copy and keeps the copy only
@@ -178,6 +202,11 @@ impl ClusterState {
         &self.trust
     }
 
+    /// The gossip keyring, newest first; empty until the leader made one.
+    pub fn gossip_keys(&self) -> &[GossipKey] {
+        &self.gossip_keys
+    }
+
     /// The names of the secrets (never their values).
     pub fn secret_names(&self) -> impl Iterator<Item = &str> {
         self.secrets.keys().map(String::as_str)
@@ -185,7 +214,8 @@ impl ClusterState {
 
     /// The state as a node that is not a manager may see it: everything
     /// but the secrets (the CA key, the join tokens, any other key). What
-    /// leaves the managers is this view, never the state itself.
+    /// leaves the managers is this view, never the state itself. The gossip
+    /// keyring stays: every member seals its gossip with it.
     pub fn redacted(&self) -> ClusterState {
         ClusterState {
             nodes: self.nodes.clone(),
@@ -195,6 +225,7 @@ impl ClusterState {
             ipam: self.ipam.clone(),
             secrets: BTreeMap::new(),
             trust: self.trust.clone(),
+            gossip_keys: self.gossip_keys.clone(),
         }
     }
 

@@ -131,6 +131,15 @@ pub enum Command {
     /// Replace the CAs the nodes trust (`swarm init`, `swarm ca --rotate`
     /// and its end).
     SetTrust(Trust),
+    /// Make a new gossip key the newest of the keyring; the one before it
+    /// stays (nodes that have not switched yet still send with it), any
+    /// older one goes.
+    RotateGossipKey {
+        /// 32 random bytes.
+        key: SecretBytes,
+        /// When, in ms since the UNIX epoch.
+        at_ms: u64,
+    },
     /// Remove a cluster secret.
     RemoveSecret {
         /// Its name.

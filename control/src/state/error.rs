@@ -257,6 +257,9 @@ pub enum StateError {
     /// A trust without a CA.
     #[error("the cluster's trust must name the CA that issues certificates")]
     NoRoot,
+    /// A gossip key of the wrong length.
+    #[error("a gossip key is 32 bytes, not {0}")]
+    GossipKeyLength(usize),
     /// A batch holds a batch.
     #[error("a batch of commands may not hold another batch")]
     NestedBatch,

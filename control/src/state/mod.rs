@@ -22,13 +22,14 @@ mod services;
 mod tasks;
 mod updates;
 
-pub use cluster::ClusterState;
+pub use cluster::{ClusterState, GOSSIP_KEYS};
 pub use command::{Command, NetworkSpec, NodeUpdate, Outcome, SecretBytes, TaskUpdate};
 pub use error::StateError;
 pub use ipam::Ipam;
 pub use model::{
-    Availability, CertRecord, DesiredState, EndpointMode, Network, Node, NodeStatus, PortConfig,
-    Protocol, PublishMode, Rotation, Service, ServiceMode, ServiceSpec, Task, TaskState, Trust,
+    Availability, CertRecord, DesiredState, EndpointMode, GossipKey, Network, Node, NodeStatus,
+    PortConfig, Protocol, PublishMode, Rotation, Service, ServiceMode, ServiceSpec, Task,
+    TaskState, Trust,
 };
 pub use policy::{
     FailureAction, HealthCheck, RestartCondition, RestartPolicy, TaskHealth, UpdateConfig,

@@ -11,6 +11,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use super::command::SecretBytes;
+
 use super::policy::{HealthCheck, RestartPolicy, TaskHealth, UpdateConfig, UpdateStatus};
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 use crate::image::RegistryCredentials;
@@ -95,6 +97,18 @@ pub struct Trust {
     /// While `swarm ca --rotate` runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<Rotation>,
+}
+
+/// One key of the keyring that seals gossip datagrams. Every member gets
+/// the keyring with the state (over mTLS); managers rotate it through Raft.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipKey {
+    /// Its number, one more than the key before it; datagrams name it.
+    pub id: u32,
+    /// 32 random bytes.
+    pub key: SecretBytes,
+    /// When the leader made it, in ms since the UNIX epoch.
+    pub created_ms: u64,
 }
 
 /// A CA rotation in progress: until every node holds a certificate of

@@ -619,6 +619,15 @@ impl Member {
                 .await?;
             tracing::info!("node certificates now live {expiry:?} from their next renewal");
         }
+        if opts.rotate_gossip_key {
+            let cmd = super::leader::gossip_key()
+                .map_err(|e| SwarmError::Refused(format!("no random gossip key: {e}")))?;
+            self.write(cmd).await?;
+            tracing::info!(
+                "new gossip key; every node seals with it {:?} after it learns it",
+                crate::membership::seal::SWITCH_AFTER
+            );
+        }
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 
 use super::channels::Channels;
 use super::files::{Identity, NodeRecord, SwarmDir};
-use super::gossip::{Gossip, LiveSet};
+use super::gossip::{ClusterView, Gossip, LiveSet, Rejections};
 use super::rpc::RenewRequest;
 use super::service::{self, Service};
 use super::transport::GrpcTransport;
@@ -250,6 +250,8 @@ pub(super) struct Member {
     state_tx: watch::Sender<Arc<ClusterState>>,
     live: watch::Receiver<Arc<LiveSet>>,
     gossip: Mutex<Option<Gossip>>,
+    /// What gossip was last told of the cluster state.
+    gossip_view: tokio::sync::Mutex<Option<ClusterView>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     agent: tokio::sync::Mutex<Option<Agent>>,
     channels: Channels,
@@ -305,7 +307,8 @@ impl Member {
             GossipMember::new(record.node_id.clone(), record.gossip_addr, generation),
             membership,
             record.gossip_seeds.clone(),
-        );
+        )
+        .map_err(|e| SwarmError::Refused(format!("no random session for gossip: {e}")))?;
         let (state_tx, _) = watch::channel(Arc::new(ClusterState::new()));
         let member = Arc::new(Member {
             node_id: record.node_id.clone(),
@@ -321,6 +324,7 @@ impl Member {
             state_tx,
             live: gossip.live(),
             gossip: Mutex::new(Some(gossip)),
+            gossip_view: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             agent: tokio::sync::Mutex::new(None),
             channels,
@@ -634,8 +638,9 @@ impl Member {
     }
 
     /// Keeps `node.json`'s managers and gossip seeds current, and gossip's
-    /// seeds with them.
+    /// roster and keys with the state.
     async fn note_peers(&self, state: &ClusterState) {
+        self.tell_gossip(state).await;
         let managers: Vec<SocketAddr> = state
             .nodes()
             .values()
@@ -657,21 +662,57 @@ impl Member {
                 return;
             }
             r.managers = managers;
-            r.gossip_seeds = seeds.clone();
+            r.gossip_seeds = seeds;
             r.clone()
         };
         if let Err(e) = self.dir.save_record(&record) {
             tracing::warn!("saving the known managers: {e}");
         }
-        let gossip = self
+    }
+
+    /// Gives gossip the state's nodes and gossip keys when they changed.
+    async fn tell_gossip(&self, state: &ClusterState) {
+        let view = ClusterView {
+            roster: state
+                .nodes()
+                .values()
+                .map(|n| (n.id.clone(), n.gossip_addr))
+                .collect(),
+            keys: state
+                .gossip_keys()
+                .iter()
+                .filter_map(|k| Some((k.id, <[u8; 32]>::try_from(k.key.0.as_slice()).ok()?)))
+                .collect(),
+        };
+        // A state from before this node was added to it (a worker's first
+        // moments) would refuse everyone; wait for one that has it.
+        if view.keys.is_empty() || !view.roster.contains_key(&self.node_id) {
+            return;
+        }
+        let mut told = self.gossip_view.lock().await;
+        if told.as_ref() == Some(&view) {
+            return;
+        }
+        let handle = self
             .gossip
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map(|g| g.seeds_handle());
-        if let Some(handle) = gossip {
-            handle.set(seeds).await;
+            .map(|g| g.cluster_handle());
+        if let Some(handle) = handle {
+            handle.set(view.clone()).await;
+            *told = Some(view);
         }
+    }
+
+    /// Gossip datagrams refused so far, by reason.
+    pub(super) fn gossip_rejected(&self) -> Rejections {
+        self.gossip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Gossip::rejected)
+            .unwrap_or_default()
     }
 
     /// A new certificate for the role the state gives this node, installed:

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
@@ -38,6 +39,8 @@ struct MemberMetrics {
     raft: Option<RaftMetrics>,
     /// Alive as gossip sees it, this node included.
     gossip_members: usize,
+    /// Gossip datagrams refused, by reason.
+    gossip_rejected: BTreeMap<&'static str, u64>,
     nodes: BTreeMap<(Role, &'static str), i64>,
     tasks: BTreeMap<TaskState, i64>,
     /// When this node's certificate expires, Unix seconds.
@@ -77,6 +80,22 @@ const TASK_STATES: [TaskState; 10] = [
     TaskState::Failed,
     TaskState::Rejected,
     TaskState::Orphaned,
+];
+
+/// Why gossip refuses a datagram (or drops a member update), as
+/// `membership::seal` and `membership::screen` label it; each is shown,
+/// zero or not.
+const GOSSIP_REFUSALS: [&str; 10] = [
+    "malformed",
+    "no_key",
+    "unknown_key",
+    "forged",
+    "replayed",
+    "stale",
+    "spoofed_source",
+    "unknown_member",
+    "future_generation",
+    "unknown_member_update",
 ];
 
 /// Every node status with its label; each is shown, zero or not.
@@ -129,6 +148,7 @@ impl Swarm {
                 role: member.creds.role(),
                 raft,
                 gossip_members,
+                gossip_rejected: member.gossip_rejected(),
                 nodes: count_nodes(&state),
                 tasks: count_tasks(state.tasks().values().map(|t| t.state)),
                 cert_expiry: super::member::unix_secs(member.creds.not_after()),
@@ -141,6 +161,11 @@ impl Swarm {
 struct NodeLabels {
     role: String,
     status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -213,6 +238,16 @@ impl SwarmMetrics {
             "gossip_members",
             "Swarm members gossip sees alive, this node included",
             gauge(m.gossip_members),
+        );
+        let rejected = Family::<ReasonLabels, Counter>::default();
+        for reason in GOSSIP_REFUSALS {
+            let n = m.gossip_rejected.get(reason).copied().unwrap_or(0);
+            rejected.get_or_create(&ReasonLabels { reason }).inc_by(n);
+        }
+        r.register(
+            "gossip_rejected",
+            "Gossip datagrams refused since start-up, by reason (not sealed with a cluster key, replayed, a sender or member that is not a node of the cluster, ...); member updates about strangers count one each",
+            rejected,
         );
         let nodes = Family::<NodeLabels, Gauge>::default();
         for (&(role, status), &n) in &m.nodes {

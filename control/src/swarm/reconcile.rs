@@ -1,9 +1,11 @@
 //! The leader's duties, as pure functions of what it knows: which node
-//! statuses to change after gossip saw nodes come and go, and which Raft
-//! voters no longer belong (demoted, left or removed). The leader's loop
-//! applies their answers; nothing here does I/O.
+//! statuses to change after gossip saw nodes come and go, which Raft
+//! voters no longer belong (demoted, left or removed), and when the gossip
+//! key is due for rotation. The leader's loop applies their answers;
+//! nothing here does I/O.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::state::{ClusterState, Command, NodeStatus, NodeUpdate};
 use crate::{NodeId, Role};
@@ -42,6 +44,37 @@ pub fn status_updates(
             })
         })
         .collect()
+}
+
+/// How long a gossip key is the newest before the leader replaces it, as
+/// Swarm rotates its gossip keys every 12 hours.
+pub const GOSSIP_KEY_ROTATION: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Whether the leader should make a new gossip key at `now_ms`: there is
+/// none yet (a new swarm, or a state from before sealed gossip), or the
+/// newest is older than [`GOSSIP_KEY_ROTATION`].
+pub fn gossip_key_due(state: &ClusterState, now_ms: u64) -> bool {
+    let every = u64::try_from(GOSSIP_KEY_ROTATION.as_millis()).unwrap_or(u64::MAX);
+    state
+        .gossip_keys()
+        .first()
+        .is_none_or(|k| k.created_ms.saturating_add(every) <= now_ms)
+}
+
+/// Whether `cmd` marks a node down (which the leader confirms with a
+/// second signal before it proposes it).
+pub fn marks_down(cmd: &Command) -> Option<&NodeId> {
+    match cmd {
+        Command::UpdateNode {
+            id,
+            update:
+                NodeUpdate {
+                    status: Some(NodeStatus::Down),
+                    ..
+                },
+        } => Some(id),
+        _ => None,
+    }
 }
 
 /// The voters to remove: those the state lists as workers (demoted, or
@@ -151,5 +184,37 @@ mod tests {
         let stale = stale_voters(&s, &me, &ids(&["m1", "m2", "m3", "gone"]));
         let names: Vec<&str> = stale.iter().map(NodeId::as_str).collect();
         assert_eq!(names, ["m3", "m1"]);
+    }
+
+    #[test]
+    fn down_updates_are_told_apart_from_the_others() {
+        let s = state(&[
+            node("m1", Role::Manager, NodeStatus::Ready),
+            node("w1", Role::Worker, NodeStatus::Ready),
+            node("w2", Role::Worker, NodeStatus::Unknown),
+        ]);
+        let me = NodeId::new("m1").unwrap();
+        let cmds = status_updates(&s, &me, &ids(&["w2"]), &|_| true);
+        let down: Vec<&str> = cmds
+            .iter()
+            .filter_map(marks_down)
+            .map(NodeId::as_str)
+            .collect();
+        assert_eq!(down, ["w1"]);
+    }
+
+    #[test]
+    fn a_gossip_key_is_due_when_there_is_none_and_every_twelve_hours() {
+        let mut s = state(&[]);
+        assert!(gossip_key_due(&s, 0));
+        s.apply(Command::RotateGossipKey {
+            key: crate::state::SecretBytes(vec![1; 32]),
+            at_ms: 1_000,
+        })
+        .unwrap();
+        let every = GOSSIP_KEY_ROTATION.as_millis() as u64;
+        assert!(!gossip_key_due(&s, 1_000));
+        assert!(!gossip_key_due(&s, 1_000 + every - 1));
+        assert!(gossip_key_due(&s, 1_000 + every));
     }
 }

@@ -221,3 +221,31 @@ fn forced_removal_orphans_unfinished_tasks() {
     assert_eq!(t.state, TaskState::Orphaned);
     assert_eq!(t.desired, DesiredState::Shutdown);
 }
+
+#[test]
+fn the_gossip_keyring_keeps_the_newest_key_and_the_one_before() {
+    let mut s = ClusterState::new();
+    let rotate = |byte: u8, at_ms: u64| Command::RotateGossipKey {
+        key: SecretBytes(vec![byte; 32]),
+        at_ms,
+    };
+    for (byte, at) in [(1, 10), (2, 20), (3, 30)] {
+        s.apply(rotate(byte, at)).unwrap();
+    }
+    let keys = s.gossip_keys();
+    assert_eq!(keys.len(), GOSSIP_KEYS);
+    assert_eq!((keys[0].id, keys[0].created_ms), (3, 30));
+    assert_eq!((keys[1].id, keys[1].key.0[0]), (2, 2));
+    // Workers seal gossip too: the redacted state keeps the keyring.
+    assert_eq!(s.redacted().gossip_keys(), keys);
+
+    let before = s.clone();
+    let err = s
+        .apply(Command::RotateGossipKey {
+            key: SecretBytes(vec![0; 16]),
+            at_ms: 40,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("32 bytes, not 16"), "{err}");
+    assert_eq!(s, before);
+}

@@ -604,6 +604,7 @@ async fn the_leader_renews_its_own_certificate_before_it_expires() {
         .swarm
         .update(super::super::SwarmUpdate {
             cert_expiry: Some(Duration::from_secs(1)),
+            ..Default::default()
         })
         .await
         .unwrap_err();
