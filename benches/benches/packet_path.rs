@@ -10,6 +10,10 @@ use shoal_dataplane::overlay::{gso, vtep};
 use shoal_dataplane::tables::Tables;
 use shoal_dataplane::wire::{checksum, flow, virtio_net, vxlan};
 
+/// The node of 10.10.0.12, and an underlay address no node has.
+const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const STRANGER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 66);
+
 fn tables() -> Tables {
     Tables::from_yaml_str(
         "node: { name: n1, underlay: 198.18.0.1 }
@@ -62,8 +66,12 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("per packet (1464-byte frame)");
     g.throughput(Throughput::Elements(1));
     g.bench_function("decap: parse VXLAN + forwarding decision", |b| {
-        b.iter(|| vtep::from_underlay(&fdb, black_box(&datagram), &mut out))
+        b.iter(|| vtep::from_underlay(&fdb, PEER, black_box(&datagram), &mut out))
     });
+    g.bench_function(
+        "decap: a datagram from no node in the tables, dropped",
+        |b| b.iter(|| vtep::from_underlay(&fdb, STRANGER, black_box(&datagram), &mut out)),
+    );
     g.bench_function("encap: forwarding decision + VXLAN header + copy", |b| {
         b.iter(|| {
             let verdict = vtep::from_port(segment, black_box(&frame), false, &mut out);

@@ -440,15 +440,19 @@ fn iperf_received(lab: &Lab, netns: &str, args: &[&str], what: &str) -> u64 {
         .expect("bytes received")
 }
 
+/// Garbage from a node in the tables (a buggy or compromised one) is
+/// dropped and counted under its reasons; a stranger's would not even be
+/// read (see the next scenario).
 fn malformed_vxlan_is_dropped_and_counted_while_forwarding_goes_on(engine: &str) {
+    // h3 runs no task: it is a node only as a peer in the tables.
     let mut o = Overlay::build(
         "overlay-malformed",
         engine,
-        2,
+        3,
         &[RED],
         &[("red", "10.10.0.11", 0), ("red", "10.10.0.12", 1)],
     );
-    let attacker = o.lab.add_host("evil").expect("host");
+    let attacker = o.daemons[2].host.clone();
     let target = SocketAddrV4::new(o.daemons[0].host.underlay, 4789);
     let mut inner = vec![0u8; 60];
     inner[..6].copy_from_slice(&[0x02, 0x42, 10, 10, 0, 11]);
@@ -633,6 +637,102 @@ fn a_crashed_daemon_leaves_nothing_and_restarts_cleanly(engine: &str) {
     );
 }
 
+/// A well-formed VXLAN datagram from a host that is no node in the tables
+/// (issue 21, review C4 and L5): a TCP SYN from outside the overlay to a
+/// listening task on a network without published ports, and an ARP request
+/// for that task. Neither reaches the task nor draws an answer; both are
+/// counted as `unknown_peer`, and the nodes' own traffic goes on.
+fn vxlan_from_a_stranger_draws_no_reply_and_is_counted(engine: &str) {
+    let mut o = Overlay::build(
+        "overlay-stranger",
+        engine,
+        2,
+        &[RED],
+        &[("red", "10.10.0.11", 0), ("red", "10.10.0.12", 1)],
+    );
+    let bin = shoal_bin();
+    let bin = bin.to_str().expect("utf-8 path");
+    let task = o.task("10.10.0.11").to_string();
+    o.lab
+        .spawn(&task, &[bin, "whoami", "--port", "80", "--name", "victim"])
+        .expect("whoami");
+    let http = |o: &Overlay| {
+        o.lab
+            .in_netns(o.task("10.10.0.12"), || {
+                http_get(
+                    SocketAddrV4::new(ip("10.10.0.11"), 80),
+                    Duration::from_secs(2),
+                )
+            })
+            .ok()?
+            .ok()
+    };
+    wait_until("the task to answer its peer", T, || http(&o)).expect("HTTP between tasks");
+
+    let stranger = o.lab.add_host("evil").expect("host");
+    let target = SocketAddrV4::new(o.daemons[0].host.underlay, 4789);
+    let victim_mac = [0x02, 0x42, 10, 10, 0, 11];
+    let evil_mac = [0x02, 0x42, 198, 51, 100, 7];
+    let mut syn = Vec::new();
+    etherparse::PacketBuilder::ethernet2(evil_mac, victim_mac)
+        .ipv4([198, 51, 100, 7], [10, 10, 0, 11], 64)
+        .tcp(40_000, 80, 1, 64_240)
+        .syn()
+        .write(&mut syn, &[])
+        .expect("SYN");
+    let mut arp = vec![0u8; 42];
+    arp[..6].copy_from_slice(&[0xff; 6]);
+    arp[6..12].copy_from_slice(&evil_mac);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp[14..22].copy_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp[22..28].copy_from_slice(&evil_mac);
+    arp[28..32].copy_from_slice(&[10, 10, 0, 66]);
+    arp[38..42].copy_from_slice(&[10, 10, 0, 11]);
+    let header = [0x08, 0, 0, 0, 0, 0x10, 0x01, 0]; // VNI 4097, network red
+    let datagrams = [[&header[..], &syn].concat(), [&header[..], &arp].concat()];
+    let before = o.daemons[0].metrics().expect("metrics");
+    let unknown = |m: &str| counter(m, "shoal_dataplane_drops_total", "reason=\"unknown_peer\"");
+    // From the VXLAN port, where a VTEP's answers go, listening on it.
+    let answers = o
+        .lab
+        .in_netns(&stranger.netns, move || {
+            let sock = UdpSocket::bind("0.0.0.0:4789").expect("socket");
+            for _ in 0..5 {
+                for d in &datagrams {
+                    sock.send_to(d, target).expect("send");
+                }
+            }
+            sock.set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            let mut answers = Vec::new();
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                answers.push((from, buf[..n].to_vec()));
+            }
+            answers
+        })
+        .expect("stranger");
+    assert!(answers.is_empty(), "the stranger got answers: {answers:?}");
+    let metrics = wait_until("the stranger's datagrams to be counted", T, || {
+        let m = o.daemons[0].metrics().ok()?;
+        (unknown(&m) >= unknown(&before) + 10).then_some(m)
+    })
+    .expect("counted as unknown_peer");
+    assert!(
+        counter(
+            &metrics,
+            "shoal_dataplane_drops_total",
+            "reason=\"malformed_vxlan\""
+        ) == 0,
+        "the stranger's datagrams were not read: {metrics}"
+    );
+    assert!(
+        o.ping("10.10.0.12", "10.10.0.11"),
+        "the nodes' traffic goes on"
+    );
+    assert!(http(&o).is_some(), "TCP between the nodes' tasks goes on");
+}
+
 /// A node's `/metrics` has the same families and labels with either engine,
 /// and they move with traffic: VXLAN datagrams and bytes both ways, task
 /// frames both ways, ARP answers; every drop reason is listed.
@@ -687,6 +787,7 @@ fn metrics_follow_overlay_traffic(engine: &str) {
         "io_error",
         "no_service_port",
         "no_backend",
+        "unknown_peer",
     ] {
         let series = format!("shoal_dataplane_drops_total{{reason=\"{reason}\"}}");
         assert!(after.contains(&series), "{series} missing: {after}");
@@ -784,6 +885,13 @@ fn ebpf_programs_are_attached_while_running_and_gone_after_sigterm() {
             .any(|l| l["prog_id"] == xdp_id || l["prog_id"] == tc_id),
         "a link left: {links:?}"
     );
+}
+
+/// The userspace engine's half of the scenario; the eBPF engine's XDP
+/// program checks senders in the next step of issue 21.
+#[test]
+fn userspace_vxlan_from_a_stranger_draws_no_reply_and_is_counted() {
+    vxlan_from_a_stranger_draws_no_reply_and_is_counted("userspace")
 }
 
 /// Whether two programs of `bpftool -j prog show` use a map in common.

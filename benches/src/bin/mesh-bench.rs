@@ -178,8 +178,16 @@ fn shoal(seconds: u32) -> Result<(f64, f64)> {
 ";
     for (me, node) in t.nodes.clone().iter().enumerate() {
         let mut y = format!(
-            "node: {{ name: {}, underlay: {} }}\nnetworks: [ {{ name: red, vni: 4097, subnet: 10.10.0.0/24 }} ]\nendpoints:\n",
-            node.name, node.underlay
+            "node: {{ name: {}, underlay: {} }}\npeers: [ {} ]\nnetworks: [ {{ name: red, vni: 4097, subnet: 10.10.0.0/24 }} ]\nendpoints:\n",
+            node.name,
+            node.underlay,
+            // The entry node runs no task: only as a peer is it a node.
+            t.nodes
+                .iter()
+                .filter(|n| n.underlay != node.underlay)
+                .map(|n| n.underlay.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         for (netns, ip, host) in &tasks {
             let at = t.nodes[*host].underlay;

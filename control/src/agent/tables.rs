@@ -2,6 +2,9 @@
 //! (DESIGN.md §3), computed from the state alone, so every node that sees
 //! the same state programs the same forwarding.
 //!
+//! - every other node's underlay address as a peer: VXLAN is taken only
+//!   from nodes in the tables, and a node with no task still brings the
+//!   routing mesh's clients;
 //! - every overlay network (the ingress network too: the routing mesh
 //!   answers on every node);
 //! - an endpoint for each address of each task that is placed, not yet
@@ -150,11 +153,22 @@ pub fn tables_for(
         })
         .collect();
 
+    let mut peers: Vec<Ipv4Addr> = state
+        .nodes()
+        .keys()
+        .filter(|id| *id != me)
+        .filter_map(|id| ipv4_of(state, id))
+        .filter(|ip| *ip != underlay)
+        .collect();
+    peers.sort();
+    peers.dedup();
+
     Some(Tables {
         node: tables::Node {
             name: node.hostname.clone(),
             underlay,
         },
+        peers,
         networks,
         endpoints,
         services,
@@ -174,5 +188,39 @@ fn ipv4_of(state: &ClusterState, node: &NodeId) -> Option<Ipv4Addr> {
     match state.node(node)?.addr.ip() {
         IpAddr::V4(ip) => Some(ip),
         IpAddr::V6(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+    use crate::state::Command;
+    use crate::testkit::{apply, node};
+
+    fn at(id: &str, ip: &str) -> crate::state::Node {
+        let mut n = node(id, Role::Worker);
+        n.addr = format!("{ip}:2377").parse().unwrap();
+        n
+    }
+
+    #[test]
+    fn every_other_node_is_a_peer_also_without_tasks() {
+        let mut state = ClusterState::new();
+        for (id, ip) in [
+            ("a", "198.18.0.1"),
+            ("c", "198.18.0.3"),
+            ("b", "198.18.0.2"),
+        ] {
+            apply(&mut state, Command::AddNode(at(id, ip)));
+        }
+        let me = NodeId::new("a").unwrap();
+        let tables = tables_for(&state, &me, &|_| None).expect("tables");
+        assert_eq!(tables.node.underlay, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(
+            tables.peers,
+            [Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3)]
+        );
+        assert!(tables.endpoints.is_empty());
     }
 }

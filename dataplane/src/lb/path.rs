@@ -126,7 +126,9 @@ pub fn from_port(
 }
 
 /// The inner frame of a VXLAN datagram for segment `seg` that node `sender`
-/// sent; an answer goes into `out`.
+/// sent; an answer goes into `out`. The engine let it through
+/// [`vtep::open`], which refuses senders that are no node; the mesh checks
+/// again before it would send anything back to `sender`.
 pub fn from_underlay(
     cx: &Context<'_>,
     seg: SegmentId,
@@ -145,9 +147,15 @@ pub fn from_underlay(
     match (routed, keyed) {
         (FromUnderlay::Local(port), keyed) => {
             let translation = keyed.and_then(|(flow, key)| {
-                // A client outside the overlay: its flow entered the cluster
-                // at the sender, where the backend's replies must go back.
-                if !segment.subnet.contains(&flow.src) {
+                // A client outside the overlay on its way to a published
+                // port's target: its flow entered the cluster at the
+                // sender, where the backend's replies must go back. Any
+                // other frame from outside the subnet is no mesh flow and
+                // its replies have no route.
+                if !segment.subnet.contains(&flow.src)
+                    && cx.fdb.is_node(sender)
+                    && cx.fdb.is_mesh_target(seg, key.proto, key.dst)
+                {
                     cx.shards
                         .of(key.src)
                         .mesh

@@ -1,10 +1,11 @@
 //! The forwarding database: for every overlay network, where each address
 //! lives. Built whole from [`Tables`] (the control plane knows every
 //! endpoint, so nothing is learned from traffic) and swapped atomically by
-//! the engines.
+//! the engines. It also says who may send VXLAN at all: the nodes the
+//! tables name ([`Fdb::is_node`]).
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ipnet::Ipv4Net;
 
@@ -119,6 +120,13 @@ pub struct Fdb {
     segments: Vec<Segment>,
     by_vni: HashMap<u32, SegmentId>,
     published: HashMap<(Protocol, u16), Published>,
+    /// Underlay addresses of the nodes in the tables: the only senders of
+    /// VXLAN taken.
+    nodes: HashSet<Ipv4Addr>,
+    /// Where routing-mesh flows may go on a backend's node: (segment,
+    /// protocol, backend, target port) of every port published in ingress
+    /// mode.
+    mesh_targets: HashSet<(SegmentId, Protocol, Ipv4Addr, u16)>,
     has_vips: bool,
 }
 
@@ -142,7 +150,10 @@ impl Fdb {
         local_port: impl Fn(&str, Ipv4Addr) -> Option<PortId>,
         previous: &Fdb,
     ) -> Fdb {
-        let mut fdb = Fdb::default();
+        let mut fdb = Fdb {
+            nodes: tables.nodes().collect(),
+            ..Fdb::default()
+        };
         // Where every endpoint is, indexed once rather than searched per
         // backend.
         let endpoints: HashSet<(&str, Ipv4Addr)> = tables
@@ -230,7 +241,19 @@ impl Fdb {
                         continue;
                     };
                     let local = match p.mode {
-                        PublishMode::Ingress => None,
+                        PublishMode::Ingress => {
+                            // Other nodes bring this port's clients to the
+                            // backends here over VXLAN.
+                            let backends = svc
+                                .backends
+                                .iter()
+                                .filter(|b| endpoints.contains(&(seg_name.as_str(), b.ip)));
+                            for b in backends {
+                                fdb.mesh_targets
+                                    .insert((segment, p.protocol, b.ip, p.target));
+                            }
+                            None
+                        }
                         PublishMode::Host => {
                             let here = |ip: Ipv4Addr| {
                                 tables.endpoints.iter().any(|e| {
@@ -279,6 +302,20 @@ impl Fdb {
     /// The service behind a published port.
     pub fn published(&self, proto: Protocol, port: u16) -> Option<&Published> {
         self.published.get(&(proto, port))
+    }
+
+    /// Whether `ip` is the underlay address of a node in the tables, one
+    /// that may send this node VXLAN.
+    pub fn is_node(&self, ip: Ipv4Addr) -> bool {
+        self.nodes.contains(&ip)
+    }
+
+    /// Whether `dst` on segment `seg` is a backend's target port of a port
+    /// published in ingress mode: where a routing-mesh flow that entered at
+    /// another node may go.
+    pub fn is_mesh_target(&self, seg: SegmentId, proto: Protocol, dst: SocketAddrV4) -> bool {
+        self.mesh_targets
+            .contains(&(seg, proto, *dst.ip(), dst.port()))
     }
 
     /// Every port this node publishes, sorted.
@@ -371,6 +408,59 @@ endpoints:
             Some(Location::Remote(Ipv4Addr::new(198, 18, 0, 2)))
         );
         assert!(fdb.segment_by_vni(1).is_none());
+    }
+
+    #[test]
+    fn the_nodes_are_those_the_tables_name() {
+        let mut t = tables();
+        t.peers = vec![Ipv4Addr::new(198, 18, 0, 9)];
+        let fdb = Fdb::build(&t, 1500, |_, _| None);
+        for node in [[198, 18, 0, 1], [198, 18, 0, 2], [198, 18, 0, 9]] {
+            assert!(fdb.is_node(Ipv4Addr::from(node)), "{node:?}");
+        }
+        assert!(!fdb.is_node(Ipv4Addr::new(198, 18, 0, 3)));
+        assert!(!Fdb::default().is_node(Ipv4Addr::new(198, 18, 0, 1)));
+    }
+
+    #[test]
+    fn mesh_targets_are_the_ingress_ports_targets_on_each_backend() {
+        let t = Tables::from_yaml_str(
+            r#"
+node: { name: n1, underlay: 198.18.0.1 }
+networks:
+  - { name: skynet, vni: 4097, subnet: 10.10.0.0/24 }
+  - { name: other, vni: 4098, subnet: 10.20.0.0/24 }
+endpoints:
+  - { network: skynet, ip: 10.10.0.2, node: 198.18.0.1, netns: web1 }
+  - { network: skynet, ip: 10.10.0.3, node: 198.18.0.2 }
+  - { network: other, ip: 10.20.0.3, node: 198.18.0.2 }
+services:
+  - { name: web, vips: { skynet: 10.10.0.100 },
+      ports: [ { target: 80, published: 8080 }, { target: 53, protocol: udp, published: 53 },
+               { target: 22 }, { target: 443, published: 8443, mode: host } ],
+      backends: [ { ip: 10.10.0.2 }, { ip: 10.10.0.3, state: draining } ] }
+  - { name: db, vips: { other: 10.20.0.100 }, ports: [ { target: 5432 } ],
+      backends: [ { ip: 10.20.0.3 } ] }
+"#,
+        )
+        .expect("valid tables");
+        let fdb = Fdb::build(&t, 1500, |_, _| None);
+        let at = |ip: [u8; 4], port| SocketAddrV4::new(Ipv4Addr::from(ip), port);
+        let (sky, _) = fdb.segment_by_name("skynet").expect("skynet");
+        let (other, _) = fdb.segment_by_name("other").expect("other");
+        for backend in [[10, 10, 0, 2], [10, 10, 0, 3]] {
+            assert!(fdb.is_mesh_target(sky, Protocol::Tcp, at(backend, 80)));
+            assert!(fdb.is_mesh_target(sky, Protocol::Udp, at(backend, 53)));
+            // The wrong protocol, a port only the VIP serves, one
+            // published in host mode (its clients never cross nodes).
+            assert!(!fdb.is_mesh_target(sky, Protocol::Udp, at(backend, 80)));
+            assert!(!fdb.is_mesh_target(sky, Protocol::Tcp, at(backend, 22)));
+            assert!(!fdb.is_mesh_target(sky, Protocol::Tcp, at(backend, 443)));
+        }
+        // Not a backend, another segment, a network without published ports.
+        assert!(!fdb.is_mesh_target(sky, Protocol::Tcp, at([10, 10, 0, 9], 80)));
+        assert!(!fdb.is_mesh_target(other, Protocol::Tcp, at([10, 10, 0, 2], 80)));
+        assert!(!fdb.is_mesh_target(other, Protocol::Tcp, at([10, 20, 0, 3], 5432)));
     }
 
     #[test]

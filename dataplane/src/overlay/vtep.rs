@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use smoltcp::wire::EthernetAddress;
 
 use super::arp::{self, ArpOutcome};
-use super::fdb::{Fdb, Location, PortId, Segment};
+use super::fdb::{Fdb, Location, PortId, Segment, SegmentId};
 use super::icmp;
 use crate::wire::flow::{self, ETH_LEN, Frame, Malformed};
 use crate::wire::vxlan;
@@ -108,15 +108,34 @@ pub enum FromUnderlay {
     Drop(DropReason),
 }
 
-/// Decides where the inner frame of a VXLAN datagram goes (parsing it).
-pub fn from_underlay(fdb: &Fdb, datagram: &[u8], out: &mut Vec<u8>) -> FromUnderlay {
-    let Some((vni, inner)) = decap(datagram) else {
-        return FromUnderlay::Drop(DropReason::MalformedVxlan);
-    };
-    let Some((_, segment)) = fdb.segment_by_vni(vni) else {
-        return FromUnderlay::Drop(DropReason::UnknownVni);
-    };
-    route_from_underlay(segment, inner, flow::parse(inner), out)
+/// Decides where the inner frame of a VXLAN datagram that the underlay
+/// address `sender` sent goes (parsing it).
+pub fn from_underlay(
+    fdb: &Fdb,
+    sender: Ipv4Addr,
+    datagram: &[u8],
+    out: &mut Vec<u8>,
+) -> FromUnderlay {
+    match open(fdb, sender, datagram) {
+        Ok(seg) => {
+            let inner = &datagram[vxlan::HEADER_LEN..];
+            route_from_underlay(fdb.segment(seg), inner, flow::parse(inner), out)
+        }
+        Err(reason) => FromUnderlay::Drop(reason),
+    }
+}
+
+/// The segment a VXLAN datagram from `sender` is for, or why it is
+/// dropped. Only nodes in the tables may put frames on an overlay network:
+/// a stranger's datagram is refused before any of it is read, so it never
+/// draws an answer (an ARP reply, a mesh reply).
+pub fn open(fdb: &Fdb, sender: Ipv4Addr, datagram: &[u8]) -> Result<SegmentId, DropReason> {
+    if !fdb.is_node(sender) {
+        return Err(DropReason::UnknownPeer);
+    }
+    let (vni, _) = decap(datagram).ok_or(DropReason::MalformedVxlan)?;
+    let (seg, _) = fdb.segment_by_vni(vni).ok_or(DropReason::UnknownVni)?;
+    Ok(seg)
 }
 
 /// [`from_underlay`] for the inner frame `inner` of a datagram for

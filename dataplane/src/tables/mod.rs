@@ -27,6 +27,11 @@ pub use validate::Problem;
 #[serde(deny_unknown_fields)]
 pub struct Tables {
     pub node: Node,
+    /// Underlay addresses of the cluster's other nodes that no endpoint
+    /// names (a node that only lets routing-mesh clients in, say). VXLAN is
+    /// taken only from [`Tables::nodes`]: these, and every endpoint's node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Ipv4Addr>,
     #[serde(default)]
     pub networks: Vec<Network>,
     #[serde(default)]
@@ -239,6 +244,15 @@ impl Tables {
     /// Whether `e` lives on this node.
     pub fn is_local(&self, e: &Endpoint) -> bool {
         e.node == self.node.underlay
+    }
+
+    /// Underlay addresses of every node the tables name: this one, the
+    /// peers and each endpoint's node, possibly more than once. The only
+    /// senders whose VXLAN datagrams are taken.
+    pub fn nodes(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        std::iter::once(self.node.underlay)
+            .chain(self.peers.iter().copied())
+            .chain(self.endpoints.iter().map(|e| e.node))
     }
 }
 

@@ -231,6 +231,32 @@ fn node_name_must_not_be_empty() {
 }
 
 #[test]
+fn peers_are_unicast_underlay_addresses() {
+    let mut t = Tables::from_yaml_str(
+        "node: { name: n1, underlay: 198.18.0.1 }\npeers: [ 198.18.0.7, 0.0.0.0, 224.0.0.1 ]\n",
+    )
+    .expect("peers parse");
+    assert_eq!(t.peers[0], ip("198.18.0.7"));
+    assert_problem(&t, "peers[1]", "0.0.0.0 is the unspecified address");
+    assert_problem(&t, "peers[2]", "224.0.0.1 is a multicast address");
+    t.peers = vec![ip("198.18.0.7"), ip("255.255.255.255")];
+    assert_problem(&t, "peers[1]", "the broadcast address");
+    t.peers.truncate(1);
+    assert_eq!(t.validate(), Ok(()));
+}
+
+#[test]
+fn the_nodes_are_this_one_the_peers_and_the_endpoints_nodes() {
+    let mut t = example();
+    t.peers = vec![ip("198.18.0.9")];
+    let nodes: std::collections::BTreeSet<Ipv4Addr> = t.nodes().collect();
+    assert_eq!(
+        nodes.into_iter().collect::<Vec<_>>(),
+        [ip("198.18.0.1"), ip("198.18.0.2"), ip("198.18.0.9")]
+    );
+}
+
+#[test]
 fn network_names_are_non_empty_and_unique() {
     let mut t = example();
     t.networks.push(net("", 2, "10.20.0.0/24"));

@@ -45,6 +45,7 @@ impl Tables {
                 "is empty; name this node (its hostname, for instance)",
             ));
         }
+        self.check_peers(&mut problems);
         self.check_networks(&mut problems);
         let endpoint_ips = self.check_endpoints(&mut problems);
         self.check_services(&endpoint_ips, &mut problems);
@@ -81,6 +82,26 @@ impl Tables {
             Ok(())
         } else {
             Err(problems)
+        }
+    }
+
+    /// A peer is a node's unicast underlay address: VXLAN never comes from
+    /// anything else.
+    fn check_peers(&self, problems: &mut Vec<Problem>) {
+        for (i, peer) in self.peers.iter().enumerate() {
+            let what = if peer.is_unspecified() {
+                "the unspecified address"
+            } else if peer.is_broadcast() {
+                "the broadcast address"
+            } else if peer.is_multicast() {
+                "a multicast address"
+            } else {
+                continue;
+            };
+            problems.push(Problem::new(
+                format!("peers[{i}]"),
+                format!("{peer} is {what}; list each other node's underlay address"),
+            ));
         }
     }
 

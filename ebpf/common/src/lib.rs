@@ -361,10 +361,13 @@ pub enum DropReason {
     NoServicePort = 10,
     /// A service with no active backend.
     NoBackend = 11,
+    /// A VXLAN datagram from an underlay address that is no node in the
+    /// tables: nobody else may put frames on an overlay network.
+    UnknownPeer = 12,
 }
 
 /// Number of [`DropReason`]s: the length of [`Counters::drops`].
-pub const DROP_REASONS: usize = 12;
+pub const DROP_REASONS: usize = 13;
 
 impl DropReason {
     /// Every reason, in index order.
@@ -381,6 +384,7 @@ impl DropReason {
         DropReason::IoError,
         DropReason::NoServicePort,
         DropReason::NoBackend,
+        DropReason::UnknownPeer,
     ];
 
     /// The reason's label in metrics, as the userspace engine's.
@@ -398,6 +402,7 @@ impl DropReason {
             DropReason::IoError => "io_error",
             DropReason::NoServicePort => "no_service_port",
             DropReason::NoBackend => "no_backend",
+            DropReason::UnknownPeer => "unknown_peer",
         }
     }
 

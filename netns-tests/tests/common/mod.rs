@@ -39,8 +39,8 @@ pub struct Ep {
     pub netns: String,
 }
 
-/// The tables file for `hosts[me]`: every network, every endpoint, with
-/// `netns` only on the local ones.
+/// The tables file for `hosts[me]`: the other hosts as peers, every
+/// network, every endpoint, with `netns` only on the local ones.
 pub fn tables_for(
     hosts: &[Host],
     me: usize,
@@ -54,6 +54,15 @@ pub fn tables_for(
         "node: {{ name: {}, underlay: {} }}",
         hosts[me].name, hosts[me].underlay
     );
+    // Every other host is a node of the cluster, also one that runs no
+    // task: VXLAN from it is taken.
+    let peers: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != me)
+        .map(|(_, h)| h.underlay.to_string())
+        .collect();
+    let _ = writeln!(y, "peers: [ {} ]", peers.join(", "));
     let _ = writeln!(y, "networks:");
     for n in nets {
         let _ = writeln!(

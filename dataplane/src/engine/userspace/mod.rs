@@ -568,14 +568,14 @@ fn on_datagram(
 ) -> Option<(Sink, u32)> {
     shared.counters.vxlan_rx_packets.inc();
     shared.counters.vxlan_rx_bytes.inc_by(datagram.len() as u64);
-    let Some((vni, _)) = vtep::decap(datagram) else {
-        shared.counters.drop(DropReason::MalformedVxlan);
-        return None;
+    let seg = match vtep::open(&snapshot.fdb, sender, datagram) {
+        Ok(seg) => seg,
+        Err(reason) => {
+            shared.counters.drop(reason);
+            return None;
+        }
     };
-    let Some((seg, _)) = snapshot.fdb.segment_by_vni(vni) else {
-        shared.counters.drop(DropReason::UnknownVni);
-        return None;
-    };
+    let vni = snapshot.fdb.segment(seg).vni;
     let inner = &mut datagram[vxlan::HEADER_LEN..];
     let parsed = flow::parse(inner);
     let cx = shared.context(&snapshot.fdb);

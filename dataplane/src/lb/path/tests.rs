@@ -279,3 +279,45 @@ fn what_no_conversation_knows_is_dropped_with_its_reason() {
     );
     assert_eq!(view.key.map(|k| k.proto), Some(Protocol::Tcp));
 }
+
+#[test]
+fn only_a_node_bringing_a_published_ports_client_becomes_an_entry_node() {
+    let n2 = Node::new("n2", N2);
+    let stranger = Ipv4Addr::new(198, 51, 100, 7);
+    let reply_of = |syn: &[u8]| {
+        let k = key_of(syn);
+        tcp(k.dst, k.src, true, true)
+    };
+    // A client's SYN to the backend's target port, brought by node n1: the
+    // reply goes back to n1.
+    let mesh = tcp(end(OUTSIDE, 50_000), end(REMOTE_BACKEND, 80), true, false);
+    assert!(matches!(
+        n2.decide_wire(&mesh, N1, 0),
+        Verdict::Deliver { .. }
+    ));
+    assert_eq!(
+        n2.decide_task(&reply_of(&mesh), 1),
+        Verdict::deliver(Location::Remote(N1), 0)
+    );
+    // The same from a sender that is no node (had an engine let it
+    // through), or to a port no published port targets: no entry noted, so
+    // the task's reply has no route.
+    for (syn, sender) in [
+        (
+            tcp(end(OUTSIDE, 50_001), end(REMOTE_BACKEND, 80), true, false),
+            stranger,
+        ),
+        (
+            tcp(end(OUTSIDE, 50_002), end(REMOTE_BACKEND, 22), true, false),
+            N1,
+        ),
+    ] {
+        let _ = n2.decide_wire(&syn, sender, 0);
+        assert_eq!(
+            n2.decide_task(&reply_of(&syn), 1),
+            Verdict::Drop(DropReason::NoRoute),
+            "{:?} from {sender}",
+            key_of(&syn)
+        );
+    }
+}

@@ -178,16 +178,17 @@ fn decapsulates_to_local_ports_and_counts_the_rest() {
     let mut out = Vec::new();
     let to_task = udp_frame(TASK_IP, 10, true);
     assert_eq!(
-        from_underlay(&fdb, &vxlan(4097, &to_task), &mut out),
+        from_underlay(&fdb, NODE2, &vxlan(4097, &to_task), &mut out),
         FromUnderlay::Local(0)
     );
     assert_eq!(
-        from_underlay(&fdb, &vxlan(4098, &to_task), &mut out),
+        from_underlay(&fdb, NODE2, &vxlan(4098, &to_task), &mut out),
         FromUnderlay::Drop(DropReason::UnknownVni)
     );
     assert_eq!(
         from_underlay(
             &fdb,
+            NODE2,
             &vxlan(4097, &udp_frame(REMOTE_IP, 10, true)),
             &mut out
         ),
@@ -196,15 +197,15 @@ fn decapsulates_to_local_ports_and_counts_the_rest() {
     let mut bad_flags = vxlan(4097, &to_task);
     bad_flags[0] = 0x0c;
     assert_eq!(
-        from_underlay(&fdb, &bad_flags, &mut out),
+        from_underlay(&fdb, NODE2, &bad_flags, &mut out),
         FromUnderlay::Drop(DropReason::MalformedVxlan)
     );
     assert_eq!(
-        from_underlay(&fdb, &[8, 0, 0], &mut out),
+        from_underlay(&fdb, NODE2, &[8, 0, 0], &mut out),
         FromUnderlay::Drop(DropReason::MalformedVxlan)
     );
     assert_eq!(
-        from_underlay(&fdb, &vxlan(4097, &[1, 2, 3]), &mut out),
+        from_underlay(&fdb, NODE2, &vxlan(4097, &[1, 2, 3]), &mut out),
         FromUnderlay::Drop(DropReason::MalformedFrame)
     );
 }
@@ -219,11 +220,44 @@ fn answers_arp_from_remote_vteps() {
         TASK_IP,
     );
     assert_eq!(
-        from_underlay(&fdb, &vxlan(4097, &req), &mut out),
+        from_underlay(&fdb, NODE2, &vxlan(4097, &req), &mut out),
         FromUnderlay::Reply { vni: 4097 }
     );
     let eth = EthernetFrame::new_checked(&out[..]).expect("frame");
     assert_eq!(eth.src_addr().0, MacAddr::from_ipv4(TASK_IP).0);
+}
+
+#[test]
+fn only_nodes_in_the_tables_may_send_vxlan() {
+    let fdb = fdb();
+    let mut out = Vec::new();
+    let stranger = Ipv4Addr::new(198, 51, 100, 7);
+    let to_task = vxlan(4097, &udp_frame(TASK_IP, 10, true));
+    assert_eq!(
+        from_underlay(&fdb, stranger, &to_task, &mut out),
+        FromUnderlay::Drop(DropReason::UnknownPeer)
+    );
+    // Whatever the datagram holds: it is not even parsed.
+    assert_eq!(
+        from_underlay(&fdb, stranger, &[8, 0, 0], &mut out),
+        FromUnderlay::Drop(DropReason::UnknownPeer)
+    );
+    // An ARP request draws no answer to a stranger (no reflection).
+    let req = arp::request(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        Ipv4Addr::new(10, 10, 0, 50),
+        TASK_IP,
+    );
+    assert_eq!(
+        from_underlay(&fdb, stranger, &vxlan(4097, &req), &mut out),
+        FromUnderlay::Drop(DropReason::UnknownPeer)
+    );
+    assert!(out.is_empty(), "nothing was written: {out:?}");
+    // This node itself is in the tables.
+    assert_eq!(
+        from_underlay(&fdb, Ipv4Addr::new(198, 18, 0, 1), &to_task, &mut out),
+        FromUnderlay::Local(0)
+    );
 }
 
 #[test]
