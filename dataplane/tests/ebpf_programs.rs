@@ -127,18 +127,29 @@ endpoints:
 
     /// A UDP datagram from the peer node to `to:port` carrying `payload`.
     fn underlay_udp(to: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
+        underlay_udp_from(PEER, to, port, payload)
+    }
+
+    /// The same from the underlay address `from` (with the peer's MAC:
+    /// only the address counts).
+    fn underlay_udp_from(from: [u8; 4], to: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
         let mut frame = Vec::new();
         PacketBuilder::ethernet2(PEER_MAC, NODE_MAC)
-            .ipv4(PEER, to, 64)
+            .ipv4(from, to, 64)
             .udp(51000, port)
             .write(&mut frame, payload)
             .unwrap();
         frame
     }
 
+    /// A VXLAN datagram from the peer node to this one.
     fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+        vxlan_from(PEER, vni, inner)
+    }
+
+    fn vxlan_from(from: [u8; 4], vni: u32, inner: &[u8]) -> Vec<u8> {
         let payload = [&vxlan_header(vni)[..], inner].concat();
-        underlay_udp(NODE, VXLAN_PORT, &payload)
+        underlay_udp_from(from, NODE, VXLAN_PORT, &payload)
     }
 
     fn run(programs: &Programs, frame: &[u8]) -> (u32, Vec<u8>) {
@@ -740,25 +751,34 @@ endpoints:
         }
     }
 
-    #[test]
-    fn arp_inside_vxlan_is_answered_back_to_the_asking_vtep() {
-        let underlay = loaded();
-        let asker_mac = [0x02, 0x42, 10, 0, 1, 3];
+    /// The MAC of 10.0.1.3, a remote VTEP's station asking over VXLAN.
+    const ASKER_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 1, 3];
+
+    /// An inner ARP request from 10.0.1.3 for `target`, broadcast.
+    fn inner_arp_request(target: [u8; 4]) -> Vec<u8> {
         let arp = ArpPacket::new(
             ArpHardwareId::ETHERNET,
             EtherType::IPV4,
             ArpOperation::REQUEST,
-            &asker_mac,
+            &ASKER_MAC,
             &[10, 0, 1, 3],
             &[0; 6],
-            &[10, 0, 1, 2],
+            &target,
         )
         .unwrap();
         let mut inner = Vec::new();
-        PacketBuilder::ethernet2(asker_mac, [0xff; 6])
+        PacketBuilder::ethernet2(ASKER_MAC, [0xff; 6])
             .arp(arp)
             .write(&mut inner)
             .unwrap();
+        inner
+    }
+
+    #[test]
+    fn arp_inside_vxlan_is_answered_back_to_the_asking_vtep() {
+        let underlay = loaded();
+        let asker_mac = ASKER_MAC;
+        let inner = inner_arp_request([10, 0, 1, 2]);
         let frame = vxlan(VNI, &inner);
         let before = xdp_counters(&underlay);
         let (action, out) = run(&underlay, &frame);
@@ -793,6 +813,83 @@ endpoints:
         assert_eq!(run(&underlay, &vxlan(VNI, &unknown)).0, XDP_DROP);
         let d = delta(&before, &xdp_counters(&underlay));
         assert_eq!(d.drops[DropReason::UnknownDestination.index()], 1);
+    }
+
+    /// An underlay address that is no node in the tables.
+    const STRANGER: [u8; 4] = [192, 168, 0, 66];
+
+    /// Runs `frame` and returns the action, the frame as the program left
+    /// it and what the counters moved by.
+    fn run_counted(programs: &Programs, frame: &[u8]) -> (u32, Vec<u8>, Counters) {
+        let before = xdp_counters(programs);
+        let (action, out) = run(programs, frame);
+        (action, out, delta(&before, &xdp_counters(programs)))
+    }
+
+    #[test]
+    fn vxlan_from_a_stranger_is_dropped_unread_and_counted() {
+        let underlay = loaded();
+        let to_task = inner_frame([10, 0, 1, 2]);
+        let arp = inner_arp_request([10, 0, 1, 2]);
+        let mut bad_flags = vxlan_from(STRANGER, VNI, &to_task);
+        bad_flags[INNER - 8] = 0x0c;
+        // A well-formed datagram to a local task, an ARP request for it,
+        // and one whose VXLAN header is bad: none is read, none is answered.
+        for (what, frame) in [
+            ("a datagram to a task", vxlan_from(STRANGER, VNI, &to_task)),
+            ("an ARP request", vxlan_from(STRANGER, VNI, &arp)),
+            ("a bad VXLAN header", bad_flags),
+        ] {
+            let (action, out, d) = run_counted(&underlay, &frame);
+            assert_eq!(action, XDP_DROP, "{what}");
+            assert_eq!(out, frame, "{what} is left as it came");
+            assert_eq!(d.drops[DropReason::UnknownPeer.index()], 1, "{what}");
+            assert_eq!(d.drops.iter().sum::<u64>(), 1, "{what}");
+            assert_eq!(
+                (d.packets, d.redirected, d.answered, d.arp_replies),
+                (1, 0, 0, 0),
+                "{what}"
+            );
+        }
+        // The same from the peer node, and from this node itself: through
+        // as before.
+        for from in [PEER, NODE] {
+            let (action, out, d) = run_counted(&underlay, &vxlan_from(from, VNI, &to_task));
+            assert_eq!((action, out), (XDP_REDIRECT, to_task.clone()), "{from:?}");
+            assert_eq!(d.drops.iter().sum::<u64>(), 0);
+        }
+        let (action, _, d) = run_counted(&underlay, &vxlan(VNI, &arp));
+        assert_eq!((action, d.arp_replies), (XDP_REDIRECT, 1));
+        // UDP to another port is not VXLAN: the kernel's, whoever sends it.
+        let other_port = underlay_udp_from(STRANGER, NODE, VXLAN_PORT + 1, b"x");
+        assert_eq!(run(&underlay, &other_port).0, XDP_PASS);
+    }
+
+    #[test]
+    fn the_nodes_follow_the_tables() {
+        let mut programs = loaded();
+        let to_task = inner_frame([10, 0, 1, 2]);
+        let from_peer = vxlan(VNI, &to_task);
+        let install = |programs: &mut Programs, tables: &Tables| {
+            let want = Maps::from_tables(
+                tables,
+                underlay(VXLAN_PORT),
+                |_, ip| task_ifindex(ip),
+                programs.installed(),
+            );
+            programs.install(&want).unwrap();
+        };
+        // The peer's only endpoint goes: it is no node any more.
+        let mut tables = Tables::from_yaml_str(TABLES).unwrap();
+        tables.endpoints.retain(|e| e.node.octets() != PEER);
+        install(&mut programs, &tables);
+        let (action, _, d) = run_counted(&programs, &from_peer);
+        assert_eq!(action, XDP_DROP);
+        assert_eq!(d.drops[DropReason::UnknownPeer.index()], 1);
+        // Listed as a peer (a node without endpoints): taken again.
+        tables.peers.push(Ipv4Addr::from(PEER));
+        install(&mut programs, &tables);
+        assert_eq!(run(&programs, &from_peer).0, XDP_REDIRECT);
     }
 
     /// The internet checksum of `bytes` (0 when they hold a valid one).

@@ -887,13 +887,6 @@ fn ebpf_programs_are_attached_while_running_and_gone_after_sigterm() {
     );
 }
 
-/// The userspace engine's half of the scenario; the eBPF engine's XDP
-/// program checks senders in the next step of issue 21.
-#[test]
-fn userspace_vxlan_from_a_stranger_draws_no_reply_and_is_counted() {
-    vxlan_from_a_stranger_draws_no_reply_and_is_counted("userspace")
-}
-
 /// Whether two programs of `bpftool -j prog show` use a map in common.
 fn shares_a_map(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     let ids = |p: &serde_json::Value| p["map_ids"].as_array().cloned().unwrap_or_default();
@@ -934,5 +927,6 @@ for_each_engine!(
     interoperates_with_the_kernel_vxlan_device,
     large_transfers_complete_and_oversize_dont_fragment_gets_frag_needed,
     a_crashed_daemon_leaves_nothing_and_restarts_cleanly,
+    vxlan_from_a_stranger_draws_no_reply_and_is_counted,
     metrics_follow_overlay_traffic,
 );

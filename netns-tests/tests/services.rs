@@ -408,6 +408,10 @@ fn a_two_tier_app_finds_its_database_by_name() -> Result<()> {
         "db",
         "--network",
         "appnet",
+        // Published, so its tasks also have addresses on `ingress`, which
+        // DNS must never answer with.
+        "--publish",
+        "5432:5432",
         "--replicas",
         "2",
         "--",
@@ -416,11 +420,14 @@ fn a_two_tier_app_finds_its_database_by_name() -> Result<()> {
         "--port",
         "5432",
     ])?;
-    // The web tier asks `db` (its VIP) and `tasks.db` by name, from inside
-    // its own namespace, and writes what it gets to its log.
+    // The web tier asks `db` (its VIP) and `tasks.db` by name, and each
+    // task's address backwards, from inside its own namespace, and writes
+    // what it gets to its log.
     let script = "while true; do \
         getent hosts db | sed 's/^/vip /'; \
         getent ahostsv4 tasks.db | awk '{print \"task \" $1}' | sort -u; \
+        for ip in $(getent ahostsv4 tasks.db | awk '{print $1}' | sort -u); do \
+        getent hosts $ip | awk '{print \"ptr \" $2}'; done; \
         curl -sS -m 2 http://db:5432/ 2>&1 | grep -E 'Hostname|curl'; \
         sleep 0.2; done";
     m.shoal_ok(&[
@@ -430,6 +437,9 @@ fn a_two_tier_app_finds_its_database_by_name() -> Result<()> {
         "web",
         "--network",
         "appnet",
+        // The asker on `ingress` too: it shares that network with db.
+        "--publish",
+        "8081:8081",
         "--",
         "bash",
         "-c",
@@ -463,7 +473,14 @@ fn a_two_tier_app_finds_its_database_by_name() -> Result<()> {
             .map(str::to_owned)
             .collect();
         let vip_ok = last.lines().any(|l| l.starts_with(&format!("vip {vip} ")));
-        (hosts == db.keys().cloned().collect() && tasks == db_ips && vip_ok).then_some(())
+        let ptrs: BTreeSet<String> = last
+            .lines()
+            .filter_map(|l| l.strip_prefix("ptr "))
+            .map(str::to_owned)
+            .collect();
+        let want_ptrs: BTreeSet<String> = db.keys().map(|h| format!("{h}.appnet")).collect();
+        (hosts == db.keys().cloned().collect() && tasks == db_ips && vip_ok && ptrs == want_ptrs)
+            .then_some(())
     });
     if let Err(e) = ok {
         bail!(

@@ -50,6 +50,7 @@ pub fn tables_for(
             gateway: Some(n.gateway),
             mtu: None,
             encrypted: n.encrypted,
+            ingress: n.ingress,
         })
         .collect();
 
@@ -85,6 +86,7 @@ pub fn tables_for(
                 node: *node_ip,
                 netns: netns.clone(),
                 task: Some(task.id.to_string()),
+                name: Some(super::task_name(state, task)),
                 state: tables::EndpointState::Active,
             });
         }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{DNSClass, RData, Record};
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{DNSClass, Name, RData, Record};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -55,17 +55,30 @@ impl RequestHandler for Handler {
         } else {
             Answer::NotOurs
         };
-        match answer {
+        let owner = query.original().name().clone();
+        let records: Option<Vec<Record>> = match answer {
             Answer::Records(mut ips) => {
                 if ips.len() > 1 {
                     let turn = self.turn.fetch_add(1, Ordering::Relaxed) % ips.len();
                     ips.rotate_left(turn);
                 }
-                let owner = query.original().name().clone();
-                let records: Vec<Record> = ips
-                    .into_iter()
-                    .map(|ip| Record::from_rdata(owner.clone(), TTL, RData::A(A(ip))))
-                    .collect();
+                Some(
+                    ips.into_iter()
+                        .map(|ip| Record::from_rdata(owner.clone(), TTL, RData::A(A(ip))))
+                        .collect(),
+                )
+            }
+            Answer::Pointers(names) => Some(
+                names
+                    .iter()
+                    .filter_map(|n| Name::from_ascii(n).ok())
+                    .map(|n| Record::from_rdata(owner.clone(), TTL, RData::PTR(PTR(n))))
+                    .collect(),
+            ),
+            Answer::NotOurs => None,
+        };
+        match records {
+            Some(records) => {
                 let mut metadata = Metadata::response_from_request(meta);
                 metadata.authoritative = true;
                 metadata.recursion_available = true;
@@ -79,7 +92,7 @@ impl RequestHandler for Handler {
                 );
                 send(request, response_handle, response).await
             }
-            Answer::NotOurs => match forward::forward(&self.upstreams, request.as_slice()).await {
+            None => match forward::forward(&self.upstreams, request.as_slice()).await {
                 Ok(upstream) => relay(request, upstream, response_handle).await,
                 Err(e) => {
                     tracing::debug!("dns: forwarding {}: {e}", query.name());

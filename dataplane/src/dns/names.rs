@@ -11,10 +11,14 @@
 //! - `NAME.NETWORK`, `tasks.NAME.NETWORK`: the same, on that network only;
 //! - a service's aliases (a stack's short names) like its name.
 //!
+//! - reverse lookups (`D.C.B.A.in-addr.arpa`, PTR) of a task's address on
+//!   a shared network: `TASKNAME.NETWORK`; of a VIP: `SERVICE.NETWORK`.
+//!
 //! A service is visible on the networks it has a VIP on, or (dnsrr, or no
-//! VIP) the networks its backends are on. Names are case-insensitive, with
-//! or without the trailing dot. A name no visible service owns is not ours:
-//! the caller forwards it.
+//! VIP) the networks its backends are on; never on the ingress network,
+//! whose addresses only carry published ports. Names are case-insensitive,
+//! with or without the trailing dot. A name no visible service owns is not
+//! ours: the caller forwards it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -36,6 +40,8 @@ pub enum Answer {
     /// The name is ours: these A records (none for a type other than A, or
     /// when no backend is active: NOERROR without data, not NXDOMAIN).
     Records(Vec<Ipv4Addr>),
+    /// A reverse name that is ours: these PTR records (fully qualified).
+    Pointers(Vec<String>),
     /// No visible service owns the name: forward it upstream.
     NotOurs,
 }
@@ -48,6 +54,8 @@ pub struct Names {
     /// Network namespace (as written in the tables) -> lower-cased names of
     /// the networks of its local endpoints, in tables order.
     netns: HashMap<String, Vec<String>>,
+    /// Address -> (lower-cased network, name) of a task or a VIP there.
+    reverse: HashMap<Ipv4Addr, Vec<(String, String)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +81,13 @@ impl Names {
     /// unknown network) is simply not resolvable.
     pub fn from_tables(tables: &Tables) -> Names {
         let mut names = Names::default();
-        for e in &tables.endpoints {
+        let ingress = |net: &str| tables.network(net).is_some_and(|n| n.ingress);
+        for e in tables.endpoints.iter().filter(|e| !ingress(&e.network)) {
+            let net = e.network.to_ascii_lowercase();
+            if let Some(name) = &e.name {
+                let fqdn = format!("{}.{net}", name.to_ascii_lowercase());
+                names.reverse.entry(e.ip).or_default().push((net, fqdn));
+            }
             let Some(ns) = e.netns.as_deref().filter(|ns| !ns.is_empty()) else {
                 continue;
             };
@@ -87,6 +101,11 @@ impl Names {
             }
         }
         for s in &tables.services {
+            for (net, vip) in s.vips.iter().filter(|(net, _)| !ingress(net)) {
+                let net = net.to_ascii_lowercase();
+                let fqdn = format!("{}.{net}", s.name.to_ascii_lowercase());
+                names.reverse.entry(*vip).or_default().push((net, fqdn));
+            }
             let service = service_names(tables, s);
             if !service.on.is_empty() {
                 names.services.insert(s.name.to_ascii_lowercase(), service);
@@ -130,6 +149,21 @@ impl Names {
         let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         if name.is_empty() {
             return Answer::NotOurs;
+        }
+        if let Some(ip) = reverse_of(&name) {
+            let found: Vec<String> = self
+                .reverse
+                .get(&ip)
+                .into_iter()
+                .flatten()
+                .filter(|(net, _)| networks.contains(net))
+                .map(|(_, fqdn)| format!("{fqdn}."))
+                .collect();
+            return match (found.is_empty(), qtype) {
+                (true, _) => Answer::NotOurs,
+                (false, RecordType::PTR) => Answer::Pointers(found),
+                (false, _) => Answer::Records(Vec::new()),
+            };
         }
         let Some(ips) = self.resolve(networks, &name) else {
             return Answer::NotOurs;
@@ -178,6 +212,20 @@ impl Names {
     }
 }
 
+/// The address of a reverse name `D.C.B.A.in-addr.arpa` (lower-cased,
+/// no trailing dot).
+fn reverse_of(name: &str) -> Option<Ipv4Addr> {
+    let octets = name.strip_suffix(".in-addr.arpa")?;
+    let mut parts = octets.split('.').map(|p| p.parse::<u8>().ok());
+    let (d, c, b, a) = (
+        parts.next()??,
+        parts.next()??,
+        parts.next()??,
+        parts.next()??,
+    );
+    parts.next().is_none().then_some(Ipv4Addr::new(a, b, c, d))
+}
+
 /// The active backends of several networks, each address once.
 fn union<'a>(on: impl Iterator<Item = &'a OnNetwork>) -> Vec<Ipv4Addr> {
     let mut ips = Vec::new();
@@ -193,7 +241,7 @@ fn union<'a>(on: impl Iterator<Item = &'a OnNetwork>) -> Vec<Ipv4Addr> {
 fn service_names(tables: &Tables, s: &crate::tables::Service) -> ServiceNames {
     let by_vip = s.endpoint_mode == EndpointMode::Vip && !s.vips.is_empty();
     let mut on = Vec::new();
-    for net in &tables.networks {
+    for net in tables.networks.iter().filter(|n| !n.ingress) {
         let vip = s.vips.get(&net.name).copied();
         let mut listed = false;
         let mut tasks = Vec::new();

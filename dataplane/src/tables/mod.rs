@@ -64,6 +64,10 @@ pub struct Network {
     pub mtu: Option<u16>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub encrypted: bool,
+    /// The routing mesh's network. Its addresses carry published ports
+    /// only: DNS never answers from it, as Docker's does not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ingress: bool,
 }
 
 /// One address on an overlay network, on this node or another.
@@ -84,6 +88,10 @@ pub struct Endpoint {
     /// The task this endpoint belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// The name a reverse lookup of `ip` answers on this network (a
+    /// task's hostname, `SERVICE.SLOT.ID`); the network's name is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(default, skip_serializing_if = "EndpointState::is_active")]
     pub state: EndpointState,
 }

@@ -35,6 +35,7 @@ fn net(name: &str, vni: u32, subnet: &str) -> Network {
         gateway: None,
         mtu: None,
         encrypted: false,
+        ingress: false,
     }
 }
 
@@ -46,6 +47,7 @@ fn remote(network: &str, addr: &str) -> Endpoint {
         node: ip("198.18.0.2"),
         netns: None,
         task: None,
+        name: None,
         state: EndpointState::Active,
     }
 }

@@ -54,6 +54,10 @@ pub mod map {
     /// [`crate::CtKey`] -> [`crate::CtEntry`], LRU: the backend's reply
     /// flow (backend -> client) and the VIP it answers for.
     pub const CT_REPLY: &str = "SHOAL_CT_REPLY";
+    /// [`crate::Ipv4Key`] -> `u8` ([`crate::IS_NODE`]): the underlay
+    /// addresses of the nodes in the tables, the only senders whose VXLAN
+    /// the underlay program takes.
+    pub const NODES: &str = "SHOAL_NODES";
 }
 
 /// Indices of [`map::COUNTERS`]: each program counts in its own slot.
@@ -88,6 +92,11 @@ pub const LB_HASH_K1: u64 = 0x7368_6f61_6c2d_6c62;
 pub const MAX_ENTRIES: u32 = 65_536;
 /// Capacity of the segment map.
 pub const MAX_SEGMENTS: u32 = 4_096;
+/// Capacity of the node map: nodes of one cluster.
+pub const MAX_NODES: u32 = 16_384;
+/// The value of every [`map::NODES`] entry: the key is a node (a hash map
+/// needs a value; only the key's presence counts).
+pub const IS_NODE: u8 = 1;
 
 /// Slots of one Maglev table (a prime; the data plane's
 /// `lb::maglev::DEFAULT_TABLE_SIZE`).

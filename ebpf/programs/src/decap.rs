@@ -4,7 +4,10 @@
 //! its inner frame is sent to the task's interface with the outer headers
 //! stripped. ARP inside VXLAN (a remote VTEP, such as the kernel's, asking
 //! for an overlay address) is answered from the tables and sent back inside
-//! VXLAN to the asker.
+//! VXLAN to the asker. Only the nodes in the tables may send VXLAN: a
+//! datagram from any other underlay address is dropped before its VXLAN
+//! header is read (`overlay::vtep::open`), so it reaches no task and draws
+//! no answer, not even to an ARP request.
 //!
 //! Verdicts follow the userspace engine (`overlay::vtep::from_underlay`),
 //! which owns the VXLAN port and so never lets the kernel see a datagram:
@@ -13,13 +16,13 @@
 //! which this engine does not carry yet: they are dropped as `no_route`.
 
 use aya_ebpf::programs::XdpContext;
-use shoal_ebpf_common::{DropReason, FdbKey};
+use shoal_ebpf_common::{DropReason, FdbKey, Ipv4Key};
 
 use crate::hdr::{
     self, ETH_LEN, ETH_P_ARP, ETH_P_IPV4, Eth, IPPROTO_UDP, IPV4_MIN_LEN, Ipv4, UDP_LEN, Udp,
     VXLAN_LEN, Vxlan,
 };
-use crate::{CONFIG, FDB, SEGMENTS, Verdict, arp, vip};
+use crate::{CONFIG, FDB, NODES, SEGMENTS, Verdict, arp, vip};
 
 /// Decides what happens to an IPv4 frame from the underlay.
 #[inline(always)]
@@ -57,6 +60,11 @@ pub fn handle(ctx: &XdpContext) -> Verdict {
     // From here on the datagram is ours, as it is the userspace engine's.
     // Outer checksums go unchecked: the inner frame carries its own, which
     // the task's stack checks, as a VTEP does.
+    // Only a node in the tables may put frames on an overlay network: a
+    // stranger's datagram goes unread, as in `vtep::open`.
+    if NODES.get_ptr(Ipv4Key { addr: ip.src }).is_none() {
+        return Verdict::Drop(DropReason::UnknownPeer);
+    }
     let vxlan_at = udp_at + UDP_LEN;
     let Some(vxlan) = hdr::at::<Vxlan>(ctx, vxlan_at) else {
         return Verdict::Drop(DropReason::MalformedVxlan);

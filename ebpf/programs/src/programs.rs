@@ -2,8 +2,9 @@
 //!
 //! - XDP on the node's underlay interface: ARP for the addresses shoal owns
 //!   answered in place ([`arp`]), VXLAN to local tasks decapsulated and
-//!   redirected to their interfaces, ARP inside VXLAN answered ([`decap`]);
-//!   everything else passes to the kernel.
+//!   redirected to their interfaces, ARP inside VXLAN answered, VXLAN from
+//!   an address that is no node dropped unread ([`decap`]); everything else
+//!   passes to the kernel.
 //! - tc ingress on the node-side end of each task interface ([`task`]):
 //!   ARP, ICMP "fragmentation needed", service VIPs balanced to a backend
 //!   ([`vip`]), delivery to local tasks, VXLAN encapsulation to remote
@@ -31,8 +32,8 @@ use aya_ebpf::{
 };
 use shoal_ebpf_common::{
     BackendEntry, BackendKey, Config, Counters, CtEntry, CtKey, DropReason, FdbEntry, FdbKey,
-    Ipv4Key, MAGLEV_SLOTS, MAX_BACKENDS, MAX_ENTRIES, MAX_FLOWS, MAX_SEGMENTS, MAX_VIP_TABLES,
-    OwnedAddr, Port, Segment, VipEntry, VipKey, counters,
+    Ipv4Key, MAGLEV_SLOTS, MAX_BACKENDS, MAX_ENTRIES, MAX_FLOWS, MAX_NODES, MAX_SEGMENTS,
+    MAX_VIP_TABLES, OwnedAddr, Port, Segment, VipEntry, VipKey, counters,
 };
 
 #[map(name = "SHOAL_CONFIG")]
@@ -40,6 +41,9 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map(name = "SHOAL_OWNED")]
 static OWNED: HashMap<Ipv4Key, OwnedAddr> = HashMap::with_max_entries(MAX_ENTRIES, 0);
+
+#[map(name = "SHOAL_NODES")]
+static NODES: HashMap<Ipv4Key, u8> = HashMap::with_max_entries(MAX_NODES, 0);
 
 #[map(name = "SHOAL_SEGMENTS")]
 static SEGMENTS: HashMap<u32, Segment> = HashMap::with_max_entries(MAX_SEGMENTS, 0);

@@ -24,7 +24,7 @@ networks:
   - { name: red, vni: 4097, subnet: 10.10.0.0/24 }
 endpoints:
   - { network: red, ip: 10.10.0.2, node: 198.18.0.1, netns: t1 }
-  - { network: red, ip: 10.10.0.3, node: 198.18.0.2 }
+  - { network: red, ip: 10.10.0.3, node: 198.18.0.2, name: web.2.bbb }
 services:
   - name: web
     vips: { red: 10.10.0.100 }
@@ -159,6 +159,18 @@ async fn answers_ours_and_forwards_the_rest() {
         got,
         [Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 10, 0, 3)]
     );
+
+    // A task's address, backwards.
+    let m = ask(addr, "3.0.10.10.in-addr.arpa.", RecordType::PTR).await;
+    let names: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::PTR(p) => Some(p.0.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["web.2.bbb.red."]);
 
     let m = ask(addr, "web.", RecordType::AAAA).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);

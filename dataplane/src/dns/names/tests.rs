@@ -199,3 +199,65 @@ proptest::proptest! {
         proptest::prop_assert!(ours || answer == Answer::NotOurs, "{name:?}: {answer:?}");
     }
 }
+
+/// A swarm-like node: task t1 of `web` is on `ingress` (its service
+/// publishes a port) and on the user network `front`, as is t2 of `web` on
+/// another node.
+const SWARM: &str = r#"
+node: { name: n1, underlay: 198.18.0.1 }
+networks:
+  - { name: ingress, vni: 4096, subnet: 10.0.0.0/24, ingress: true }
+  - { name: front, vni: 4097, subnet: 10.10.0.0/24 }
+endpoints:
+  - { network: ingress, ip: 10.0.0.2, node: 198.18.0.1, netns: t1, name: web.1.aaa }
+  - { network: front, ip: 10.10.0.2, node: 198.18.0.1, netns: t1, name: web.1.aaa }
+  - { network: ingress, ip: 10.0.0.3, node: 198.18.0.2, name: web.2.bbb }
+  - { network: front, ip: 10.10.0.3, node: 198.18.0.2, name: web.2.bbb }
+services:
+  - name: web
+    vips: { ingress: 10.0.0.100, front: 10.10.0.100 }
+    backends: [ { ip: 10.0.0.2 }, { ip: 10.0.0.3 }, { ip: 10.10.0.2 }, { ip: 10.10.0.3 } ]
+"#;
+
+fn swarm() -> Names {
+    Names::from_tables(&Tables::from_yaml_str(SWARM).expect("test tables"))
+}
+
+#[test]
+fn the_ingress_network_never_answers() {
+    let n = swarm();
+    assert_eq!(n.networks_of("t1"), ["front"]);
+    assert_eq!(a(&n, "t1", "web"), recs(&["10.10.0.100"]));
+    // Each task once: its address on the user network.
+    assert_eq!(a(&n, "t1", "tasks.web"), recs(&["10.10.0.2", "10.10.0.3"]));
+    assert_eq!(a(&n, "t1", "web.ingress"), Answer::NotOurs);
+}
+
+#[test]
+fn reverse_lookups_name_tasks_and_vips_on_shared_networks() {
+    let n = swarm();
+    let ptr = |q: &str| n.lookup(n.networks_of("t1"), q, RecordType::PTR);
+    assert_eq!(
+        ptr("3.0.10.10.in-addr.arpa."),
+        Answer::Pointers(vec!["web.2.bbb.front.".into()])
+    );
+    assert_eq!(
+        ptr("100.0.10.10.IN-ADDR.ARPA"),
+        Answer::Pointers(vec!["web.front.".into()])
+    );
+    // Not on the ingress network, not for unknown or malformed addresses.
+    assert_eq!(ptr("3.0.0.10.in-addr.arpa."), Answer::NotOurs);
+    assert_eq!(ptr("9.0.10.10.in-addr.arpa."), Answer::NotOurs);
+    assert_eq!(ptr("0.10.10.in-addr.arpa."), Answer::NotOurs);
+    assert_eq!(ptr("1.3.0.10.10.in-addr.arpa."), Answer::NotOurs);
+    assert_eq!(ptr("x.0.10.10.in-addr.arpa."), Answer::NotOurs);
+    // Another type for a reverse name of ours: no data, not forwarded.
+    assert_eq!(
+        n.lookup(
+            n.networks_of("t1"),
+            "3.0.10.10.in-addr.arpa.",
+            RecordType::A
+        ),
+        Answer::Records(Vec::new())
+    );
+}

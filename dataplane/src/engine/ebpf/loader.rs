@@ -84,6 +84,14 @@ impl Programs {
     pub fn install(&mut self, want: &Maps) -> Result<(), LoadError> {
         let have = std::mem::take(&mut self.installed);
         let ebpf = &mut self.ebpf;
+        // The senders before the config that turns decapsulation on, so a
+        // node's first datagrams are not taken for a stranger's.
+        sync(
+            &mut map_of(ebpf, map::NODES)?,
+            map::NODES,
+            &have.nodes,
+            &want.nodes,
+        )?;
         let mut config: Array<&mut MapData, _> = map_of(ebpf, map::CONFIG)?;
         config
             .set(0, want.config, 0)

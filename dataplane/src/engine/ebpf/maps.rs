@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use shoal_ebpf_common::{
-    BACKEND_ACTIVE, BACKEND_DRAINING, BackendEntry, BackendKey, Config, FdbEntry, FdbKey, Ipv4Key,
-    MAGLEV_SLOTS, MAX_VIP_TABLES, NO_TABLE, OwnedAddr, Port, Segment, VipEntry, VipKey,
+    BACKEND_ACTIVE, BACKEND_DRAINING, BackendEntry, BackendKey, Config, FdbEntry, FdbKey, IS_NODE,
+    Ipv4Key, MAGLEV_SLOTS, MAX_VIP_TABLES, NO_TABLE, OwnedAddr, Port, Segment, VipEntry, VipKey,
 };
 
 use crate::lb::maglev;
@@ -30,6 +30,10 @@ pub struct Underlay {
 pub struct Maps {
     pub config: Config,
     pub owned: BTreeMap<Ipv4Key, OwnedAddr>,
+    /// Underlay addresses of the nodes in the tables ([`Tables::nodes`],
+    /// as the userspace engine's `Fdb::is_node`): the only senders of VXLAN
+    /// taken. Every value is [`IS_NODE`].
+    pub nodes: BTreeMap<Ipv4Key, u8>,
     pub segments: BTreeMap<u32, Segment>,
     pub fdb: BTreeMap<FdbKey, FdbEntry>,
     /// Node-side ifindex of each task interface -> the task behind it.
@@ -69,6 +73,10 @@ impl Maps {
                 _pad: 0,
                 underlay_ifindex: underlay.ifindex,
             },
+            nodes: tables
+                .nodes()
+                .map(|ip| (Ipv4Key { addr: ip.octets() }, IS_NODE))
+                .collect(),
             ..Maps::default()
         };
         for net in &tables.networks {
@@ -290,6 +298,24 @@ endpoints:
         assert_eq!(maps.ports.len(), 1);
         assert_eq!(maps.ports[&7].ip, [10, 0, 1, 2]);
         assert_eq!(maps.ports[&7].vni, 4097);
+    }
+
+    #[test]
+    fn the_nodes_are_the_senders_the_userspace_engine_takes() {
+        let mut tables = Tables::from_yaml_str(TABLES).unwrap();
+        tables.peers.push(Ipv4Addr::new(192, 168, 0, 3));
+        let maps = Maps::from_tables(&tables, UNDERLAY, |_, _| None, &Maps::default());
+        let nodes: Vec<[u8; 4]> = maps.nodes.keys().map(|k| k.addr).collect();
+        // This node, the endpoints' other node, the peer; each once.
+        assert_eq!(
+            nodes,
+            [[192, 168, 0, 1], [192, 168, 0, 2], [192, 168, 0, 3]]
+        );
+        assert!(maps.nodes.values().all(|&v| v == IS_NODE));
+        let fdb = Fdb::build(&tables, 1500, |_, _| None);
+        for addr in nodes {
+            assert!(fdb.is_node(Ipv4Addr::from(addr)));
+        }
     }
 
     #[test]
