@@ -100,3 +100,34 @@ fn completions_cover_the_commands() {
         .expect("bash runs");
     assert!(check.status.success(), "{}", stderr(&check));
 }
+
+#[test]
+fn wrong_filters_are_refused_before_the_daemon_is_asked() {
+    // No daemon listens: a refusal with exit 2 is the CLI's own.
+    for (args, says) in [
+        (
+            &["service", "ps", "-f", "foo=bar", "web"][..],
+            "invalid filter 'foo'",
+        ),
+        (
+            &["node", "ps", "--filter", "desired-state=sleeping"],
+            "Invalid desired-state filter: 'sleeping'",
+        ),
+        (
+            &["stack", "ps", "-f", "nope", "app"],
+            "bad format of filter (expected name=value)",
+        ),
+        (
+            &["node", "ls", "-f", "role=boss"],
+            "Invalid role filter: 'boss'",
+        ),
+        (&["node", "ls", "-f", "color=red"], "invalid filter 'color'"),
+    ] {
+        let o = shoal(args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?} lists nothing");
+    }
+    let o = shoal(&["service", "ls", "-q", "--format", "json"]);
+    assert_eq!(code(&o), 2, "-q and --format conflict: {}", stderr(&o));
+}

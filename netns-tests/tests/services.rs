@@ -137,6 +137,55 @@ fn the_swarm_tutorial_create_scale_and_remove_a_published_service() -> Result<()
         .count();
     assert_eq!(prefixed, 5, "{text}");
 
+    // Listings as docker's: CURRENT STATE with its age, filters, `-q`,
+    // and one task's logs by its id.
+    let table = m.shoal_ok(&["service", "ps", "http"])?;
+    let aged = table
+        .lines()
+        .filter(|l| l.matches("Running").count() == 2 && l.ends_with(" ago"))
+        .count();
+    assert_eq!(aged, 5, "{table}");
+    let running = m.shoal_ok(&["service", "ps", "-q", "-f", "desired-state=running", "http"])?;
+    let ids: Vec<&str> = running.lines().collect();
+    assert_eq!(ids.len(), 5, "{running}");
+    assert!(ids.iter().all(|id| id.len() == 12), "{running}");
+    let on_w1 = m.shoal_ok(&[
+        "node",
+        "ps",
+        "-q",
+        "-f",
+        "node=w1",
+        "-f",
+        "desired-state=running",
+        "w1",
+    ])?;
+    assert_eq!(
+        on_w1.lines().count(),
+        per_node.get("w1").copied().unwrap_or(0),
+        "{on_w1}"
+    );
+    let services = m.shoal_ok(&["service", "ls", "-q"])?;
+    assert_eq!(services.lines().count(), 1, "{services}");
+    let managers = m.shoal_ok(&["node", "ls", "-q", "-f", "role=manager"])?;
+    assert_eq!(managers.lines().count(), 1, "{managers}");
+    let workers = m.shoal_ok(&["node", "ls", "-f", "role=worker"])?;
+    assert_eq!(
+        workers.lines().count(),
+        3,
+        "a header and two workers: {workers}"
+    );
+    let bad = m.shoal(&["service", "ps", "-f", "foo=bar", "http"])?;
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && bad.stdout.is_empty(), "{said}");
+    assert!(said.contains("invalid filter 'foo'"), "{said}");
+    let one = m.shoal_ok(&["service", "logs", ids[0]])?;
+    let lines: Vec<&str> = one.lines().collect();
+    assert_eq!(lines.len(), 1, "{one}");
+    assert!(
+        lines[0].starts_with("http.") && lines[0].contains(&format!(".{}", ids[0])),
+        "{one}"
+    );
+
     // Remove: the port closes, and no namespace or process is left.
     m.shoal_ok(&["service", "rm", "http"])?;
     wait_until("task namespaces to go", T, || {

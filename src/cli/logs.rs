@@ -1,6 +1,6 @@
-//! `shoal service logs [-f] [--tail N]`: the output of a service's tasks,
-//! gathered by a manager from the nodes that ran them, each line prefixed
-//! with docker's `name.slot.id@node |`.
+//! `shoal service logs [-f] [--tail N] SERVICE|TASK`: the output of a
+//! service's tasks (or of one task), gathered by a manager from the nodes
+//! that ran them, each line prefixed with docker's `name.slot.id@node |`.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,6 +1,7 @@
 //! Command-line interface, following `docker` verbs.
 
 mod daemon;
+mod filter;
 mod info;
 mod login;
 mod logs;
@@ -11,6 +12,7 @@ mod service;
 mod stack;
 mod swarm;
 mod table;
+mod tasks;
 mod version;
 mod whoami;
 

@@ -38,6 +38,9 @@ enum Command {
     Ls {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Only the network ids.
+        #[arg(short, long, conflicts_with = "format")]
+        quiet: bool,
     },
     /// Show networks in detail (JSON).
     Inspect {
@@ -74,16 +77,17 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             )?;
             println!("{}", n.id);
         }
-        Command::Ls { format } => {
+        Command::Ls { format, quiet } => {
             let list: Vec<NetworkView> = daemon.get("/networks")?;
             match format {
+                _ if quiet => table::quiet(list.iter().map(|n| table::short_id(n.id.as_str()))),
                 Format::Json => table::json(&list)?,
                 Format::Table => {
                     let rows: Vec<Vec<String>> = list
                         .iter()
                         .map(|n| {
                             vec![
-                                n.id.to_string().chars().take(12).collect(),
+                                table::short_id(n.id.as_str()).to_owned(),
                                 n.name.clone(),
                                 n.driver.clone(),
                                 n.scope.clone(),

@@ -7,6 +7,7 @@ use shoal_control::Role;
 use shoal_control::state::{Availability, NodeStatus};
 use shoal_control::swarm::{ManagerStatus, NodeChange, NodeView};
 
+use super::filter::NodeFilter;
 use super::table::{self, Format};
 use crate::client::Daemon;
 
@@ -22,6 +23,14 @@ enum Command {
     Ls {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Only the node ids.
+        #[arg(short, long, conflicts_with = "format")]
+        quiet: bool,
+        /// Only nodes that match, e.g. role=manager, name=HOST, id=ID,
+        /// node.label=KEY[=VALUE] (repeatable: one key's values are
+        /// alternatives, different keys must all match).
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
     },
     /// Show nodes in detail (JSON, or --pretty).
     Inspect {
@@ -58,11 +67,8 @@ enum Command {
     },
     /// List the tasks on nodes (default: this node, `self`).
     Ps {
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-        /// Show whole ids, pinned image digests and whole errors.
-        #[arg(long)]
-        no_trunc: bool,
+        #[command(flatten)]
+        ps: super::tasks::PsArgs,
         /// Nodes by id, id prefix or hostname; `self` is this node.
         nodes: Vec<String>,
     },
@@ -85,9 +91,17 @@ enum AvailabilityArg {
 
 pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
     match args.command {
-        Command::Ls { format } => {
+        Command::Ls {
+            format,
+            quiet,
+            filter,
+        } => {
+            let filter = NodeFilter::parse(&filter).map_err(super::usage)?;
             let nodes: Vec<NodeView> = daemon.get("/nodes")?;
+            let nodes: Vec<NodeView> = nodes.into_iter().filter(|n| filter.keeps(n)).collect();
             match format {
+                // Node ids are listed whole, as docker lists them.
+                _ if quiet => table::quiet(nodes.iter().map(|n| n.id.as_str())),
                 Format::Json => table::json(&nodes)?,
                 Format::Table => list(&nodes),
             }
@@ -134,22 +148,23 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         }
         Command::Promote { nodes } => set_role(daemon, &nodes, Role::Manager)?,
         Command::Demote { nodes } => set_role(daemon, &nodes, Role::Worker)?,
-        Command::Ps {
-            format,
-            no_trunc,
-            nodes,
-        } => {
+        Command::Ps { ps, nodes } => {
             let nodes = if nodes.is_empty() {
                 vec!["self".to_owned()]
             } else {
                 nodes
             };
-            let mut tasks = Vec::new();
-            for key in &nodes {
-                let path = format!("/nodes/{}/tasks", path_part(key)?);
-                tasks.extend(daemon.get::<Vec<shoal_control::swarm::TaskView>>(&path)?);
-            }
-            super::service::print_tasks(&tasks, format, no_trunc)?;
+            let paths = nodes
+                .iter()
+                .map(|key| Ok(format!("/nodes/{}/tasks", path_part(key)?)))
+                .collect::<Result<Vec<_>>>()?;
+            super::tasks::list(daemon, &ps, || {
+                let mut tasks = Vec::new();
+                for path in &paths {
+                    tasks.extend(daemon.get::<Vec<shoal_control::swarm::TaskView>>(path)?);
+                }
+                Ok(tasks)
+            })?;
         }
         Command::Rm { force, nodes } => {
             for key in &nodes {

@@ -455,9 +455,9 @@ fn status(format: super::table::Format) -> Result<()> {
             crate::client::Daemon::from_host(Some(&format!("unix://{}", first.socket.display())))?;
         println!();
         let services = daemon.get("/services");
-        if let Err(e) = services
-            .and_then(|s: Vec<_>| super::service::print_services(&s, super::table::Format::Table))
-        {
+        if let Err(e) = services.and_then(|s: Vec<_>| {
+            super::service::print_services(&s, super::table::Format::Table, false)
+        }) {
             println!("services: {e:#}");
         }
     }

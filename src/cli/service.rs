@@ -1,7 +1,6 @@
 //! `shoal service create | ls | ps | inspect | scale | rm | logs`, on a
 //! manager, with docker's options, columns and convergence progress.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -29,14 +28,14 @@ enum Command {
     Ls {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Only the service ids.
+        #[arg(short, long, conflicts_with = "format")]
+        quiet: bool,
     },
     /// List the tasks of services.
     Ps {
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-        /// Show whole ids, pinned image digests and whole errors.
-        #[arg(long)]
-        no_trunc: bool,
+        #[command(flatten)]
+        ps: super::tasks::PsArgs,
         #[arg(required = true)]
         services: Vec<String>,
     },
@@ -67,7 +66,7 @@ enum Command {
         #[arg(required = true)]
         services: Vec<String>,
     },
-    /// Show the output of a service's tasks.
+    /// Show the output of a service's tasks, or of one task.
     Logs {
         /// Keep following new output.
         #[arg(short, long)]
@@ -78,6 +77,8 @@ enum Command {
         /// Leave out the `name.slot.id@node |` prefix.
         #[arg(long)]
         no_task_ids: bool,
+        /// A service, or one task by id, unique id prefix or NAME.SLOT.ID.
+        #[arg(value_name = "SERVICE|TASK")]
         service: String,
     },
 }
@@ -368,20 +369,21 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 progress(daemon, view.id.as_str())?;
             }
         }
-        Command::Ls { format } => {
-            print_services(&daemon.get::<Vec<ServiceView>>("/services")?, format)?
+        Command::Ls { format, quiet } => {
+            print_services(&daemon.get::<Vec<ServiceView>>("/services")?, format, quiet)?
         }
-        Command::Ps {
-            format,
-            no_trunc,
-            services,
-        } => {
-            let mut tasks = Vec::new();
-            for key in &services {
-                let path = format!("/services/{}/tasks", path_part(key)?);
-                tasks.extend(daemon.get::<Vec<TaskView>>(&path)?);
-            }
-            print_tasks(&tasks, format, no_trunc)?;
+        Command::Ps { ps, services } => {
+            let paths = services
+                .iter()
+                .map(|key| Ok(format!("/services/{}/tasks", path_part(key)?)))
+                .collect::<Result<Vec<_>>>()?;
+            super::tasks::list(daemon, &ps, || {
+                let mut tasks = Vec::new();
+                for path in &paths {
+                    tasks.extend(daemon.get::<Vec<TaskView>>(path)?);
+                }
+                Ok(tasks)
+            })?;
         }
         Command::Inspect { services } => {
             let mut views = Vec::new();
@@ -486,7 +488,6 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `service ls` and `stack services`.
 /// Splits `service create`'s words: docker's `IMAGE [COMMAND] [ARG...]`,
 /// or, when they follow a `--` (`service create [OPTIONS] -- COMMAND
 /// [ARG...]`), a command for the host-command executor and no image. A
@@ -515,7 +516,12 @@ fn runs(spec: &shoal_control::state::ServiceSpec) -> String {
     }
 }
 
-pub(super) fn print_services(list: &[ServiceView], format: Format) -> Result<()> {
+/// `service ls` and `stack services`; `quiet` lists only ids.
+pub(super) fn print_services(list: &[ServiceView], format: Format, quiet: bool) -> Result<()> {
+    if quiet {
+        table::quiet(list.iter().map(|s| table::short_id(s.id.as_str())));
+        return Ok(());
+    }
     if format == Format::Json {
         return table::json(&list);
     }
@@ -523,7 +529,7 @@ pub(super) fn print_services(list: &[ServiceView], format: Format) -> Result<()>
         .iter()
         .map(|s| {
             vec![
-                short(s.id.as_str()),
+                table::short_id(s.id.as_str()).to_owned(),
                 s.name.clone(),
                 s.mode.clone(),
                 format!("{}/{}", s.running, s.desired),
@@ -533,68 +539,6 @@ pub(super) fn print_services(list: &[ServiceView], format: Format) -> Result<()>
         })
         .collect();
     table::print(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
-    Ok(())
-}
-
-/// `service ps`, `node ps` and `stack ps`: docker's columns; `no_trunc`
-/// shows whole ids, the pinned image digests and whole errors.
-pub(super) fn print_tasks(tasks: &[TaskView], format: Format, no_trunc: bool) -> Result<()> {
-    if format == Format::Json {
-        return table::json(&tasks);
-    }
-    let mut seen = BTreeSet::new();
-    let rows: Vec<Vec<String>> = tasks
-        .iter()
-        .map(|t| {
-            // Older tasks of a slot are shown as its history, as docker does.
-            let name = if seen.insert(t.name.clone()) {
-                t.name.clone()
-            } else {
-                format!(" \\_ {}", t.name)
-            };
-            let image = match &t.image {
-                Some(i) if no_trunc => i.clone(),
-                Some(i) => i.split('@').next().unwrap_or(i).to_owned(),
-                None => String::new(),
-            };
-            let error = t.error.as_deref().unwrap_or_default();
-            vec![
-                if no_trunc {
-                    t.id.to_string()
-                } else {
-                    short(t.id.as_str())
-                },
-                name,
-                image,
-                t.node.clone().unwrap_or_default(),
-                capitalize(match t.desired {
-                    DesiredState::Running => "running",
-                    DesiredState::Shutdown => "shutdown",
-                }),
-                capitalize(&t.state.to_string()),
-                match error {
-                    "" => String::new(),
-                    e if no_trunc || e.chars().count() <= ERROR_WIDTH => format!("\"{e}\""),
-                    e => format!(
-                        "\"{}…\"",
-                        e.chars().take(ERROR_WIDTH - 1).collect::<String>()
-                    ),
-                },
-            ]
-        })
-        .collect();
-    table::print(
-        &[
-            "ID",
-            "NAME",
-            "IMAGE",
-            "NODE",
-            "DESIRED STATE",
-            "CURRENT STATE",
-            "ERROR",
-        ],
-        &rows,
-    );
     Ok(())
 }
 
@@ -701,21 +645,6 @@ fn ports(s: &ServiceView) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// How much of an error `ps` shows without `--no-trunc`, as docker.
-const ERROR_WIDTH: usize = 30;
-
-fn short(id: &str) -> String {
-    id.chars().take(12).collect()
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 fn path_part(key: &str) -> Result<&str> {

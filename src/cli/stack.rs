@@ -41,17 +41,17 @@ enum Command {
     },
     /// List the tasks of a stack.
     Ps {
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-        /// Show whole ids, pinned image digests and whole errors.
-        #[arg(long)]
-        no_trunc: bool,
+        #[command(flatten)]
+        ps: super::tasks::PsArgs,
         name: String,
     },
     /// List the services of a stack.
     Services {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Only the service ids.
+        #[arg(short, long, conflicts_with = "format")]
+        quiet: bool,
         name: String,
     },
     /// Remove stacks: their services, then their networks.
@@ -81,22 +81,21 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             table::print(&["NAME", "SERVICES"], &rows);
             Ok(())
         }
-        Command::Ps {
+        Command::Ps { ps, name } => {
+            let path = format!("/stacks/{}/tasks", super::path_part(&name, "stack name")?);
+            super::tasks::list(daemon, &ps, || daemon.get::<Vec<TaskView>>(&path))
+        }
+        Command::Services {
             format,
-            no_trunc,
+            quiet,
             name,
         } => {
-            let path = format!("/stacks/{}/tasks", super::path_part(&name, "stack name")?);
-            let tasks: Vec<TaskView> = daemon.get(&path)?;
-            super::service::print_tasks(&tasks, format, no_trunc)
-        }
-        Command::Services { format, name } => {
             let path = format!(
                 "/stacks/{}/services",
                 super::path_part(&name, "stack name")?
             );
             let services: Vec<ServiceView> = daemon.get(&path)?;
-            super::service::print_services(&services, format)
+            super::service::print_services(&services, format, quiet)
         }
         Command::Rm { names } => {
             for name in &names {

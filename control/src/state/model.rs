@@ -372,6 +372,15 @@ pub enum DesiredState {
     Shutdown,
 }
 
+impl fmt::Display for DesiredState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DesiredState::Running => "running",
+            DesiredState::Shutdown => "shutdown",
+        })
+    }
+}
+
 /// What a task is doing. The order is Swarm's: a task only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,5 +1,6 @@
-//! `shoal service logs [-f] [--tail N]`: a manager gathers the output of
-//! a service's tasks from the nodes that ran them. Each node keeps its
+//! `shoal service logs [-f] [--tail N] SERVICE|TASK`: a manager gathers
+//! the output of a service's tasks (or of one task) from the nodes that
+//! ran them. Each node keeps its
 //! tasks' logs (see [`crate::agent::executor`]) and serves them to
 //! managers; a follower comes back with the offset it reached per task and
 //! gets only what was written since.
@@ -13,7 +14,7 @@ use super::member::Member;
 use super::rpc::{TaskLogsRequest, TaskLogsResponse};
 use crate::agent::{executor, logs, short_name};
 use crate::ids::TaskId;
-use crate::state::NodeStatus;
+use crate::state::{ClusterState, NodeStatus, Task};
 
 /// What `service logs` asks for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -55,16 +56,16 @@ impl Member {
         .map_err(|e| format!("reading the log of task {}: {e}", r.task))
     }
 
-    /// `service logs`: new output of every task of the service.
+    /// `service logs`: new output of every task of the service, or of
+    /// the one task `key` names (see [`logged_tasks`]).
     pub(super) async fn service_logs(
         &self,
         key: &str,
         request: LogsRequest,
     ) -> Result<Vec<TaskLog>, SwarmError> {
         let state = self.read().await?;
-        let service = super::services::find(&state, key)?;
         let mut out = Vec::new();
-        for task in state.tasks().values().filter(|t| t.service == service.id) {
+        for task in logged_tasks(&state, key).map_err(SwarmError::Refused)? {
             let Some(node) = task.node.as_ref().and_then(|n| state.node(n)) else {
                 continue;
             };
@@ -107,5 +108,105 @@ impl Member {
             });
         }
         Ok(out)
+    }
+}
+
+/// The tasks `service logs KEY` shows. As docker, `KEY` is first a
+/// service (id, name or unique id prefix): all its tasks; else one task,
+/// by id, unique id prefix or docker's task name (`SERVICE.SLOT.ID`, the
+/// log prefix without `@NODE`).
+fn logged_tasks<'a>(state: &'a ClusterState, key: &str) -> Result<Vec<&'a Task>, String> {
+    let is_service =
+        |s: &crate::state::Service| s.id.as_str().starts_with(key) || s.spec.name == key;
+    if state.services().values().any(is_service) {
+        let service = super::services::find(state, key).map_err(|e| e.to_string())?;
+        return Ok(state
+            .tasks()
+            .values()
+            .filter(|t| t.service == service.id)
+            .collect());
+    }
+    let named: Vec<(String, &Task)> = state
+        .tasks()
+        .values()
+        .map(|t| (format!("{}.{}", short_name(state, t), t.id), t))
+        .collect();
+    let found = super::view::find_by_key(
+        named.iter(),
+        key,
+        "task",
+        |(_, t)| t.id.as_str(),
+        |(name, _)| name.as_str(),
+    );
+    match found {
+        Ok((_, task)) => Ok(vec![task]),
+        Err(_) if !named.iter().any(|(_, t)| t.id.as_str().starts_with(key)) => Err(format!(
+            "no such task or service: `{key}`; `shoal service ls` lists services, `shoal \
+             service ps SERVICE` their tasks"
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+    use crate::ids::{ServiceId, TaskId};
+    use crate::state::{Command, ServiceSpec};
+    use crate::testkit::{apply, node};
+
+    fn task_id(s: &str) -> TaskId {
+        TaskId::new(s).unwrap()
+    }
+
+    /// Service `web` (svcweb) with tasks `aaa1` and `aab2` in slots 1, 2.
+    fn state() -> ClusterState {
+        let mut s = ClusterState::new();
+        apply(&mut s, Command::AddNode(node("n1", Role::Manager)));
+        let id = ServiceId::new("svcweb").unwrap();
+        let spec = ServiceSpec {
+            name: "web".into(),
+            command: vec!["true".into()],
+            ..ServiceSpec::default()
+        };
+        apply(
+            &mut s,
+            Command::CreateService {
+                id: id.clone(),
+                spec,
+            },
+        );
+        for (task, slot) in [("aaa1", 1), ("aab2", 2)] {
+            apply(
+                &mut s,
+                Command::CreateTask {
+                    id: task_id(task),
+                    service: id.clone(),
+                    slot: Some(slot),
+                    node: None,
+                    at_ms: 0,
+                },
+            );
+        }
+        s
+    }
+
+    fn ids(tasks: &[&Task]) -> Vec<String> {
+        tasks.iter().map(|t| t.id.to_string()).collect()
+    }
+
+    #[test]
+    fn logs_are_of_a_service_or_of_one_task() {
+        let s = state();
+        assert_eq!(ids(&logged_tasks(&s, "web").unwrap()), ["aaa1", "aab2"]);
+        assert_eq!(ids(&logged_tasks(&s, "svc").unwrap()), ["aaa1", "aab2"]);
+        assert_eq!(ids(&logged_tasks(&s, "aab2").unwrap()), ["aab2"]);
+        assert_eq!(ids(&logged_tasks(&s, "aaa").unwrap()), ["aaa1"]);
+        assert_eq!(ids(&logged_tasks(&s, "web.2.aab2").unwrap()), ["aab2"]);
+        let e = logged_tasks(&s, "aa").unwrap_err();
+        assert!(e.contains("matches 2 tasks"), "{e}");
+        let e = logged_tasks(&s, "nope").unwrap_err();
+        assert!(e.starts_with("no such task or service: `nope`"), "{e}");
     }
 }
