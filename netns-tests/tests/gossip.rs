@@ -9,10 +9,8 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::BufMut;
-use foca::Codec;
 use shoal_control::NodeId;
-use shoal_control::membership::{Member, Sealer, WireCodec};
+use shoal_control::membership::{Member, Sealer, codec};
 use shoal_netns_tests::openmetrics::Exposition;
 use shoal_netns_tests::swarm::{T, addr, form, logs, node_ls, wait_converged, worker_token};
 use shoal_netns_tests::{Lab, SwarmNode, wait_until};
@@ -54,28 +52,7 @@ fn plain(
     message: foca::Message<Member>,
     updates: &[(Member, foca::State)],
 ) -> Vec<u8> {
-    let mut codec = WireCodec;
-    let mut out = Vec::new();
-    codec
-        .encode_header(
-            &foca::Header {
-                src: src.clone(),
-                src_incarnation: 0,
-                dst: dst.clone(),
-                message,
-            },
-            &mut out,
-        )
-        .expect("a header fits a Vec");
-    if !updates.is_empty() {
-        out.put_u16(u16::try_from(updates.len()).unwrap_or(u16::MAX));
-        for (m, state) in updates {
-            codec
-                .encode_member(&foca::Member::new(m.clone(), 0, *state), &mut out)
-                .expect("a member fits a Vec");
-        }
-    }
-    out
+    codec::datagram(src, dst, message, updates).expect("a datagram fits a Vec")
 }
 
 /// The UDP payloads of the IPv4 packets in a pcap file (Ethernet link).

@@ -115,6 +115,37 @@ impl foca::Codec<Member> for WireCodec {
     }
 }
 
+/// A whole datagram as a member with identity `src` sends it to `dst`:
+/// the header, then the member `updates` (written only when there are
+/// some, as an Announce must carry none). For tests and tools that speak
+/// the protocol; members build theirs through foca.
+pub fn datagram(
+    src: &Member,
+    dst: &Member,
+    message: Message<Member>,
+    updates: &[(Member, State)],
+) -> Result<Vec<u8>, WireError> {
+    use foca::Codec;
+    let mut codec = WireCodec;
+    let mut out = Vec::new();
+    codec.encode_header(
+        &Header {
+            src: src.clone(),
+            src_incarnation: 0,
+            dst: dst.clone(),
+            message,
+        },
+        &mut out,
+    )?;
+    if !updates.is_empty() {
+        out.put_u16(u16::try_from(updates.len()).map_err(|_| WireError::NoSpace)?);
+        for (m, state) in updates {
+            codec.encode_member(&foca::Member::new(m.clone(), 0, *state), &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
 fn put_all(mut buf: impl BufMut, bytes: &[u8]) -> Result<(), WireError> {
     if buf.remaining_mut() < bytes.len() {
         return Err(WireError::NoSpace);

@@ -344,28 +344,7 @@ fn forged(
     message: foca::Message<Member>,
     updates: &[(Member, foca::State)],
 ) -> Vec<u8> {
-    use bytes::BufMut;
-    use foca::Codec;
-    let mut codec = super::WireCodec;
-    let mut out = Vec::new();
-    codec
-        .encode_header(
-            &foca::Header {
-                src: src.clone(),
-                src_incarnation: 0,
-                dst: dst.clone(),
-                message,
-            },
-            &mut out,
-        )
-        .unwrap();
-    out.put_u16(updates.len() as u16);
-    for (m, state) in updates {
-        codec
-            .encode_member(&foca::Member::new(m.clone(), 0, *state), &mut out)
-            .unwrap();
-    }
-    out
+    super::codec::datagram(src, dst, message, updates).unwrap()
 }
 
 impl Sim {
