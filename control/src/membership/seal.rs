@@ -264,6 +264,11 @@ impl Sealer {
         if sent_ms.saturating_add(millis(MAX_AGE)) < now_ms {
             return Err(Refusal::Stale);
         }
+        // A node never hears its own datagrams: one sent back to it is a
+        // reflection of what it sent, so a replay.
+        if session == self.session {
+            return Err(Refusal::Replayed);
+        }
         self.forget_silent(now_ms);
         match self.sessions.get_mut(&session) {
             Some(window) => {
@@ -327,6 +332,13 @@ mod tests {
         assert!(!wire.windows(7).any(|w| w == b"members"));
         assert_eq!(b.open(&wire, NOW).unwrap(), b"members: n1 n2");
         assert_eq!(b.open(&wire, NOW + 1), Err(Refusal::Replayed));
+    }
+
+    #[test]
+    fn a_datagram_reflected_back_to_its_sender_is_a_replay() {
+        let mut a = sealer(1, &[(1, 7)]);
+        let wire = a.seal(b"ping", NOW).unwrap();
+        assert_eq!(a.open(&wire, NOW), Err(Refusal::Replayed));
     }
 
     #[test]
@@ -416,7 +428,7 @@ mod tests {
     #[test]
     fn sessions_are_bounded() {
         let mut b = sealer(0, &[(1, 7)]);
-        for i in 0..(MAX_SESSIONS as u64 + 10) {
+        for i in 1..=(MAX_SESSIONS as u64 + 10) {
             let mut s = Sealer::new(u128::from(i).to_be_bytes());
             s.set_keys([(1, [7; 32])], NOW);
             assert!(b.open(&s.seal(b"x", NOW + i).unwrap(), NOW + i).is_ok());
