@@ -171,6 +171,9 @@ pub fn tables_for(
             underlay,
         },
         peers,
+        // The encrypted networks' keys come with encryption in the control
+        // plane; until then the engines refuse encrypted networks.
+        tunnel: Default::default(),
         networks,
         endpoints,
         services,

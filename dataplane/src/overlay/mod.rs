@@ -7,4 +7,5 @@ pub mod fdb;
 pub mod gro;
 pub mod gso;
 pub mod icmp;
+pub mod tunnel;
 pub mod vtep;

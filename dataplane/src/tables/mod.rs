@@ -32,6 +32,9 @@ pub struct Tables {
     /// taken only from [`Tables::nodes`]: these, and every endpoint's node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<Ipv4Addr>,
+    /// WireGuard for the encrypted networks.
+    #[serde(default, skip_serializing_if = "Tunnel::is_empty")]
+    pub tunnel: Tunnel,
     #[serde(default)]
     pub networks: Vec<Network>,
     #[serde(default)]
@@ -47,6 +50,89 @@ pub struct Node {
     pub name: String,
     /// Underlay address; the underlay device is the one holding it.
     pub underlay: Ipv4Addr,
+}
+
+/// What the encrypted networks' WireGuard sessions need besides this
+/// node's own key, which is the daemon's (`tunnel.key` in its state
+/// directory; `shoal info` prints its public half).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    /// The public key of each other node, by its underlay address. A node
+    /// without one gets no encrypted traffic.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peers: BTreeMap<Ipv4Addr, WgKey>,
+    /// Preshared keys mixed into every handshake, newest first: the
+    /// cluster's, rotated; handshakes are answered under each, and started
+    /// under the newest a few seconds after it appears.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preshared: Vec<PresharedKey>,
+}
+
+impl Tunnel {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty() && self.preshared.is_empty()
+    }
+}
+
+/// One preshared key of the keyring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresharedKey {
+    /// Grows with each rotation.
+    pub id: u32,
+    pub key: WgKey,
+}
+
+/// A WireGuard key (Curve25519, or a preshared key): 32 bytes, written in
+/// base64 as `wg genkey` and `wg pubkey` print them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WgKey(pub [u8; 32]);
+
+impl std::fmt::Debug for WgKey {
+    /// Only a prefix: private and preshared keys must not reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WgKey({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+impl std::fmt::Display for WgKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use base64::Engine as _;
+        f.write_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
+}
+
+impl std::str::FromStr for WgKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not a WireGuard key (want 32 bytes in base64, as `wg genkey` prints)"
+                )
+            })?;
+        Ok(WgKey(bytes))
+    }
+}
+
+impl Serialize for WgKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WgKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// One overlay network: a VXLAN segment.
@@ -272,9 +358,16 @@ impl Network {
     }
 
     /// The MTU of the network's interfaces: explicit, else the underlay MTU
-    /// minus the 50 bytes of VXLAN over IPv4.
+    /// minus the 50 bytes of VXLAN over IPv4, and for an encrypted network
+    /// the tunnel's 60 more ([`crate::overlay::tunnel::OVERHEAD`]).
     pub fn mtu_or(&self, underlay_mtu: u16) -> u16 {
-        self.mtu.unwrap_or(underlay_mtu.saturating_sub(50))
+        let tunnel = if self.encrypted {
+            crate::overlay::tunnel::OVERHEAD
+        } else {
+            0
+        };
+        self.mtu
+            .unwrap_or(underlay_mtu.saturating_sub(50).saturating_sub(tunnel))
     }
 }
 

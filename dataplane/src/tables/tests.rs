@@ -578,8 +578,31 @@ proptest! {
 }
 
 #[test]
-fn encrypted_networks_are_refused_until_encryption_exists() {
+fn the_tunnel_section_parses_and_is_checked() {
+    let text = format!(
+        "{EXAMPLE}tunnel:\n  peers: {{ 198.18.0.2: {k}, 198.18.0.1: {k} }}\n  preshared: [ {{ id: 4, key: {k} }}, {{ id: 4, key: {k} }}, {{ id: 2, key: {k} }} ]\n",
+        k = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+    );
+    let t = Tables::from_yaml_str(&text).expect("the tunnel section parses");
+    assert_eq!(t.tunnel.peers[&ip("198.18.0.2")].0[0], 0xc8);
+    assert_eq!(
+        t.tunnel.peers[&ip("198.18.0.2")].to_string(),
+        "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+    );
+    assert_problem(&t, "tunnel.preshared", "lists 3 keys");
+    assert_problem(&t, "tunnel.preshared[1].id", "4 is listed twice");
+    assert_problem(&t, "tunnel.peers.198.18.0.1", "this node's own address");
+    let bad = format!("{EXAMPLE}tunnel: {{ peers: {{ 198.18.0.2: c2hvcnQ= }} }}\n");
+    let err = Tables::from_yaml_str(&bad).expect_err("a short key is refused");
+    assert!(err.to_string().contains("not a WireGuard key"), "{err}");
+}
+
+#[test]
+fn encrypted_networks_lose_the_tunnel_overhead_from_their_mtu() {
     let mut t = example();
     t.networks[0].encrypted = true;
-    assert_problem(&t, "networks[0].encrypted", "not supported yet");
+    t.validate().expect("encrypted networks are valid");
+    assert_eq!(t.networks[0].mtu_or(1500), 1500 - 50 - 60);
+    t.networks[0].encrypted = false;
+    assert_eq!(t.networks[0].mtu_or(1500), 1450);
 }

@@ -46,6 +46,7 @@ impl Tables {
             ));
         }
         self.check_peers(&mut problems);
+        self.check_tunnel(&mut problems);
         self.check_networks(&mut problems);
         let endpoint_ips = self.check_endpoints(&mut problems);
         self.check_services(&endpoint_ips, &mut problems);
@@ -87,6 +88,35 @@ impl Tables {
 
     /// A peer is a node's unicast underlay address: VXLAN never comes from
     /// anything else.
+    /// At most two preshared keys (the current one and the one before),
+    /// each id once; no key for this node itself.
+    fn check_tunnel(&self, problems: &mut Vec<Problem>) {
+        let psks = &self.tunnel.preshared;
+        if psks.len() > 2 {
+            problems.push(Problem::new(
+                "tunnel.preshared",
+                format!(
+                    "lists {} keys; keep the current one and the one before",
+                    psks.len()
+                ),
+            ));
+        }
+        for (i, k) in psks.iter().enumerate() {
+            if psks[..i].iter().any(|o| o.id == k.id) {
+                problems.push(Problem::new(
+                    format!("tunnel.preshared[{i}].id"),
+                    format!("{} is listed twice", k.id),
+                ));
+            }
+        }
+        if self.tunnel.peers.contains_key(&self.node.underlay) {
+            problems.push(Problem::new(
+                format!("tunnel.peers.{}", self.node.underlay),
+                "is this node's own address; list the other nodes' keys",
+            ));
+        }
+    }
+
     fn check_peers(&self, problems: &mut Vec<Problem>) {
         for (i, peer) in self.peers.iter().enumerate() {
             let what = if peer.is_unspecified() {
@@ -150,15 +180,6 @@ impl Tables {
                 problems.push(Problem::new(
                     at("mtu"),
                     format!("{mtu} is outside 576..=9000; leave it out for the underlay MTU - 50"),
-                ));
-            }
-            // Refused rather than ignored: traffic must never travel in the
-            // clear while the file says it is encrypted.
-            if n.encrypted {
-                problems.push(Problem::new(
-                    at("encrypted"),
-                    "encrypting overlay traffic is not supported yet; remove `encrypted` \
-                     (traffic would otherwise travel in the clear)",
                 ));
             }
         }

@@ -239,6 +239,15 @@ impl Dataplane for EbpfEngine {
                 ),
             });
         }
+        if let Some(network) = tables.networks.iter().find(|n| n.encrypted) {
+            return Err(EngineError::Unsupported {
+                engine: "ebpf",
+                what: format!(
+                    "network `{}` is encrypted: WireGuard runs in the userspace engine only; run the node with --dataplane userspace",
+                    network.name
+                ),
+            });
+        }
         let desired = ports::desired(tables, self.options.underlay_mtu);
         let mut report = ApplyReport::default();
         // Changed endpoints give their interface up first, so the new one

@@ -286,6 +286,12 @@ impl Dataplane for UserspaceEngine {
                 engine: self.options.underlay,
             });
         }
+        if let Some(network) = tables.networks.iter().find(|n| n.encrypted) {
+            return Err(EngineError::Unsupported {
+                engine: "userspace",
+                what: format!("network `{}` is encrypted: not carried yet", network.name),
+            });
+        }
         let desired = ports::desired(tables, self.options.underlay_mtu);
         // Every local endpoint's port id is decided first, so the
         // forwarding database (Maglev tables and all) is built once, and
