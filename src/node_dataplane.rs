@@ -13,6 +13,7 @@ use shoal_control::agent::DataPlane;
 use shoal_dataplane::dns;
 use shoal_dataplane::engine::userspace::{Options, UserspaceEngine};
 use shoal_dataplane::engine::{Dataplane, Metrics};
+use shoal_dataplane::overlay::tunnel::NodeKey;
 use shoal_dataplane::sys;
 use shoal_dataplane::tables::Tables;
 use tokio::sync::Mutex;
@@ -36,7 +37,7 @@ impl Engine {
 /// The engine and resolver of a node, started on demand.
 pub struct NodeDataplane {
     engine: Engine,
-    vxlan_port: u16,
+    wire: Wire,
     state_dir: PathBuf,
     running: Mutex<Option<Running>>,
     /// The running engine's counters, for `/metrics`.
@@ -57,10 +58,10 @@ impl Running {
 }
 
 impl NodeDataplane {
-    pub fn new(engine: Engine, vxlan_port: u16, state_dir: &Path) -> NodeDataplane {
+    pub fn new(engine: Engine, wire: Wire, state_dir: &Path) -> NodeDataplane {
         NodeDataplane {
             engine,
-            vxlan_port,
+            wire,
             state_dir: state_dir.to_path_buf(),
             running: Mutex::new(None),
             counters: std::sync::Mutex::new(None),
@@ -85,13 +86,33 @@ impl NodeDataplane {
     }
 }
 
-/// Starts `engine` on the device holding `underlay`.
+/// The node's UDP ports between nodes.
+#[derive(Debug, Clone, Copy)]
+pub struct Wire {
+    /// VXLAN (4789).
+    pub vxlan_port: u16,
+    /// The encrypted networks' WireGuard (51820).
+    pub tunnel_port: u16,
+}
+
+/// This node's WireGuard key, `tunnel.key` in the state directory, made
+/// there the first time.
+pub fn tunnel_key(state_dir: &Path) -> anyhow::Result<NodeKey> {
+    let path = state_dir.join("tunnel.key");
+    NodeKey::load_or_create(&path)
+        .with_context(|| format!("this node's WireGuard key {}", path.display()))
+}
+
+/// Starts `engine` on the device holding `underlay`; the state directory
+/// holds the node's WireGuard key.
 pub async fn start_engine(
     engine: Engine,
     underlay: Ipv4Addr,
-    vxlan_port: u16,
+    wire: Wire,
+    state_dir: &Path,
     node: &str,
 ) -> anyhow::Result<Box<dyn Dataplane>> {
+    let vxlan_port = wire.vxlan_port;
     let link = sys::link::find_underlay(underlay).await?;
     tracing::info!(
         "node {node} on underlay {underlay} ({}, MTU {})",
@@ -103,6 +124,8 @@ pub async fn start_engine(
             underlay,
             underlay_mtu: link.mtu,
             vxlan_port,
+            tunnel_key: Some(tunnel_key(state_dir)?),
+            tunnel_port: wire.tunnel_port,
         })?)),
         Engine::Ebpf => Ok(shoal_dataplane::engine::ebpf::start(
             shoal_dataplane::engine::ebpf::Options {
@@ -148,10 +171,16 @@ impl DataPlane for NodeDataplane {
         };
         if running.is_none() {
             let underlay = tables.node.underlay;
-            let engine = start_engine(self.engine, underlay, self.vxlan_port, &tables.node.name)
-                .await
-                .context("starting the data plane")
-                .map_err(|e| format!("{e:#}"))?;
+            let engine = start_engine(
+                self.engine,
+                underlay,
+                self.wire,
+                &self.state_dir,
+                &tables.node.name,
+            )
+            .await
+            .context("starting the data plane")
+            .map_err(|e| format!("{e:#}"))?;
             let resolver = start_resolver(&self.state_dir).map_err(|e| format!("{e:#}"))?;
             self.set_counters(Some(engine.metrics()));
             *running = Some(Running {

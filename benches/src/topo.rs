@@ -2,6 +2,8 @@
 //! kernel's VXLAN device behind a bridge (Docker's overlay driver).
 
 use anyhow::Result;
+use shoal_dataplane::overlay::tunnel::NodeKey;
+use shoal_dataplane::tables::WgKey;
 use shoal_netns_tests::{Daemon, Lab};
 
 /// Overlay addresses of the two tasks.
@@ -15,15 +17,40 @@ pub struct ShoalPair {
 }
 
 pub fn shoal_pair(extra_args: &[&str]) -> Result<ShoalPair> {
+    shoal_pair_with(extra_args, false)
+}
+
+/// [`shoal_pair`] with the network `encrypted` (WireGuard between the
+/// hosts, a preshared key mixed in).
+pub fn shoal_pair_with(extra_args: &[&str], encrypted: bool) -> Result<ShoalPair> {
     let mut lab = Lab::new("bench-shoal")?;
     let hosts = [lab.add_host("h1")?, lab.add_host("h2")?];
     let tasks = [lab.add_netns("t1")?, lab.add_netns("t2")?];
+    // Each daemon's WireGuard key, made where it will find it.
+    let keys = hosts
+        .iter()
+        .map(|h| {
+            let state = lab.dir().join(&h.name).join("state");
+            std::fs::create_dir_all(&state)?;
+            Ok(NodeKey::load_or_create(&state.join("tunnel.key"))?.public())
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut daemons = Vec::new();
     for me in 0..2 {
         let mut y = format!(
-            "node: {{ name: {}, underlay: {} }}\nnetworks:\n  - {{ name: bench, vni: 4097, subnet: 10.10.0.0/24 }}\nendpoints:\n",
+            "node: {{ name: {}, underlay: {} }}\nnetworks:\n  - {{ name: bench, vni: 4097, subnet: 10.10.0.0/24, encrypted: {encrypted} }}\n",
             hosts[me].name, hosts[me].underlay
         );
+        if encrypted {
+            let other = 1 - me;
+            y += &format!(
+                "tunnel:\n  peers: {{ {}: {} }}\n  preshared: [ {{ id: 1, key: {} }} ]\n",
+                hosts[other].underlay,
+                keys[other],
+                WgKey([0x5a; 32])
+            );
+        }
+        y += "endpoints:\n";
         for (i, ip) in TASK_IPS.iter().enumerate() {
             let node = hosts[i].underlay;
             if i == me {

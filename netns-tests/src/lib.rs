@@ -15,6 +15,7 @@ mod lab;
 pub mod net;
 pub mod openmetrics;
 mod paths;
+pub mod pcap;
 mod proc;
 pub mod registry;
 pub mod swarm;

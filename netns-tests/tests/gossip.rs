@@ -12,6 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use shoal_control::NodeId;
 use shoal_control::membership::{Member, Sealer, codec};
 use shoal_netns_tests::openmetrics::Exposition;
+use shoal_netns_tests::pcap;
 use shoal_netns_tests::swarm::{T, addr, form, logs, node_ls, wait_converged, worker_token};
 use shoal_netns_tests::{Lab, SwarmNode, wait_until};
 
@@ -53,27 +54,6 @@ fn plain(
     updates: &[(Member, foca::State)],
 ) -> Vec<u8> {
     codec::datagram(src, dst, message, updates).expect("a datagram fits a Vec")
-}
-
-/// The UDP payloads of the IPv4 packets in a pcap file (Ethernet link).
-fn udp_payloads(pcap: &[u8]) -> Vec<(Ipv4Addr, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= pcap.len() {
-        let len = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap_or_default()) as usize;
-        let Some(frame) = pcap.get(at + 16..at + 16 + len) else {
-            break;
-        };
-        at += 16 + len;
-        let Some(ip) = frame.get(14..) else { continue };
-        let ihl = usize::from(ip.first().copied().unwrap_or(0) & 0x0f) * 4;
-        if ip.len() < ihl + 8 || ip.get(9) != Some(&17) {
-            continue;
-        }
-        let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-        out.push((src, ip[ihl + 8..].to_vec()));
-    }
-    out
 }
 
 #[test]
@@ -118,12 +98,12 @@ fn a_host_that_is_no_member_cannot_forge_flood_or_replay_gossip() -> Result<()> 
         ],
         Duration::from_secs(20),
     )?;
-    let captured = udp_payloads(&std::fs::read(&pcap).context("reading the capture")?);
+    let captured = pcap::udp_datagrams(&std::fs::read(&pcap).context("reading the capture")?);
     // Inbound only: w1 replaying its own datagram is another case.
-    let (_, replay) = captured
+    let replay = captured
         .iter()
-        .find(|(src, _)| *src != w1.host.underlay)
-        .cloned()
+        .find(|d| d.src != w1.host.underlay)
+        .map(|d| d.payload.clone())
         .ok_or_else(|| anyhow!("no gossip datagram captured to w1"))?;
 
     // The forgeries: w1 down for good, from the attacker as itself and as

@@ -20,7 +20,7 @@ use shoal_dataplane::tables::Tables;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin;
-use crate::node_dataplane::{Engine, NodeDataplane, start_engine, start_resolver};
+use crate::node_dataplane::{Engine, NodeDataplane, Wire, start_engine, start_resolver};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,6 +37,9 @@ pub struct Args {
     /// UDP port for VXLAN.
     #[arg(long, value_name = "PORT", default_value_t = 4789)]
     vxlan_port: u16,
+    /// UDP port for the WireGuard tunnels of encrypted networks.
+    #[arg(long, value_name = "PORT", default_value_t = shoal_dataplane::overlay::tunnel::DEFAULT_PORT)]
+    tunnel_port: u16,
     /// This node's name in listings (default: the machine's hostname).
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
@@ -69,6 +72,15 @@ pub struct Args {
     /// on this address while this node is a manager (swarm mode).
     #[arg(long, value_name = "ADDR:PORT", conflicts_with = "tables")]
     web: Option<SocketAddr>,
+}
+
+impl Args {
+    fn wire(&self) -> Wire {
+        Wire {
+            vxlan_port: self.vxlan_port,
+            tunnel_port: self.tunnel_port,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -195,7 +207,8 @@ async fn serve(
     let mut engine = start_engine(
         engine,
         tables.node.underlay,
-        args.vxlan_port,
+        args.wire(),
+        &args.state_dir,
         &tables.node.name,
     )
     .await
@@ -333,7 +346,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
             .trim()
             .to_owned(),
     };
-    let dataplane_of_node = Arc::new(NodeDataplane::new(engine, args.vxlan_port, &args.state_dir));
+    let dataplane_of_node = Arc::new(NodeDataplane::new(engine, args.wire(), &args.state_dir));
     let config = SwarmConfig {
         state_dir: args.state_dir.clone(),
         hostname,

@@ -61,6 +61,8 @@ pub struct Segment {
     /// The MAC the VTEP answers ARP with for the gateway address.
     pub gateway_mac: MacAddr,
     pub mtu: u16,
+    /// Its datagrams between nodes ride the WireGuard tunnel.
+    pub encrypted: bool,
     by_ip: HashMap<Ipv4Addr, Station>,
     by_mac: HashMap<MacAddr, Location>,
     vips: HashMap<Ipv4Addr, Vip>,
@@ -171,6 +173,7 @@ impl Fdb {
                 gateway,
                 gateway_mac: gateway_mac(net.vni),
                 mtu: net.mtu_or(underlay_mtu),
+                encrypted: net.encrypted,
                 by_ip: HashMap::new(),
                 by_mac: HashMap::new(),
                 vips: HashMap::new(),

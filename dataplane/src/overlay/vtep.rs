@@ -108,15 +108,15 @@ pub enum FromUnderlay {
     Drop(DropReason),
 }
 
-/// Decides where the inner frame of a VXLAN datagram that the underlay
-/// address `sender` sent goes (parsing it).
+/// Decides where the inner frame of a plain VXLAN datagram (not from the
+/// tunnel) that the underlay address `sender` sent goes (parsing it).
 pub fn from_underlay(
     fdb: &Fdb,
     sender: Ipv4Addr,
     datagram: &[u8],
     out: &mut Vec<u8>,
 ) -> FromUnderlay {
-    match open(fdb, sender, datagram) {
+    match open(fdb, sender, datagram, false) {
         Ok(seg) => {
             let inner = &datagram[vxlan::HEADER_LEN..];
             route_from_underlay(fdb.segment(seg), inner, flow::parse(inner), out)
@@ -128,13 +128,22 @@ pub fn from_underlay(
 /// The segment a VXLAN datagram from `sender` is for, or why it is
 /// dropped. Only nodes in the tables may put frames on an overlay network:
 /// a stranger's datagram is refused before any of it is read, so it never
-/// draws an answer (an ARP reply, a mesh reply).
-pub fn open(fdb: &Fdb, sender: Ipv4Addr, datagram: &[u8]) -> Result<SegmentId, DropReason> {
+/// draws an answer (an ARP reply, a mesh reply). An encrypted network's
+/// datagrams must have come `sealed`, through the tunnel.
+pub fn open(
+    fdb: &Fdb,
+    sender: Ipv4Addr,
+    datagram: &[u8],
+    sealed: bool,
+) -> Result<SegmentId, DropReason> {
     if !fdb.is_node(sender) {
         return Err(DropReason::UnknownPeer);
     }
     let (vni, _) = decap(datagram).ok_or(DropReason::MalformedVxlan)?;
-    let (seg, _) = fdb.segment_by_vni(vni).ok_or(DropReason::UnknownVni)?;
+    let (seg, segment) = fdb.segment_by_vni(vni).ok_or(DropReason::UnknownVni)?;
+    if segment.encrypted && !sealed {
+        return Err(DropReason::Unsealed);
+    }
     Ok(seg)
 }
 

@@ -592,6 +592,14 @@ fn the_tunnel_section_parses_and_is_checked() {
     assert_problem(&t, "tunnel.preshared", "lists 3 keys");
     assert_problem(&t, "tunnel.preshared[1].id", "4 is listed twice");
     assert_problem(&t, "tunnel.peers.198.18.0.1", "this node's own address");
+    let mut same_parity = t.clone();
+    same_parity.tunnel.preshared.remove(1);
+    same_parity.tunnel.preshared[1].id = 6;
+    assert_problem(
+        &same_parity,
+        "tunnel.preshared[1].id",
+        "4 and 6 are both even",
+    );
     let bad = format!("{EXAMPLE}tunnel: {{ peers: {{ 198.18.0.2: c2hvcnQ= }} }}\n");
     let err = Tables::from_yaml_str(&bad).expect_err("a short key is refused");
     assert!(err.to_string().contains("not a WireGuard key"), "{err}");

@@ -107,6 +107,20 @@ impl Tables {
                     format!("tunnel.preshared[{i}].id"),
                     format!("{} is listed twice", k.id),
                 ));
+            } else if let [a, b] = psks.as_slice()
+                && i == 1
+                && a.id % 2 == b.id % 2
+            {
+                // Handshakes name their key by the parity of its id.
+                problems.push(Problem::new(
+                    "tunnel.preshared[1].id",
+                    format!(
+                        "{} and {} are both {}; give the two keys consecutive ids",
+                        a.id,
+                        b.id,
+                        if a.id % 2 == 0 { "even" } else { "odd" }
+                    ),
+                ));
             }
         }
         if self.tunnel.peers.contains_key(&self.node.underlay) {

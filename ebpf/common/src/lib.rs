@@ -373,10 +373,17 @@ pub enum DropReason {
     /// A VXLAN datagram from an underlay address that is no node in the
     /// tables: nobody else may put frames on an overlay network.
     UnknownPeer = 12,
+    /// A plain VXLAN datagram for an encrypted network: its frames come
+    /// only through the tunnel.
+    Unsealed = 13,
+    /// A datagram on the tunnel port that WireGuard refused (not
+    /// authentic, replayed, no session), or encrypted traffic for a node
+    /// without a tunnel key.
+    Tunnel = 14,
 }
 
 /// Number of [`DropReason`]s: the length of [`Counters::drops`].
-pub const DROP_REASONS: usize = 13;
+pub const DROP_REASONS: usize = 15;
 
 impl DropReason {
     /// Every reason, in index order.
@@ -394,6 +401,8 @@ impl DropReason {
         DropReason::NoServicePort,
         DropReason::NoBackend,
         DropReason::UnknownPeer,
+        DropReason::Unsealed,
+        DropReason::Tunnel,
     ];
 
     /// The reason's label in metrics, as the userspace engine's.
@@ -412,6 +421,8 @@ impl DropReason {
             DropReason::NoServicePort => "no_service_port",
             DropReason::NoBackend => "no_backend",
             DropReason::UnknownPeer => "unknown_peer",
+            DropReason::Unsealed => "unsealed",
+            DropReason::Tunnel => "tunnel",
         }
     }
 

@@ -176,8 +176,17 @@ fn enter(shared: &Shared, buf: &mut [u8], scratch: &mut Vec<u8>, batch: &mut Bat
             }
         }
         Location::Remote(node) => {
-            let vni = snapshot.fdb.segment(segment).vni;
-            pipeline::encapsulate(shared, batch, scratch, node, vni, flow.hash(), &hdr, frame);
+            let segment = snapshot.fdb.segment(segment);
+            pipeline::encapsulate(
+                shared,
+                batch,
+                scratch,
+                node,
+                segment,
+                flow.hash(),
+                &hdr,
+                frame,
+            );
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::lb::path::{self, Context, Verdict};
 use crate::lb::shards::Shards;
 use crate::overlay::fdb::{Fdb, Location, PortId, Segment, SegmentId};
 use crate::overlay::gro::Gro;
+use crate::overlay::tunnel::{self, NodeKey, Tunnels};
 use crate::overlay::vtep::{self, DropReason};
 use crate::sys;
 use crate::tables::Tables;
@@ -47,6 +48,11 @@ pub struct Options {
     pub underlay_mtu: u16,
     /// UDP port of VXLAN (4789).
     pub vxlan_port: u16,
+    /// This node's WireGuard key, for encrypted networks; without one they
+    /// are refused.
+    pub tunnel_key: Option<NodeKey>,
+    /// UDP port of the encrypted networks' WireGuard (51820).
+    pub tunnel_port: u16,
 }
 
 /// The forwarding state every worker reads.
@@ -56,6 +62,8 @@ pub struct Snapshot {
     ports: Vec<Option<(Arc<Port>, SegmentId)>>,
     /// The traffic counters of every service VIP, port and backend.
     services: ServiceStats,
+    /// The WireGuard tunnels to the other nodes, when this node has a key.
+    tunnels: Option<Tunnels>,
 }
 
 impl Snapshot {
@@ -75,6 +83,8 @@ pub struct Shared {
     pub counters: Counters,
     snapshot: ArcSwap<Snapshot>,
     underlay: Underlay,
+    /// The WireGuard port's sockets, when this node has a tunnel key.
+    tunnel: Option<Underlay>,
     /// The VIP and mesh conversations, sharded by client.
     shards: Shards,
     /// The conversations' clock starts here.
@@ -108,8 +118,12 @@ impl Shared {
         }
     }
 
-    /// Drops expired flows, a budget per table and shard.
+    /// Drops expired flows, a budget per table and shard, and runs the
+    /// tunnels' timers.
     fn sweep(&self) {
+        if let (Some(tunnels), Some(wire)) = (&self.snapshot.load().tunnels, &self.tunnel) {
+            tunnels.tick(&mut |peer, msg| self.send_control(wire, peer, msg));
+        }
         let now = self.now();
         self.shards.each(|shard| {
             shard.vip.expire(now, EXPIRE_BUDGET);
@@ -155,9 +169,16 @@ impl Shared {
         ServiceSeries::new(stats, &tracked, tables).encode(out);
     }
 
-    fn transmit(&self, node: Ipv4Addr, flow: u32, contents: &[u8], stride: usize) {
+    /// Sends the VXLAN datagrams in `contents` (`stride` bytes each, the
+    /// last possibly shorter) to `node`; `sealed`: inside its tunnel.
+    fn transmit(&self, node: Ipv4Addr, flow: u32, contents: &[u8], stride: usize, sealed: bool) {
         let datagrams = contents.len().div_ceil(stride.max(1)) as u64;
-        match self.underlay.send(node, flow, contents, stride) {
+        let sent = if sealed {
+            self.transmit_sealed(node, flow, contents, stride)
+        } else {
+            self.underlay.send(node, flow, contents, stride)
+        };
+        match sent {
             Ok(()) => {
                 self.counters.vxlan_tx_packets.inc_by(datagrams);
                 self.counters.vxlan_tx_bytes.inc_by(contents.len() as u64);
@@ -166,6 +187,62 @@ impl Shared {
                 tracing::debug!(%node, "VXLAN send failed: {e}");
                 self.counters.drop(DropReason::IoError);
             }
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's buffers for sealing: the plaintext, one message, and
+    /// the messages gathered for one GSO send.
+    static SEALING: std::cell::RefCell<(Vec<u8>, Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+impl Shared {
+    /// [`Shared::transmit`] through the tunnel: each datagram sealed, the
+    /// messages of one size gathered for GSO (a shorter one ends a send).
+    fn transmit_sealed(
+        &self,
+        node: Ipv4Addr,
+        flow: u32,
+        contents: &[u8],
+        stride: usize,
+    ) -> io::Result<()> {
+        let snapshot = self.snapshot.load();
+        let (Some(tunnels), Some(wire)) = (&snapshot.tunnels, &self.tunnel) else {
+            self.counters.drop(DropReason::Tunnel);
+            return Ok(());
+        };
+        let full = stride + usize::from(tunnel::OVERHEAD);
+        SEALING.with_borrow_mut(|(scratch, msg, gathered)| {
+            gathered.clear();
+            for datagram in contents.chunks(stride.max(1)) {
+                let control = &mut |m: &[u8]| self.send_control(wire, node, m);
+                match tunnels.seal(node, datagram, scratch, msg, control) {
+                    Ok(true) => {
+                        gathered.extend_from_slice(msg);
+                        if msg.len() < full {
+                            wire.send(node, flow, gathered, full)?;
+                            gathered.clear();
+                        }
+                    }
+                    // It waits in the tunnel for the handshake.
+                    Ok(false) => {}
+                    Err(_) => self.counters.drop(DropReason::Tunnel),
+                }
+            }
+            if !gathered.is_empty() {
+                wire.send(node, flow, gathered, full)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sends a tunnel's handshake message to `peer`.
+    fn send_control(&self, wire: &Underlay, peer: Ipv4Addr, msg: &[u8]) {
+        if let Err(e) = wire.send(peer, 0, msg, msg.len()) {
+            tracing::debug!(%peer, "WireGuard send failed: {e}");
+            self.counters.drop(DropReason::IoError);
         }
     }
 }
@@ -196,10 +273,18 @@ impl UserspaceEngine {
     pub fn start(options: Options) -> Result<UserspaceEngine, EngineError> {
         let underlay =
             Underlay::bind(options.underlay, options.vxlan_port).map_err(EngineError::Underlay)?;
+        let tunnel = match options.tunnel_key {
+            Some(_) => Some(
+                Underlay::bind_tunnel(options.underlay, options.tunnel_port)
+                    .map_err(EngineError::Underlay)?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             counters: Counters::new("userspace"),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             underlay,
+            tunnel,
             shards: Shards::new(FLOWS, sys::mesh::MESH_ADDR)
                 .map_err(|e| EngineError::Underlay(io::Error::other(e)))?,
             epoch: Instant::now(),
@@ -207,16 +292,24 @@ impl UserspaceEngine {
             node: options.underlay,
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let underlay_workers = (0..underlay::RX_SOCKETS)
-            .map(|socket| {
+        let wires = [Wire::Vxlan, Wire::Tunnel]
+            .into_iter()
+            .filter(|w| *w == Wire::Vxlan || shared.tunnel.is_some());
+        let mut underlay_workers = Vec::new();
+        for wire in wires {
+            for socket in 0..underlay::RX_SOCKETS {
                 let (shared, stop) = (shared.clone(), stop.clone());
-                std::thread::Builder::new()
-                    .name(format!("shoal-underlay{socket}"))
-                    .spawn(move || underlay_worker(&shared, socket, &stop))
-            })
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(EngineError::Underlay)?;
-        let mut underlay_workers = underlay_workers;
+                let name = match wire {
+                    Wire::Vxlan => format!("shoal-underlay{socket}"),
+                    Wire::Tunnel => format!("shoal-tunnel{socket}"),
+                };
+                let worker = std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || underlay_worker(&shared, wire, socket, &stop))
+                    .map_err(EngineError::Underlay)?;
+                underlay_workers.push(worker);
+            }
+        }
         for queue in 0..mesh::QUEUES {
             let (shared, stop) = (shared.clone(), stop.clone());
             let worker = std::thread::Builder::new()
@@ -286,10 +379,15 @@ impl Dataplane for UserspaceEngine {
                 engine: self.options.underlay,
             });
         }
-        if let Some(network) = tables.networks.iter().find(|n| n.encrypted) {
+        if self.options.tunnel_key.is_none()
+            && let Some(network) = tables.networks.iter().find(|n| n.encrypted)
+        {
             return Err(EngineError::Unsupported {
                 engine: "userspace",
-                what: format!("network `{}` is encrypted: not carried yet", network.name),
+                what: format!(
+                    "network `{}` is encrypted, but this node has no WireGuard key (the daemon makes one in its state directory)",
+                    network.name
+                ),
             });
         }
         let desired = ports::desired(tables, self.options.underlay_mtu);
@@ -481,11 +579,23 @@ impl UserspaceEngine {
             }
             ports[inst.id] = Some((inst.port.clone(), seg));
         }
-        let services = ServiceStats::build(tables, &fdb, &self.shared.snapshot.load().services);
+        let previous = self.shared.snapshot.load();
+        let services = ServiceStats::build(tables, &fdb, &previous.services);
+        let tunnels = self.options.tunnel_key.as_ref().map(|key| {
+            Tunnels::build(
+                key,
+                self.options.underlay,
+                self.options.vxlan_port,
+                &tables.tunnel,
+                previous.tunnels.as_ref(),
+                Instant::now(),
+            )
+        });
         self.shared.snapshot.store(Arc::new(Snapshot {
             fdb,
             ports,
             services,
+            tunnels,
         }));
     }
 }
@@ -508,18 +618,33 @@ enum Sink {
 /// Receive buffers per batch; each holds a GRO train of up to 64 KiB.
 const RX_BATCH: usize = 8;
 
-fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
+/// What an underlay worker receives: plain VXLAN, or the encrypted
+/// networks' WireGuard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Vxlan,
+    Tunnel,
+}
+
+fn underlay_worker(shared: &Shared, wire: Wire, socket: usize, stop: &AtomicBool) {
+    let Some(sockets) = (match wire {
+        Wire::Vxlan => Some(&shared.underlay),
+        Wire::Tunnel => shared.tunnel.as_ref(),
+    }) else {
+        return;
+    };
     let mut storage = vec![[0u8; 65_536]; RX_BATCH];
     let mut meta = vec![RecvMeta::default(); RX_BATCH];
     let mut gro = Gro::default();
     let mut reply = Vec::with_capacity(2048);
+    let mut opened = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
         let n = {
             let mut bufs: Vec<IoSliceMut<'_>> = storage
                 .iter_mut()
                 .map(|b| IoSliceMut::new(&mut b[..]))
                 .collect();
-            shared.underlay.recv(socket, &mut bufs, &mut meta)
+            sockets.recv(socket, &mut bufs, &mut meta)
         };
         match n {
             Ok(n) => {
@@ -540,7 +665,18 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
                     };
                     let stride = meta.stride.max(1);
                     for datagram in buf[..meta.len].chunks_mut(stride) {
-                        let verdict = on_datagram(shared, &snapshot, datagram, sender, &mut reply);
+                        let datagram = match wire {
+                            Wire::Vxlan => datagram,
+                            Wire::Tunnel => {
+                                match unseal(shared, &snapshot, sender, datagram, &mut opened) {
+                                    Some(range) => &mut opened[range],
+                                    None => continue,
+                                }
+                            }
+                        };
+                        let sealed = wire == Wire::Tunnel;
+                        let verdict =
+                            on_datagram(shared, &snapshot, datagram, sender, sealed, &mut reply);
                         if let Some((sink, hash)) = verdict {
                             gro.push((sink, hash), &datagram[vxlan::HEADER_LEN..], &mut to_task);
                         }
@@ -550,14 +686,43 @@ fn underlay_worker(shared: &Shared, socket: usize, stop: &AtomicBool) {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if let Err(e) =
-                    sys::poll::wait_readable(shared.underlay.rx_socket(socket), port::POLL_INTERVAL)
+                    sys::poll::wait_readable(sockets.rx_socket(socket), port::POLL_INTERVAL)
                 {
-                    tracing::error!("VXLAN socket failed: {e}");
+                    tracing::error!("underlay socket failed: {e}");
                     return;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => tracing::debug!("VXLAN receive error: {e}"),
+            Err(e) => tracing::debug!("underlay receive error: {e}"),
+        }
+    }
+}
+
+/// Opens a WireGuard datagram from `sender` into `out`: where the VXLAN
+/// datagram it carried is, if it carried one. Handshake answers go back
+/// at once; refusals are counted.
+fn unseal(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    sender: Ipv4Addr,
+    datagram: &[u8],
+    out: &mut [u8],
+) -> Option<std::ops::Range<usize>> {
+    let (Some(tunnels), Some(wire)) = (&snapshot.tunnels, &shared.tunnel) else {
+        shared.counters.drop(DropReason::Tunnel);
+        return None;
+    };
+    let reply = &mut |m: &[u8]| shared.send_control(wire, sender, m);
+    match tunnels.open(sender, datagram, out, reply) {
+        Ok(tunnel::Opened::Vxlan(range)) => Some(range),
+        Ok(tunnel::Opened::Nothing) => None,
+        Err(tunnel::Refusal::UnknownPeer) => {
+            shared.counters.drop(DropReason::UnknownPeer);
+            None
+        }
+        Err(_) => {
+            shared.counters.drop(DropReason::Tunnel);
+            None
         }
     }
 }
@@ -570,18 +735,22 @@ fn on_datagram(
     snapshot: &Snapshot,
     datagram: &mut [u8],
     sender: Ipv4Addr,
+    sealed: bool,
     reply: &mut Vec<u8>,
 ) -> Option<(Sink, u32)> {
     shared.counters.vxlan_rx_packets.inc();
     shared.counters.vxlan_rx_bytes.inc_by(datagram.len() as u64);
-    let seg = match vtep::open(&snapshot.fdb, sender, datagram) {
+    let seg = match vtep::open(&snapshot.fdb, sender, datagram, sealed) {
         Ok(seg) => seg,
         Err(reason) => {
             shared.counters.drop(reason);
             return None;
         }
     };
-    let vni = snapshot.fdb.segment(seg).vni;
+    let (vni, encrypted) = {
+        let segment = snapshot.fdb.segment(seg);
+        (segment.vni, segment.encrypted)
+    };
     let inner = &mut datagram[vxlan::HEADER_LEN..];
     let parsed = flow::parse(inner);
     let cx = shared.context(&snapshot.fdb);
@@ -609,7 +778,7 @@ fn on_datagram(
             vtep::encap_header(vni, &mut datagram);
             datagram.extend_from_slice(reply);
             let len = datagram.len();
-            shared.transmit(sender, 0, &datagram, len);
+            shared.transmit(sender, 0, &datagram, len, encrypted);
             None
         }
         // Frames off the wire are never sent on: a remote destination is

@@ -12,6 +12,7 @@ use super::{Shared, Snapshot};
 use crate::engine::stats::Volume;
 use crate::lb::nat;
 use crate::lb::path::Translation;
+use crate::overlay::fdb::Segment;
 use crate::overlay::gso;
 use crate::overlay::vtep::{self, DropReason};
 use crate::wire::flow::Flow;
@@ -49,32 +50,34 @@ pub(super) fn translate(
 }
 
 /// Sends `frame` (behind the offload header `hdr`) to `node` in VXLAN
-/// datagrams of `vni`, their outer source port picked by `flow_hash`: a
-/// plain frame joins `batch`, a TSO/USO super-frame is cut by GSO now.
+/// datagrams of `segment` (inside the tunnel if it is encrypted), their
+/// outer source port picked by `flow_hash`: a plain frame joins `batch`, a
+/// TSO/USO super-frame is cut by GSO now.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn encapsulate(
     shared: &Shared,
     batch: &mut Batch,
     scratch: &mut Vec<u8>,
     node: Ipv4Addr,
-    vni: u32,
+    segment: &Segment,
     flow_hash: u32,
     hdr: &virtio_net::Repr,
     frame: &mut [u8],
 ) {
     let mut prefix = [0u8; vxlan::HEADER_LEN];
-    vtep::encap_header(vni, &mut prefix);
+    vtep::encap_header(segment.vni, &mut prefix);
+    let sealed = segment.encrypted;
     if !gso::is_gso(hdr) {
         if gso::complete_checksum(hdr, frame).is_err() {
             shared.counters.drop(DropReason::BadOffload);
             return;
         }
-        batch.add(shared, node, flow_hash, &prefix, frame);
+        batch.add(shared, (node, sealed), flow_hash, &prefix, frame);
         return;
     }
     batch.flush(shared);
     match gso::segment(hdr, frame, &prefix, scratch) {
-        Ok(segs) => shared.transmit(node, flow_hash, scratch, segs.stride),
+        Ok(segs) => shared.transmit(node, flow_hash, scratch, segs.stride, sealed),
         Err(_) => shared.counters.drop(DropReason::BadOffload),
     }
 }
@@ -83,7 +86,8 @@ pub(super) fn encapsulate(
 /// in one GSO send: VXLAN datagrams of one size, the last possibly shorter.
 #[derive(Default)]
 pub(super) struct Batch {
-    node: Option<Ipv4Addr>,
+    /// The node, and whether its datagrams go inside the tunnel.
+    node: Option<(Ipv4Addr, bool)>,
     flow: u32,
     stride: usize,
     /// A shorter datagram was added: it must stay last.
@@ -98,7 +102,14 @@ const BATCH_BYTES: usize = 60_000;
 impl Batch {
     /// Adds `prefix` + `frame` for `node`, sending what was gathered first
     /// if the datagram cannot join it.
-    fn add(&mut self, shared: &Shared, node: Ipv4Addr, flow: u32, prefix: &[u8], frame: &[u8]) {
+    fn add(
+        &mut self,
+        shared: &Shared,
+        node: (Ipv4Addr, bool),
+        flow: u32,
+        prefix: &[u8],
+        frame: &[u8],
+    ) {
         let len = prefix.len() + frame.len();
         let joins = self.node == Some(node)
             && shared.same_socket(self.flow, flow)
@@ -119,8 +130,8 @@ impl Batch {
 
     /// Sends what was gathered.
     pub(super) fn flush(&mut self, shared: &Shared) {
-        if let Some(node) = self.node.take() {
-            shared.transmit(node, self.flow, &self.buf, self.stride);
+        if let Some((node, sealed)) = self.node.take() {
+            shared.transmit(node, self.flow, &self.buf, self.stride, sealed);
         }
         self.buf.clear();
         self.closed = false;

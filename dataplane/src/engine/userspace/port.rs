@@ -133,9 +133,9 @@ fn on_frame(
     } = verdict
     {
         let flow = translated(&translation, frame);
-        let vni = snapshot.fdb.segment(segment).vni;
+        let segment = snapshot.fdb.segment(segment);
         let hash = flow.map_or(0, |f| f.hash());
-        pipeline::encapsulate(shared, batch, scratch, node, vni, hash, &hdr, frame);
+        pipeline::encapsulate(shared, batch, scratch, node, segment, hash, &hdr, frame);
         return;
     }
     // Everything else goes out now, after what was gathered, in order.

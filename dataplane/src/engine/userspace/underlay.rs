@@ -47,15 +47,29 @@ pub struct Underlay {
 impl Underlay {
     /// Binds the VXLAN port on `addr` and the sending pool.
     pub fn bind(addr: Ipv4Addr, port: u16) -> io::Result<Underlay> {
+        Underlay::bind_for(addr, port).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("binding the VXLAN port {addr}:{port}: {e} (is another VTEP, such as a kernel vxlan device, using it?)"),
+            )
+        })
+    }
+
+    /// Binds the WireGuard port of the encrypted networks on `addr` and its
+    /// sending pool.
+    pub fn bind_tunnel(addr: Ipv4Addr, port: u16) -> io::Result<Underlay> {
+        Underlay::bind_for(addr, port).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("binding the WireGuard port {addr}:{port} of encrypted networks: {e} (pick another with --tunnel-port)"),
+            )
+        })
+    }
+
+    fn bind_for(addr: Ipv4Addr, port: u16) -> io::Result<Underlay> {
         let rx = (0..RX_SOCKETS)
             .map(|_| Socket::bind(SocketAddrV4::new(addr, port), true))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("binding the VXLAN port {addr}:{port}: {e} (is another VTEP, such as a kernel vxlan device, using it?)"),
-                )
-            })?;
+            .collect::<io::Result<Vec<_>>>()?;
         let tx = (0..TX_SOCKETS)
             .map(|_| {
                 let s = Socket::bind(SocketAddrV4::new(addr, 0), false)?;

@@ -268,3 +268,31 @@ fn flow_hash_separates_flows_and_is_stable() {
     assert_eq!(hash(&a), hash(&a.clone()));
     assert_ne!(hash(&a), hash(&b));
 }
+
+#[test]
+fn an_encrypted_network_takes_frames_only_from_the_tunnel() {
+    let tables = Tables::from_yaml_str(
+        r#"
+node: { name: n1, underlay: 198.18.0.1 }
+networks:
+  - { name: secret, vni: 4097, subnet: 10.10.0.0/24, encrypted: true }
+  - { name: plain, vni: 4098, subnet: 10.20.0.0/24 }
+endpoints:
+  - { network: secret, ip: 10.10.0.2, node: 198.18.0.1, netns: a }
+  - { network: secret, ip: 10.10.0.3, node: 198.18.0.2 }
+"#,
+    )
+    .expect("valid tables");
+    let fdb = Fdb::build(&tables, 1500, |_, ip| (ip == TASK_IP).then_some(0));
+    let (secret, _) = fdb.segment_by_vni(4097).unwrap();
+    let (plain, _) = fdb.segment_by_vni(4098).unwrap();
+    assert_eq!(fdb.segment(secret).mtu, 1500 - 50 - 60);
+    let to_task = vxlan(4097, &udp_frame(TASK_IP, 10, true));
+    assert_eq!(
+        open(&fdb, NODE2, &to_task, false),
+        Err(DropReason::Unsealed)
+    );
+    assert_eq!(open(&fdb, NODE2, &to_task, true), Ok(secret));
+    // A plain network's datagrams are taken either way.
+    assert_eq!(open(&fdb, NODE2, &vxlan(4098, &[0; 14]), false), Ok(plain));
+}
