@@ -13,6 +13,7 @@ use shoal_control::agent::DataPlane;
 use shoal_dataplane::dns;
 use shoal_dataplane::engine::userspace::{Options, UserspaceEngine};
 use shoal_dataplane::engine::{Dataplane, Metrics};
+use shoal_dataplane::overlay::tunnel::NodeKey;
 use shoal_dataplane::sys;
 use shoal_dataplane::tables::Tables;
 use tokio::sync::Mutex;
@@ -38,6 +39,8 @@ pub struct NodeDataplane {
     engine: Engine,
     vxlan_port: u16,
     state_dir: PathBuf,
+    /// This node's WireGuard key, for the encrypted networks' tunnels.
+    pub tunnel_key: NodeKey,
     running: Mutex<Option<Running>>,
     /// The running engine's counters, for `/metrics`.
     counters: std::sync::Mutex<Option<Arc<dyn Metrics>>>,
@@ -57,11 +60,17 @@ impl Running {
 }
 
 impl NodeDataplane {
-    pub fn new(engine: Engine, vxlan_port: u16, state_dir: &Path) -> NodeDataplane {
+    pub fn new(
+        engine: Engine,
+        vxlan_port: u16,
+        state_dir: &Path,
+        tunnel_key: NodeKey,
+    ) -> NodeDataplane {
         NodeDataplane {
             engine,
             vxlan_port,
             state_dir: state_dir.to_path_buf(),
+            tunnel_key,
             running: Mutex::new(None),
             counters: std::sync::Mutex::new(None),
         }
