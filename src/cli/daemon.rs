@@ -136,14 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(
-        args,
-        engine,
-        tables_path,
-        tables,
-        &state,
-        tunnel_key,
-    ));
+    let result = runtime.block_on(serve(args, engine, tables_path, tables, &state, tunnel_key));
     state.release();
     result
 }

@@ -743,8 +743,8 @@ impl Member {
                         csr_pem: csr,
                         tunnel_key,
                     })
-                        .await
-                        .map(|r| r.into_inner().cert_pem)
+                    .await
+                    .map(|r| r.into_inner().cert_pem)
                 }
             })
             .await?
