@@ -236,7 +236,9 @@ mod tests {
         // VXLAN's 50 bytes and the tunnel's 60.
         assert_eq!(view.mtu, 1390);
 
-        let spec = spec_of(options(&[])).unwrap();
+        let mut plain = options(&[]);
+        plain.name = "plain".into();
+        let spec = spec_of(plain).unwrap();
         let id = spec.id.clone();
         state.apply(Command::CreateNetwork(spec)).unwrap();
         let view = NetworkView::of(state.network(&id).unwrap());
