@@ -39,6 +39,8 @@ pub struct NodeDataplane {
     engine: Engine,
     wire: Wire,
     state_dir: PathBuf,
+    /// This node's WireGuard key, for the encrypted networks' tunnels.
+    pub tunnel_key: NodeKey,
     running: Mutex<Option<Running>>,
     /// The running engine's counters, for `/metrics`.
     counters: std::sync::Mutex<Option<Arc<dyn Metrics>>>,
@@ -58,11 +60,12 @@ impl Running {
 }
 
 impl NodeDataplane {
-    pub fn new(engine: Engine, wire: Wire, state_dir: &Path) -> NodeDataplane {
+    pub fn new(engine: Engine, wire: Wire, state_dir: &Path, tunnel_key: NodeKey) -> NodeDataplane {
         NodeDataplane {
             engine,
             wire,
             state_dir: state_dir.to_path_buf(),
+            tunnel_key,
             running: Mutex::new(None),
             counters: std::sync::Mutex::new(None),
         }
@@ -95,21 +98,13 @@ pub struct Wire {
     pub tunnel_port: u16,
 }
 
-/// This node's WireGuard key, `tunnel.key` in the state directory, made
-/// there the first time.
-pub fn tunnel_key(state_dir: &Path) -> anyhow::Result<NodeKey> {
-    let path = state_dir.join("tunnel.key");
-    NodeKey::load_or_create(&path)
-        .with_context(|| format!("this node's WireGuard key {}", path.display()))
-}
-
-/// Starts `engine` on the device holding `underlay`; the state directory
-/// holds the node's WireGuard key.
+/// Starts `engine` on the device holding `underlay`; `tunnel_key` is the
+/// node's WireGuard key, for encrypted networks.
 pub async fn start_engine(
     engine: Engine,
     underlay: Ipv4Addr,
     wire: Wire,
-    state_dir: &Path,
+    tunnel_key: &NodeKey,
     node: &str,
 ) -> anyhow::Result<Box<dyn Dataplane>> {
     let vxlan_port = wire.vxlan_port;
@@ -124,7 +119,7 @@ pub async fn start_engine(
             underlay,
             underlay_mtu: link.mtu,
             vxlan_port,
-            tunnel_key: Some(tunnel_key(state_dir)?),
+            tunnel_key: Some(tunnel_key.clone()),
             tunnel_port: wire.tunnel_port,
         })?)),
         Engine::Ebpf => Ok(shoal_dataplane::engine::ebpf::start(
@@ -175,7 +170,7 @@ impl DataPlane for NodeDataplane {
                 self.engine,
                 underlay,
                 self.wire,
-                &self.state_dir,
+                &self.tunnel_key,
                 &tables.node.name,
             )
             .await

@@ -21,6 +21,7 @@ pub(crate) fn node(id: &str, role: Role) -> Node {
         gossip_addr: "198.18.0.1:7946".parse().unwrap(),
         engine: "shoal-process".into(),
         cert: None,
+        tunnel_key: None,
     }
 }
 

@@ -359,6 +359,7 @@ fn calls_as(
                 "RenewCert" => code(
                     c.renew_cert(RenewRequest {
                         csr_pem: identity.key.csr_pem(&me)?,
+                        tunnel_key: None,
                     })
                     .await,
                 ),

@@ -1,8 +1,8 @@
 //! The local admin API on `<state-dir>/shoal.sock` (mode 0600): HTTP over a
 //! unix socket, what the CLI and scrapers talk to. `GET /metrics` gives the
 //! node's families in the OpenMetrics text format ([`metrics`]), `GET
-//! /tables` the tables in force; [`swarm`] has the swarm and node
-//! operations.
+//! /tables` the tables in force and `GET /info` what `shoal info` shows
+//! (embed mode); [`swarm`] has the swarm and node operations.
 
 pub mod guarded;
 pub mod metrics;
@@ -27,6 +27,7 @@ type Render = Box<dyn Fn() -> String + Send + Sync>;
 pub struct Sources {
     pub metrics: metrics::Exposition,
     pub tables: Render,
+    pub info: Render,
 }
 
 /// The admin socket's limits: the CLI opens one connection per command,
@@ -50,16 +51,17 @@ pub async fn serve(path: &Path, app: Router) -> anyhow::Result<JoinHandle<()>> {
     }))
 }
 
-/// `/metrics` and `/tables`.
+/// `/metrics`, `/tables` and `/info`.
 pub fn data_plane_routes(sources: Sources) -> Router {
-    let tables = Arc::new(sources.tables);
-    metrics::route(sources.metrics).route(
-        "/tables",
-        get(move || {
-            let tables = tables.clone();
-            async move {
-                ([(header::CONTENT_TYPE, "application/json")], (tables)()).into_response()
-            }
-        }),
-    )
+    metrics::route(sources.metrics)
+        .route("/tables", json_route(sources.tables))
+        .route("/info", json_route(sources.info))
+}
+
+fn json_route(render: Render) -> axum::routing::MethodRouter {
+    let render = Arc::new(render);
+    get(move || {
+        let render = render.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], (render)()).into_response() }
+    })
 }

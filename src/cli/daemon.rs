@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shoal_control::swarm::{Swarm, SwarmConfig, TablesSink};
+use shoal_control::swarm::{Info, Swarm, SwarmConfig, TablesSink};
+use shoal_dataplane::overlay::tunnel::NodeKey;
 use shoal_dataplane::sys;
-use shoal_dataplane::tables::Tables;
+use shoal_dataplane::tables::{Tables, WgKey};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin;
@@ -142,11 +143,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let engine = engine_choice(args.dataplane)?;
     let tables = load(&tables_path)?;
     let state = StateDir::claim(&args.state_dir)?;
+    let tunnel_key = state.tunnel_key()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(args, engine, tables_path, tables, &state));
+    let result = runtime.block_on(serve(args, engine, tables_path, tables, &state, tunnel_key));
     state.release();
     result
 }
@@ -199,16 +201,18 @@ async fn serve(
     path: PathBuf,
     tables: Tables,
     state: &StateDir,
+    tunnel_key: NodeKey,
 ) -> anyhow::Result<()> {
     let metrics_listener = match args.metrics_addr {
         Some(addr) => Some(admin::metrics::bind(addr).await?),
         None => None,
     };
+    let engine_name = engine.name();
     let mut engine = start_engine(
         engine,
         tables.node.underlay,
         args.wire(),
-        &args.state_dir,
+        &tunnel_key,
         &tables.node.name,
     )
     .await
@@ -232,11 +236,20 @@ async fn serve(
         &state.socket(),
         admin::data_plane_routes({
             let applied = applied.clone();
+            let info = embedded_info(engine_name, tunnel_key.public());
+            let of_node = applied.clone();
             admin::Sources {
                 metrics: exposition,
                 tables: Box::new(move || {
                     let tables = applied.lock().map(|t| t.clone()).ok();
                     serde_json::to_string_pretty(&tables).unwrap_or_default()
+                }),
+                info: Box::new(move || {
+                    let mut info = info.clone();
+                    if let Ok(t) = of_node.lock() {
+                        info.hostname = t.node.name.clone();
+                    }
+                    serde_json::to_string_pretty(&info).unwrap_or_default()
                 }),
             }
         }),
@@ -329,6 +342,15 @@ impl StateDir {
         self.dir.join("shoal.sock")
     }
 
+    /// This node's WireGuard key (`tunnel.key`), made on the first start.
+    fn tunnel_key(&self) -> anyhow::Result<NodeKey> {
+        let path = self.dir.join("tunnel.key");
+        let key = NodeKey::load_or_create(&path)
+            .with_context(|| format!("loading this node's tunnel key {}", path.display()))?;
+        tracing::info!("tunnel public key: {}", key.public());
+        Ok(key)
+    }
+
     fn release(&self) {
         let _ = std::fs::remove_file(self.dir.join("shoal.sock"));
         let _ = std::fs::remove_file(self.dir.join("shoal.pid"));
@@ -346,7 +368,13 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
             .trim()
             .to_owned(),
     };
-    let dataplane_of_node = Arc::new(NodeDataplane::new(engine, args.wire(), &args.state_dir));
+    let state = StateDir::claim(&args.state_dir)?;
+    let dataplane_of_node = Arc::new(NodeDataplane::new(
+        engine,
+        args.wire(),
+        &args.state_dir,
+        state.tunnel_key()?,
+    ));
     let config = SwarmConfig {
         state_dir: args.state_dir.clone(),
         hostname,
@@ -360,8 +388,8 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         },
         runtime: image_runtime(args.runtime)?,
         tables: TablesSink(dataplane_of_node.clone()),
+        tunnel_key: Some(dataplane_of_node.tunnel_key.public()),
     };
-    let state = StateDir::claim(&args.state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -401,6 +429,26 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
     });
     state.release();
     result
+}
+
+/// `shoal info` in embed mode: no swarm, the engine and the tunnel key.
+fn embedded_info(engine: &str, tunnel_key: WgKey) -> Info {
+    Info {
+        swarm: "embedded".into(),
+        node_id: None,
+        hostname: String::new(),
+        role: None,
+        cluster_id: None,
+        addr: None,
+        managers: Vec::new(),
+        nodes: 0,
+        leader: None,
+        raft: None,
+        dataplane: engine.to_owned(),
+        cert_expiry: None,
+        tunnel_key: Some(tunnel_key),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
 }
 
 /// A swarm node's `/metrics`: the control plane's families, then those of

@@ -43,5 +43,8 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
         println!("  Voters: {}", raft.voters);
     }
     println!("Data plane: {}", info.dataplane);
+    if let Some(key) = info.tunnel_key {
+        println!(" Tunnel public key: {key}");
+    }
     Ok(())
 }

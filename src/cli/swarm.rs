@@ -37,8 +37,10 @@ enum Command {
         /// How long node certificates live from their next renewal on.
         #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
         cert_expiry: Option<Duration>,
-        /// Replace the key that seals gossip now; nodes move to it within
-        /// seconds (the leader also replaces it every 12 hours).
+        /// Replace the key that seals gossip now, and with it the
+        /// preshared key of encrypted overlay networks (derived from it);
+        /// nodes move to it within seconds (the leader also replaces it
+        /// every 12 hours).
         #[arg(long)]
         rotate_gossip_key: bool,
     },

@@ -255,6 +255,7 @@ mod tests {
             gossip_addr: "198.18.0.1:7946".parse().unwrap(),
             engine: "shoal-process".into(),
             cert: None,
+            tunnel_key: None,
         }
     }
 

@@ -38,6 +38,7 @@ fn cluster(nodes: usize, replicas: u64) -> Result<(ClusterState, ServiceId)> {
                 gossip_addr: "198.18.0.1:7946".parse()?,
                 engine: "shoal-process".into(),
                 cert: None,
+                tunnel_key: None,
             }))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }

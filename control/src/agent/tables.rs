@@ -15,7 +15,12 @@
 //!   published ports and backends: the addresses of its running tasks that
 //!   have endpoints here and, if it has a health check, were found healthy. A task told to shut down
 //!   that still runs is `draining`: it keeps its flows and takes no new
-//!   ones until it stops.
+//!   ones until it stops;
+//! - the tunnel: every other node's WireGuard public key by its underlay
+//!   address, and the preshared keys derived from the gossip keyring, so
+//!   that rotating that keyring rekeys the encrypted networks too (as
+//!   Swarm derives its gossip and IPsec keys from one set of network
+//!   keys). Always filled: an engine without encrypted networks ignores it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -24,8 +29,8 @@ use shoal_dataplane::tables::{self, Tables};
 
 use crate::ids::{NetworkId, NodeId, TaskId};
 use crate::state::{
-    ClusterState, DesiredState, EndpointMode, NodeStatus, Protocol, PublishMode, Task, TaskHealth,
-    TaskState,
+    ClusterState, DesiredState, EndpointMode, GossipKey, NodeStatus, Protocol, PublishMode, Task,
+    TaskHealth, TaskState,
 };
 
 /// The tables of node `me`, or `None` when the state does not list it
@@ -165,19 +170,52 @@ pub fn tables_for(
     peers.sort();
     peers.dedup();
 
+    let tunnel = tables::Tunnel {
+        peers: state
+            .nodes()
+            .values()
+            .filter(|n| &n.id != me)
+            .filter_map(|n| Some((ipv4_of(state, &n.id)?, n.tunnel_key?)))
+            .filter(|(ip, _)| *ip != underlay)
+            .collect(),
+        preshared: state
+            .gossip_keys()
+            .iter()
+            .take(PRESHARED_KEYS)
+            .map(preshared_key)
+            .collect(),
+    };
+
     Some(Tables {
         node: tables::Node {
             name: node.hostname.clone(),
             underlay,
         },
         peers,
-        // The encrypted networks' keys come with encryption in the control
-        // plane; until then the engines refuse encrypted networks.
-        tunnel: Default::default(),
+        tunnel,
         networks,
         endpoints,
         services,
     })
+}
+
+/// How many preshared keys the tables carry: the newest, and the one
+/// before while tunnels move over.
+const PRESHARED_KEYS: usize = 2;
+
+/// The overlay preshared key derived from a gossip key, under the same
+/// id: SHA-256 of a label and the key, so that neither key tells the
+/// other.
+fn preshared_key(key: &GossipKey) -> tables::PresharedKey {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"shoal overlay psk v1")
+        .chain_update(&key.key.0)
+        .finalize();
+    tables::PresharedKey {
+        id: key.id,
+        key: tables::WgKey(digest.into()),
+    }
 }
 
 /// Whether a task has network presence: placed, started or about to be,
@@ -200,7 +238,7 @@ fn ipv4_of(state: &ClusterState, node: &NodeId) -> Option<Ipv4Addr> {
 mod tests {
     use super::*;
     use crate::Role;
-    use crate::state::Command;
+    use crate::state::{Command, SecretBytes};
     use crate::testkit::{apply, node};
 
     fn at(id: &str, ip: &str) -> crate::state::Node {
@@ -227,5 +265,57 @@ mod tests {
             [Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 3)]
         );
         assert!(tables.endpoints.is_empty());
+    }
+
+    #[test]
+    fn the_tunnel_lists_the_other_nodes_keys_and_the_keyring_derived_newest_first() {
+        let mut state = ClusterState::new();
+        for (id, ip, key) in [
+            ("a", "198.18.0.1", Some(1u8)),
+            ("b", "198.18.0.2", Some(2)),
+            ("c", "198.18.0.3", None),
+        ] {
+            let mut n = at(id, ip);
+            n.tunnel_key = key.map(|b| tables::WgKey([b; 32]));
+            apply(&mut state, Command::AddNode(n));
+        }
+        for (b, at_ms) in [(1u8, 10), (2, 20), (3, 30)] {
+            apply(
+                &mut state,
+                Command::RotateGossipKey {
+                    key: SecretBytes(vec![b; 32]),
+                    at_ms,
+                },
+            );
+        }
+        let me = NodeId::new("a").unwrap();
+        let tunnel = tables_for(&state, &me, &|_| None).expect("tables").tunnel;
+        // Not this node itself; not `c`, which has no key (yet).
+        assert_eq!(
+            tunnel.peers,
+            BTreeMap::from([(Ipv4Addr::new(198, 18, 0, 2), tables::WgKey([2; 32]))])
+        );
+        // SHA-256("shoal overlay psk v1" || key), as Python's hashlib
+        // computes it: the keyring keeps the two newest.
+        let want = |id, b64: &str| tables::PresharedKey {
+            id,
+            key: b64.parse().unwrap(),
+        };
+        assert_eq!(
+            tunnel.preshared,
+            [
+                want(3, "SZvoO8TlDtqmpNyqON5bcmWDWdZXjft+nOXbV+I0Cbw="),
+                want(2, "mLaRc/iiJ4Ir/WW7b7N8g5B0FHh96ftO2I7kVScx9M4="),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_keyring_no_preshared_keys() {
+        let mut state = ClusterState::new();
+        apply(&mut state, Command::AddNode(at("a", "198.18.0.1")));
+        let me = NodeId::new("a").unwrap();
+        let tables = tables_for(&state, &me, &|_| None).expect("tables");
+        assert!(tables.tunnel.is_empty());
     }
 }

@@ -12,6 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
+use shoal_dataplane::tables::WgKey;
 
 use super::model::{
     Availability, CertRecord, DesiredState, Node, NodeStatus, PortConfig, ServiceSpec, TaskState,
@@ -170,6 +171,9 @@ pub struct NodeUpdate {
     pub labels_rm: BTreeSet<String>,
     /// The certificate just issued to it, which replaces the last one.
     pub cert: Option<CertRecord>,
+    /// Its WireGuard public key, when it has a new one (or reports one
+    /// for the first time).
+    pub tunnel_key: Option<WgKey>,
 }
 
 /// A network to create; the state picks what is left empty.

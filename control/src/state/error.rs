@@ -260,6 +260,13 @@ pub enum StateError {
     /// A gossip key of the wrong length.
     #[error("a gossip key is 32 bytes, not {0}")]
     GossipKeyLength(usize),
+    /// A node's WireGuard public key is all zeros, which no private key
+    /// yields.
+    #[error(
+        "node `{0}` reports an all-zero tunnel key; its `tunnel.key` in the state directory is \
+         damaged: remove that file and restart the daemon to make a new one"
+    )]
+    ZeroTunnelKey(String),
     /// A batch holds a batch.
     #[error("a batch of commands may not hold another batch")]
     NestedBatch,

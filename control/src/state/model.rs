@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
+use shoal_dataplane::tables::WgKey;
 
 use super::command::SecretBytes;
 
@@ -71,6 +72,11 @@ pub struct Node {
     /// records from before certificates were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<CertRecord>,
+    /// The public half of its WireGuard key, which encrypted networks'
+    /// tunnels to it use. `None` in records from before encrypted
+    /// networks, until the node reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_key: Option<WgKey>,
 }
 
 /// What the state records of a node's current certificate.

@@ -7,11 +7,22 @@
 //! run, unless forced, in which case its unfinished tasks are marked
 //! orphaned and told to shut down so orchestrators replace them.
 
+use shoal_dataplane::tables::WgKey;
+
 use super::command::{NodeUpdate, Outcome};
 use super::model::{DesiredState, Node, NodeStatus, TaskState};
 use super::{ClusterState, StateError};
 use crate::ids::NodeId;
 use crate::role::Role;
+
+/// A public key of all zeros is what a broken key file or a bug gives;
+/// a tunnel to it would never come up.
+fn check_tunnel_key(id: &NodeId, key: Option<&WgKey>) -> Result<(), StateError> {
+    match key {
+        Some(k) if k.0 == [0; 32] => Err(StateError::ZeroTunnelKey(id.to_string())),
+        _ => Ok(()),
+    }
+}
 
 impl ClusterState {
     pub(super) fn add_node(&mut self, node: Node) -> Result<Outcome, StateError> {
@@ -21,6 +32,7 @@ impl ClusterState {
         if let Some(key) = node.labels.keys().find(|k| k.is_empty()) {
             return Err(StateError::Label(key.clone()));
         }
+        check_tunnel_key(&node.id, node.tunnel_key.as_ref())?;
         self.nodes.insert(node.id.clone(), node);
         Ok(Outcome::Applied)
     }
@@ -41,6 +53,7 @@ impl ClusterState {
         {
             return Err(StateError::Label(key.clone()));
         }
+        check_tunnel_key(id, update.tunnel_key.as_ref())?;
         if node.role == Role::Manager && update.role == Some(Role::Worker) {
             let managers = self
                 .nodes
@@ -77,6 +90,9 @@ impl ClusterState {
         node.labels.extend(update.labels_add);
         if let Some(cert) = update.cert {
             node.cert = Some(cert);
+        }
+        if let Some(key) = update.tunnel_key {
+            node.tunnel_key = Some(key);
         }
         Ok(Outcome::Applied)
     }

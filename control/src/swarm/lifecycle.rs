@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_dataplane::tables::WgKey;
+
 use super::files::{Identity, NodeRecord, SwarmDir};
 use super::member::{Member, Start};
 use super::rpc::{JoinRequest, JoinResponse, VoterRequest};
@@ -178,6 +180,7 @@ fn node_record(
         gossip_addr,
         engine: config.dataplane.clone(),
         cert: Some(cert_record(cert, ca)),
+        tunnel_key: config.tunnel_key,
     }
 }
 
@@ -289,6 +292,7 @@ pub(in crate::swarm) async fn join(
         gossip_addr,
         engine: config.dataplane.clone(),
         rejoin: None,
+        tunnel_key: config.tunnel_key,
     };
     let (ca, cert, answer) = ask_to_join(opts, request).await?;
     if !cert.is_for_key(&key) {
@@ -403,6 +407,7 @@ impl Member {
             gossip_addr: self.gossip_addr(),
             engine: self.config.dataplane.clone(),
             rejoin: Some(self.creds.cert().pem().to_owned()),
+            tunnel_key: self.config.tunnel_key,
         };
         let (_, cert, _) = ask_to_join(opts, request).await?;
         let role = cert.role();
@@ -443,6 +448,13 @@ impl Member {
         if req.hostname.is_empty() || req.hostname.len() > 253 {
             return Err("a node's hostname must have 1 to 253 characters".into());
         }
+        if req.tunnel_key.is_some_and(|k| k.0 == [0; 32]) {
+            return Err(format!(
+                "node `{}` presents an all-zero tunnel key; remove `tunnel.key` from its state \
+                 directory and restart its daemon to make a new one",
+                req.node_id
+            ));
+        }
         let ca = cluster_ca(state)?;
         if let Some(node) = state.node(&req.node_id) {
             return self.readmit(req, node, role, &ca, state).await;
@@ -461,6 +473,7 @@ impl Member {
             gossip_addr: req.gossip_addr,
             engine: req.engine,
             cert: Some(cert_record(&cert, &ca)),
+            tunnel_key: req.tunnel_key,
         };
         self.write(Command::AddNode(node))
             .await
@@ -473,8 +486,9 @@ impl Member {
     /// while it was down. It proves it is that node with its last
     /// certificate (signed by the cluster CA, the one the state records)
     /// and a CSR for the same key, and brings a token for the role the
-    /// state gives it. It gets a new certificate; nothing else in the
-    /// state changes, so its labels, its tasks and their definitions stay.
+    /// state gives it. It gets a new certificate, and its tunnel key is
+    /// recorded if it changed; nothing else in the state changes, so its
+    /// labels, its tasks and their definitions stay.
     async fn readmit(
         &self,
         req: JoinRequest,
@@ -534,6 +548,7 @@ impl Member {
             id: id.clone(),
             update: NodeUpdate {
                 cert: Some(cert_record(&cert, ca)),
+                tunnel_key: req.tunnel_key.filter(|k| node.tunnel_key != Some(*k)),
                 ..NodeUpdate::default()
             },
         })
@@ -571,8 +586,14 @@ impl Member {
 
     /// A new certificate for `node` in the role the state gives it. Its
     /// serial is committed to the state before it is handed out: from then
-    /// on only the new certificate is accepted.
-    pub(super) async fn renew(&self, node: &NodeId, csr: &str) -> Result<String, String> {
+    /// on only the new certificate is accepted. A `tunnel_key` the node
+    /// reports is recorded with it.
+    pub(super) async fn renew(
+        &self,
+        node: &NodeId,
+        csr: &str,
+        tunnel_key: Option<WgKey>,
+    ) -> Result<String, String> {
         let state = self.replica().await;
         let role = state
             .node(node)
@@ -586,6 +607,7 @@ impl Member {
             id: node.clone(),
             update: NodeUpdate {
                 cert: Some(cert_record(&cert, &ca)),
+                tunnel_key,
                 ..NodeUpdate::default()
             },
         })

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::ClientConfig;
+use shoal_dataplane::tables::WgKey;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -545,6 +546,7 @@ impl Member {
             raft,
             dataplane: self.config.dataplane.clone(),
             cert_expiry: Some(unix_secs(self.creds.not_after())),
+            tunnel_key: self.config.tunnel_key,
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -716,10 +718,13 @@ impl Member {
     }
 
     /// A new certificate for the role the state gives this node, installed:
-    /// the files, the client and the server use it from now on.
+    /// the files, the client and the server use it from now on. When the
+    /// state records another tunnel key for this node, or none, the
+    /// renewal reports this node's.
     async fn renew_own(self: &Arc<Self>) -> Result<NodeCert, SwarmError> {
         let _one_at_a_time = self.renewing.lock().await;
         let csr = self.creds.csr(&self.node_id)?;
+        let tunnel_key = self.unrecorded_tunnel_key();
         // The leader issues its own; any other node asks a manager, since
         // a demoted manager may no longer write to the state itself.
         let leads = match self.consensus().await {
@@ -727,16 +732,19 @@ impl Member {
             None => false,
         };
         let cert_pem = if leads {
-            self.renew(&self.node_id, &csr)
+            self.renew(&self.node_id, &csr, tunnel_key)
                 .await
                 .map_err(SwarmError::Refused)?
         } else {
             self.call_managers(|mut c| {
                 let csr = csr.clone();
                 async move {
-                    c.renew_cert(RenewRequest { csr_pem: csr })
-                        .await
-                        .map(|r| r.into_inner().cert_pem)
+                    c.renew_cert(RenewRequest {
+                        csr_pem: csr,
+                        tunnel_key,
+                    })
+                    .await
+                    .map(|r| r.into_inner().cert_pem)
                 }
             })
             .await?
@@ -744,6 +752,16 @@ impl Member {
         let cert = NodeCert::from_pem(&cert_pem)?;
         self.install(cert.clone())?;
         Ok(cert)
+    }
+
+    /// This node's tunnel key, when the state it knows records another one
+    /// for it or none.
+    fn unrecorded_tunnel_key(&self) -> Option<WgKey> {
+        let recorded = self
+            .local_state()
+            .node(&self.node_id)
+            .and_then(|n| n.tunnel_key);
+        self.config.tunnel_key.filter(|k| recorded != Some(*k))
     }
 
     /// Makes `cert` this node's certificate: the files, the client and the
@@ -889,10 +907,16 @@ async fn become_voter(member: Arc<Member>) {
 }
 
 /// Follows this node's own entry in the state: role changes renew the
-/// certificate; removal from the swarm makes the node leave.
+/// certificate; removal from the swarm makes the node leave. A node whose
+/// entry lacks its tunnel key (it made a new one, or its entry is from
+/// before encrypted networks) renews its certificate once, which reports
+/// the key.
 async fn follow_self(member: Arc<Member>) {
     let mut rx = member.watch_state();
     let mut seen = false;
+    // Once per start: a leader that does not record the key (an older
+    // version) must not make this node renew on every change.
+    let mut key_reported = false;
     // The trust last followed, so that it is looked at only when it
     // changes.
     let mut trusted: Option<Trust> = None;
@@ -916,6 +940,15 @@ async fn follow_self(member: Arc<Member>) {
                     tracing::warn!("changing role: {e}");
                     tokio::time::sleep(RETRY).await;
                     continue;
+                }
+                if !key_reported && member.unrecorded_tunnel_key().is_some() {
+                    if let Err(e) = member.renew_own().await {
+                        tracing::warn!("reporting this node's tunnel key: {e}; retrying");
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                    tracing::info!("reported this node's tunnel key to the managers");
+                    key_reported = true;
                 }
             }
             None if seen => {

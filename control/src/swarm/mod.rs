@@ -42,6 +42,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shoal_dataplane::tables::WgKey;
 use tokio::sync::{Mutex, RwLock};
 
 pub use error::SwarmError;
@@ -88,6 +89,10 @@ pub struct SwarmConfig {
     pub runtime: PathBuf,
     /// Where the agent's tables go.
     pub tables: TablesSink,
+    /// The public half of this node's WireGuard key (`tunnel.key` in the
+    /// state directory), which the other nodes' encrypted tunnels to it
+    /// use; recorded in its node entry.
+    pub tunnel_key: Option<WgKey>,
 }
 
 /// The node's data plane, as the agent feeds it.
@@ -410,6 +415,7 @@ impl Swarm {
                 raft: None,
                 dataplane: self.inner.config.dataplane.clone(),
                 cert_expiry: None,
+                tunnel_key: self.inner.config.tunnel_key,
                 version: env!("CARGO_PKG_VERSION").into(),
             },
         }

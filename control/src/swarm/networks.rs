@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
+use shoal_dataplane::tables;
 
 use super::SwarmError;
 use super::member::Member;
@@ -52,10 +53,23 @@ pub struct NetworkView {
     pub attachable: bool,
     /// Whether it is the routing-mesh network.
     pub ingress: bool,
+    /// Its driver options, as Docker shows them: `{"encrypted": ""}` for
+    /// an encrypted network.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The MTU of its tasks' interfaces on a node whose underlay MTU is
+    /// 1500: 50 bytes less for VXLAN, and 60 more for an encrypted
+    /// network's tunnel. Each node takes the same from its own underlay
+    /// MTU.
+    #[serde(default)]
+    pub mtu: u16,
     /// Its labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
+
+/// The usual Ethernet MTU, which [`NetworkView::mtu`] assumes.
+const ETHERNET_MTU: u16 = 1500;
 
 impl NetworkView {
     fn of(n: &Network) -> NetworkView {
@@ -69,6 +83,21 @@ impl NetworkView {
             vni: n.vni,
             attachable: n.attachable,
             ingress: n.ingress,
+            options: n
+                .encrypted
+                .then(|| ("encrypted".to_owned(), String::new()))
+                .into_iter()
+                .collect(),
+            mtu: tables::Network {
+                name: n.name.clone(),
+                vni: n.vni,
+                subnet: n.subnet,
+                gateway: Some(n.gateway),
+                mtu: None,
+                encrypted: n.encrypted,
+                ingress: n.ingress,
+            }
+            .mtu_or(ETHERNET_MTU),
             labels: n.labels.clone(),
         }
     }
@@ -105,13 +134,6 @@ pub(super) fn spec_of(o: NetworkOptions) -> Result<NetworkSpec, SwarmError> {
                 )));
             }
         }
-    }
-    if encrypted {
-        return Err(SwarmError::Refused(
-            "encrypted overlay networks are not available yet: shoal refuses them rather \
-             than sending traffic in the clear; create the network without --opt encrypted"
-                .into(),
-        ));
     }
     Ok(NetworkSpec {
         id: NetworkId::generate()?,
@@ -179,5 +201,57 @@ impl Member {
         self.write(Command::RemoveNetwork { id: n.id.clone() })
             .await
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(opts: &[&str]) -> NetworkOptions {
+        NetworkOptions {
+            name: "secret".into(),
+            options: opts.iter().map(|o| o.to_string()).collect(),
+            ..NetworkOptions::default()
+        }
+    }
+
+    #[test]
+    fn an_encrypted_network_is_made_and_shown_as_docker_shows_it() {
+        for opt in ["encrypted", "encrypted=true"] {
+            let spec = spec_of(options(&[opt])).expect("accepted");
+            assert!(spec.encrypted, "{opt}");
+        }
+        let mut state = ClusterState::new();
+        let spec = spec_of(options(&["encrypted"])).unwrap();
+        let id = spec.id.clone();
+        state.apply(Command::CreateNetwork(spec)).unwrap();
+        let view = NetworkView::of(state.network(&id).unwrap());
+        assert_eq!(
+            view.options,
+            BTreeMap::from([("encrypted".into(), "".into())])
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["options"], serde_json::json!({ "encrypted": "" }));
+        // VXLAN's 50 bytes and the tunnel's 60.
+        assert_eq!(view.mtu, 1390);
+
+        let mut plain = options(&[]);
+        plain.name = "plain".into();
+        let spec = spec_of(plain).unwrap();
+        let id = spec.id.clone();
+        state.apply(Command::CreateNetwork(spec)).unwrap();
+        let view = NetworkView::of(state.network(&id).unwrap());
+        assert!(view.options.is_empty());
+        assert_eq!(view.mtu, 1450);
+    }
+
+    #[test]
+    fn unknown_options_and_drivers_are_refused() {
+        let err = spec_of(options(&["mtu=9000"])).unwrap_err().to_string();
+        assert!(err.contains("the only option is `encrypted`"), "{err}");
+        let mut o = options(&[]);
+        o.driver = Some("bridge".into());
+        assert!(spec_of(o).is_err());
     }
 }

@@ -26,7 +26,8 @@ pub struct InitOptions {
 pub struct SwarmUpdate {
     /// How long node certificates live from their next renewal on.
     pub cert_expiry: Option<Duration>,
-    /// Make a new gossip key now (the leader also does every 12 hours).
+    /// Make a new gossip key now, which rotates encrypted networks'
+    /// preshared key too (the leader also does every 12 hours).
     pub rotate_gossip_key: bool,
 }
 

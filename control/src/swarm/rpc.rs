@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use shoal_dataplane::tables::WgKey;
 
 use crate::state::{ClusterState, Command, Outcome, TaskUpdate};
 use crate::{NodeId, Role, TaskId};
@@ -31,6 +32,9 @@ pub struct JoinRequest {
     /// CSR must be for the same key.
     #[serde(default)]
     pub rejoin: Option<String>,
+    /// The public half of its WireGuard key, for encrypted networks.
+    #[serde(default)]
+    pub tunnel_key: Option<WgKey>,
 }
 
 /// What a joining node gets.
@@ -105,6 +109,11 @@ pub struct WatchMessage {
 pub struct RenewRequest {
     /// A CSR for its key, PEM.
     pub csr_pem: String,
+    /// The public half of its WireGuard key, when the state records
+    /// another one or none (a node that made a new key, or one from
+    /// before encrypted networks): recorded with the certificate.
+    #[serde(default)]
+    pub tunnel_key: Option<WgKey>,
 }
 
 /// A renewed certificate.

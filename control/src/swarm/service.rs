@@ -369,7 +369,11 @@ impl Cluster for Service {
         let caller = self.caller(&request, Need::Member).await?;
         self.consensus().await?;
         self.member
-            .renew(&caller.node_id, &request.get_ref().csr_pem)
+            .renew(
+                &caller.node_id,
+                &request.get_ref().csr_pem,
+                request.get_ref().tunnel_key,
+            )
             .await
             .map(|cert_pem| Response::new(RenewResponse { cert_pem }))
             .map_err(Status::failed_precondition)

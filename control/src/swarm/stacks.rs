@@ -486,6 +486,18 @@ mod tests {
     }
 
     #[test]
+    fn a_stack_network_with_driver_opts_encrypted_is_made_encrypted() {
+        let mut s = base();
+        let mut d = plan("hello", 3);
+        // What `driver_opts: { encrypted: "" }` parses to.
+        d.plan.networks[1].options.options = vec!["encrypted".into()];
+        deploy(&mut s, d);
+        let net = s.network_by_name("hello_default").expect("net");
+        assert!(net.encrypted);
+        assert!(!s.network_by_name("hellonet").expect("ext").encrypted);
+    }
+
+    #[test]
     fn redeploy_updates_only_what_changed() {
         let mut s = base();
         deploy(&mut s, plan("hello", 3));

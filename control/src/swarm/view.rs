@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use shoal_dataplane::tables::WgKey;
 
 use crate::state::{Availability, ClusterState, Node, NodeStatus};
 use crate::{NodeId, Role};
@@ -175,6 +176,10 @@ pub struct Info {
     /// itself at about two thirds of its life.
     #[serde(default)]
     pub cert_expiry: Option<u64>,
+    /// The public half of this node's WireGuard key, which encrypted
+    /// networks' tunnels to it use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_key: Option<WgKey>,
     /// The daemon's version.
     #[serde(default)]
     pub version: String,

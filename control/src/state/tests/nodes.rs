@@ -1,4 +1,5 @@
 use super::*;
+use shoal_dataplane::tables::WgKey;
 
 #[test]
 fn add_refuses_duplicates_and_empty_labels() {
@@ -248,4 +249,40 @@ fn the_gossip_keyring_keeps_the_newest_key_and_the_one_before() {
         .unwrap_err();
     assert!(err.to_string().contains("32 bytes, not 16"), "{err}");
     assert_eq!(s, before);
+}
+
+#[test]
+fn a_node_record_from_before_tunnel_keys_decodes_and_takes_one() {
+    let old = r#"{"id":"w9","hostname":"h","role":"worker","availability":"active",
+        "status":"ready","labels":{},"addr":"198.18.0.9:2377",
+        "gossip_addr":"198.18.0.9:7946","engine":"userspace"}"#;
+    let old: Node = serde_json::from_str(old).unwrap();
+    assert_eq!(old.tunnel_key, None);
+    // Written back, it says nothing of a key, as before.
+    assert!(!serde_json::to_string(&old).unwrap().contains("tunnel_key"));
+
+    let mut s = ClusterState::new();
+    ok(&mut s, Command::AddNode(old));
+    let key = WgKey([9; 32]);
+    let report = |key| Command::UpdateNode {
+        id: node_id("w9"),
+        update: NodeUpdate {
+            tunnel_key: Some(key),
+            ..NodeUpdate::default()
+        },
+    };
+    ok(&mut s, report(key));
+    assert_eq!(s.node(&node_id("w9")).unwrap().tunnel_key, Some(key));
+    // A record in JSON carries it in base64, and reads back.
+    let json = serde_json::to_string(s.node(&node_id("w9")).unwrap()).unwrap();
+    assert!(json.contains(&format!(r#""tunnel_key":"{key}""#)), "{json}");
+    let back: Node = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.tunnel_key, Some(key));
+
+    // No private key has an all-zero public key: a broken file.
+    let msg = refused(&mut s, report(WgKey([0; 32])));
+    assert!(msg.contains("all-zero tunnel key"), "{msg}");
+    let mut zero = node("w8", Role::Worker);
+    zero.tunnel_key = Some(WgKey([0; 32]));
+    refused(&mut s, Command::AddNode(zero));
 }

@@ -76,6 +76,7 @@ impl TestManager {
             registries: crate::image::RegistryOptions::default(),
             runtime: crate::agent::container::DEFAULT_RUNTIME.into(),
             tables: TablesSink(Arc::new(NoTables)),
+            tunnel_key: None,
         };
         let swarm = Swarm::start(config).await.unwrap();
         swarm
@@ -139,6 +140,7 @@ impl TestManager {
                 gossip_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port())),
                 engine: "none".into(),
                 rejoin: None,
+                tunnel_key: None,
             })
             .await
             .unwrap()
@@ -173,7 +175,10 @@ impl TestNode {
         let pem = self
             .client(to)
             .await
-            .renew_cert(RenewRequest { csr_pem })
+            .renew_cert(RenewRequest {
+                csr_pem,
+                tunnel_key: None,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -212,6 +217,7 @@ async fn every_call(c: &mut ClusterClient<Channel>, me: &NodeId) -> Vec<(&'stati
             code(
                 c.renew_cert(RenewRequest {
                     csr_pem: NodeKey::generate().unwrap().csr_pem(me).unwrap(),
+                    tunnel_key: None,
                 })
                 .await,
             ),
@@ -538,6 +544,7 @@ async fn a_bad_or_rotated_token_is_refused_without_a_raft_read() {
                 gossip_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
                 engine: "none".into(),
                 rejoin: None,
+                tunnel_key: None,
             })
             .await
     };
@@ -703,6 +710,7 @@ fn join_request(
         gossip_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 2)),
         engine: "none".into(),
         rejoin: rejoin.map(|c| c.pem().to_owned()),
+        tunnel_key: None,
     }
 }
 
