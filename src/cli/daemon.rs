@@ -334,6 +334,8 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
             .to_owned(),
     };
     let dataplane_of_node = Arc::new(NodeDataplane::new(engine, args.vxlan_port, &args.state_dir));
+    // Operators' CLIs reach the admin API through the cluster API's port.
+    let (operator_sink, operator_sessions) = admin::operators::channel();
     let config = SwarmConfig {
         state_dir: args.state_dir.clone(),
         hostname,
@@ -347,6 +349,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         },
         runtime: image_runtime(args.runtime)?,
         tables: TablesSink(dataplane_of_node.clone()),
+        operators: Some(operator_sink),
     };
     let state = StateDir::claim(&args.state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -367,6 +370,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         let exposition = swarm_exposition(swarm.clone(), dataplane_of_node);
         let metrics_server = metrics_listener.map(|l| admin::metrics::serve(l, exposition.clone()));
         let routes = admin::swarm::routes(swarm.clone()).merge(admin::metrics::route(exposition));
+        let operators = admin::operators::serve(operator_sessions, routes.clone(), admin::LIMITS);
         let server = admin::serve(&state.socket(), routes).await?;
         let web = web.map(|listener| crate::web::serve(listener, swarm.clone()));
         let mut term = signal(SignalKind::terminate())?;
@@ -377,6 +381,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("stopping");
         server.abort();
+        operators.abort();
         if let Some(m) = metrics_server {
             m.abort();
         }

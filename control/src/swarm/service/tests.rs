@@ -76,6 +76,7 @@ impl TestManager {
             registries: crate::image::RegistryOptions::default(),
             runtime: crate::agent::container::DEFAULT_RUNTIME.into(),
             tables: TablesSink(Arc::new(NoTables)),
+            operators: None,
         };
         let swarm = Swarm::start(config).await.unwrap();
         swarm
