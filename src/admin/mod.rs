@@ -3,9 +3,12 @@
 //! node's families in the OpenMetrics text format ([`metrics`]), `GET
 //! /tables` the tables in force and `GET /info` what `shoal info` shows
 //! (embed mode); [`swarm`] has the swarm and node operations.
+//! [`operators`] serves the same routes to operators' CLIs on other
+//! machines, over the cluster API's mTLS.
 
 pub mod guarded;
 pub mod metrics;
+pub mod operators;
 pub mod swarm;
 
 use std::os::unix::fs::PermissionsExt;
@@ -32,7 +35,7 @@ pub struct Sources {
 
 /// The admin socket's limits: the CLI opens one connection per command,
 /// and some commands wait minutes for a service to converge.
-const LIMITS: guarded::Limits = guarded::Limits {
+pub const LIMITS: guarded::Limits = guarded::Limits {
     connections: 64,
     idle: Duration::from_secs(600),
     header: Duration::from_secs(10),

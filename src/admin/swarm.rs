@@ -20,6 +20,8 @@ pub fn routes(swarm: Swarm) -> Router {
         .route("/swarm/join", post(join))
         .route("/swarm/join-token", post(join_token))
         .route("/swarm/ca", post(ca))
+        .route("/swarm/ca/client-cert", post(client_cert))
+        .route("/swarm/ca/revoke-client", post(revoke_client))
         .route("/swarm/update", post(update))
         .route("/swarm/leave", post(leave))
         .route("/nodes", get(nodes))
@@ -89,6 +91,29 @@ async fn join_token(State(s): State<Swarm>, Json(o): Json<TokenOptions>) -> Answ
 
 async fn ca(State(s): State<Swarm>, Json(o): Json<CaOptions>) -> Answer<impl Serialize> {
     answer(s.ca(o).await)
+}
+
+/// `swarm ca client-cert`: the CLI's CSR.
+#[derive(Deserialize)]
+struct ClientCertRequest {
+    csr: String,
+}
+
+async fn client_cert(
+    State(s): State<Swarm>,
+    Json(r): Json<ClientCertRequest>,
+) -> Answer<impl Serialize> {
+    answer(s.issue_operator(&r.csr).await)
+}
+
+/// `swarm ca revoke-client ID`.
+#[derive(Deserialize)]
+struct RevokeRequest {
+    id: String,
+}
+
+async fn revoke_client(State(s): State<Swarm>, Json(r): Json<RevokeRequest>) -> Answer<()> {
+    answer(s.revoke_operator(&r.id).await)
 }
 
 async fn update(State(s): State<Swarm>, Json(o): Json<SwarmUpdate>) -> Answer<()> {

@@ -375,6 +375,8 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         &args.state_dir,
         state.tunnel_key()?,
     ));
+    // Operators' CLIs reach the admin API through the cluster API's port.
+    let (operator_sink, operator_sessions) = admin::operators::channel();
     let config = SwarmConfig {
         state_dir: args.state_dir.clone(),
         hostname,
@@ -389,6 +391,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         runtime: image_runtime(args.runtime)?,
         tables: TablesSink(dataplane_of_node.clone()),
         tunnel_key: Some(dataplane_of_node.tunnel_key.public()),
+        operators: Some(operator_sink),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -408,6 +411,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         let exposition = swarm_exposition(swarm.clone(), dataplane_of_node);
         let metrics_server = metrics_listener.map(|l| admin::metrics::serve(l, exposition.clone()));
         let routes = admin::swarm::routes(swarm.clone()).merge(admin::metrics::route(exposition));
+        let operators = admin::operators::serve(operator_sessions, routes.clone(), admin::LIMITS);
         let server = admin::serve(&state.socket(), routes).await?;
         let web = web.map(|listener| crate::web::serve(listener, swarm.clone()));
         let mut term = signal(SignalKind::terminate())?;
@@ -418,6 +422,7 @@ fn swarm_mode(args: Args) -> anyhow::Result<()> {
         }
         tracing::info!("stopping");
         server.abort();
+        operators.abort();
         if let Some(m) = metrics_server {
             m.abort();
         }

@@ -11,6 +11,7 @@ mod sandbox;
 mod service;
 mod stack;
 mod swarm;
+mod swarm_ca;
 mod table;
 mod tasks;
 mod version;
@@ -28,7 +29,9 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// The daemon to talk to: unix:///path/shoal.sock (default
-    /// unix:///var/lib/shoal/shoal.sock).
+    /// unix:///var/lib/shoal/shoal.sock), or a manager on another machine
+    /// as tcp://MANAGER:2377, reached over mTLS with an operator
+    /// certificate (see --tls-dir).
     #[arg(
         short = 'H',
         long,
@@ -37,6 +40,11 @@ struct Cli {
         value_name = "HOST"
     )]
     host: Option<String>,
+    /// The folder of the operator certificate for -H tcp://...: ca.pem,
+    /// cert.pem and key.pem, as `shoal swarm ca client-cert --out DIR`
+    /// writes them on a manager (default ~/.shoal).
+    #[arg(long, global = true, env = "SHOAL_TLS_DIR", value_name = "DIR")]
+    tls_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -114,10 +122,11 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    let daemon = || crate::client::Daemon::from_host(cli.host.as_deref());
+    let tls_dir = cli.tls_dir.as_deref();
+    let daemon = || crate::client::Daemon::from_host(cli.host.as_deref(), tls_dir);
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
-        Command::Swarm(args) => daemon().and_then(|d| swarm::run(&d, args)),
+        Command::Swarm(args) => daemon().and_then(|d| swarm::run(&d, args, tls_dir)),
         Command::Node(args) => daemon().and_then(|d| node::run(&d, args)),
         Command::Network(args) => daemon().and_then(|d| network::run(&d, args)),
         Command::Service(args) => daemon().and_then(|d| service::run(&d, args)),
@@ -127,7 +136,7 @@ pub fn main() -> ExitCode {
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
         Command::Sandbox(args) => sandbox::run(args),
-        Command::Version(args) => version::run(cli.host.as_deref(), args),
+        Command::Version(args) => version::run(daemon(), args),
         Command::ReapTaskInterfaces => {
             use shoal_dataplane::engine::ebpf::NODE_END_PREFIX;
             shoal_dataplane::sys::veth::reap_after_eof(std::io::stdin(), NODE_END_PREFIX)

@@ -451,8 +451,10 @@ fn status(format: super::table::Format) -> Result<()> {
         );
     }
     if let Some(first) = state.nodes.first() {
-        let daemon =
-            crate::client::Daemon::from_host(Some(&format!("unix://{}", first.socket.display())))?;
+        let daemon = crate::client::Daemon::from_host(
+            Some(&format!("unix://{}", first.socket.display())),
+            None,
+        )?;
         println!();
         let services = daemon.get("/services");
         if let Err(e) = services.and_then(|s: Vec<_>| {

@@ -1,5 +1,6 @@
-//! `shoal swarm init | join | join-token | leave`: forming the swarm, with
-//! docker's words so that Swarm users can follow along.
+//! `shoal swarm init | join | join-token | ca | leave`: forming the swarm,
+//! with docker's words so that Swarm users can follow along (operator
+//! certificates, under `swarm ca`, are in [`super::swarm_ca`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -67,8 +68,13 @@ enum Command {
         #[arg(value_enum)]
         role: RoleArg,
     },
-    /// Show the swarm's root CA certificate, or replace the CA.
+    /// Show the swarm's root CA certificate, or replace the CA; issue and
+    /// revoke the operator certificates that `shoal -H tcp://MANAGER:2377`
+    /// uses from other machines.
+    #[command(args_conflicts_with_subcommands = true)]
     Ca {
+        #[command(subcommand)]
+        action: Option<super::swarm_ca::Action>,
         /// Replace the CA: every node gets a certificate of the new one,
         /// then the old one is no longer trusted; the join tokens change.
         #[arg(long)]
@@ -107,7 +113,7 @@ impl From<RoleArg> for Role {
 /// The cluster API port, when a join address has none.
 const DEFAULT_PORT: u16 = 2377;
 
-pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
+pub fn run(daemon: &Daemon, args: Args, tls_dir: Option<&std::path::Path>) -> Result<()> {
     match args.command {
         Command::Init {
             advertise_addr,
@@ -196,6 +202,11 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             println!("Swarm updated.");
         }
         Command::Ca {
+            action: Some(action),
+            ..
+        } => super::swarm_ca::run(daemon, action, tls_dir)?,
+        Command::Ca {
+            action: None,
             rotate,
             detach,
             quiet,

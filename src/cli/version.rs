@@ -35,12 +35,12 @@ struct ServerSide {
     engine: String,
 }
 
-pub fn run(host: Option<&str>, args: Args) -> Result<()> {
+pub fn run(daemon: Result<Daemon>, args: Args) -> Result<()> {
     let client = Side {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         os_arch: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
     };
-    let server = Daemon::from_host(host)
+    let server = daemon
         .and_then(|d| d.get::<Info>("/info"))
         .map(|info| ServerSide {
             version: info.version.clone(),

@@ -14,6 +14,22 @@ use tonic::Request;
 use tonic::transport::server::Connected;
 
 use super::peer::Peer;
+use crate::pki::Presented;
+
+/// The TLS stream of an operator's connection.
+pub type OperatorStream = TlsStream<TcpStream>;
+
+/// A connection that negotiated [`OPERATOR_ALPN`](super::OPERATOR_ALPN):
+/// an operator's CLI (or someone posing as one), for the admin API.
+pub struct OperatorConnection {
+    /// The handshaken stream.
+    pub stream: OperatorStream,
+    /// The client's address as this socket sees it.
+    pub remote_addr: SocketAddr,
+    /// What the client's certificate is, verified against the cluster's
+    /// CAs; `None` without one.
+    pub presented: Option<Presented>,
+}
 
 /// What the server knows about the other end of a connection.
 #[derive(Debug, Clone)]

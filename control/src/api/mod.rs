@@ -7,7 +7,9 @@
 //! - [`serve`] (with [`ServerTls`] and [`TlsIncoming`]): the accept loop
 //!   that handshakes TLS and serves a generated service, whose handlers
 //!   learn who is calling from [`Peer`], [`require_node`] and
-//!   [`require_manager`];
+//!   [`require_manager`]; connections by [`OPERATOR_ALPN`] go elsewhere
+//!   ([`OperatorConnection`]), and an operator certificate never reaches
+//!   the service;
 //! - [`connect`]: a [`Channel`](tonic::transport::Channel) to a node over
 //!   the same TLS;
 //! - [`keepalive`]: HTTP/2 pings and TCP keepalive on both ends, so a peer
@@ -28,12 +30,12 @@ mod server;
 mod tls;
 
 pub use client::{ClientOptions, connect};
-pub use conn::{ConnectionInfo, TlsConnection};
+pub use conn::{ConnectionInfo, OperatorConnection, OperatorStream, TlsConnection};
 pub use error::{ApiError, Target};
 pub use peer::{Peer, require_manager, require_node};
 pub use pin::{AcceptedCa, PinError, pinned_client_config};
-pub use server::{ServerTls, TlsIncoming, serve};
-pub use tls::{client_config, server_config};
+pub use server::{ServerTls, TlsIncoming, serve, serve_with_operators};
+pub use tls::{OPERATOR_ALPN, client_config, operator_client_config, server_config};
 
 /// The generated client (`cluster_client::ClusterClient`) and server
 /// (`cluster_server::{Cluster, ClusterServer}`) of `shoal.cluster.Cluster`.

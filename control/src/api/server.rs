@@ -5,7 +5,11 @@
 //! holds up the others; only handshaken connections reach tonic. The TLS
 //! configuration ([`ServerTls`]) is read at every accept, so a node whose
 //! certificate changes (promotion, demotion, renewal) swaps it in without
-//! restarting the server.
+//! restarting the server. A connection whose client negotiated
+//! [`OPERATOR_ALPN`] goes to the operators' queue instead of tonic (or is
+//! closed when nobody takes them), and one that shows an operator
+//! certificate on the cluster protocol is closed: each kind of certificate
+//! reaches only its own side.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,8 +30,9 @@ use tonic::codegen::http::{Request, Response};
 use tonic::transport::Server;
 use tracing::{debug, warn};
 
-use super::ApiError;
-use super::conn::TlsConnection;
+use super::conn::{OperatorConnection, TlsConnection};
+use super::{ApiError, OPERATOR_ALPN};
+use crate::pki::Presented;
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,11 +72,19 @@ pub struct TlsIncoming {
 }
 
 impl TlsIncoming {
-    /// Starts accepting on `listener`. Must be called within a tokio
-    /// runtime.
-    pub fn new(listener: TcpListener, tls: ServerTls) -> TlsIncoming {
+    /// Starts accepting on `listener`; operator connections go to
+    /// `operators`. Must be called within a tokio runtime.
+    pub fn new(
+        listener: TcpListener,
+        tls: ServerTls,
+        operators: Option<mpsc::Sender<OperatorConnection>>,
+    ) -> TlsIncoming {
         let (tx, connections) = mpsc::channel(QUEUE);
-        tokio::spawn(accept_loop(listener, tls, tx));
+        let lanes = Lanes {
+            cluster: tx,
+            operators,
+        };
+        tokio::spawn(accept_loop(listener, tls, lanes));
         TlsIncoming { connections }
     }
 }
@@ -85,7 +98,8 @@ impl Stream for TlsIncoming {
 }
 
 /// Serves `service` (a generated `…Server`) on `listener` through `tls`
-/// until `shutdown` completes, then lets open calls finish.
+/// until `shutdown` completes, then lets open calls finish. Operator
+/// connections are closed.
 pub async fn serve<S>(
     listener: TcpListener,
     tls: ServerTls,
@@ -99,23 +113,54 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    serve_with_operators(listener, tls, service, shutdown, None).await
+}
+
+/// [`serve`], handing operator connections to `operators`.
+pub async fn serve_with_operators<S>(
+    listener: TcpListener,
+    tls: ServerTls,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    operators: Option<mpsc::Sender<OperatorConnection>>,
+) -> Result<(), ApiError>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     Server::builder()
         .http2_keepalive_interval(Some(super::keepalive::PING_INTERVAL))
         .http2_keepalive_timeout(Some(super::keepalive::PING_TIMEOUT))
-        .serve_with_incoming_shutdown(service, TlsIncoming::new(listener, tls), shutdown)
+        .serve_with_incoming_shutdown(
+            service,
+            TlsIncoming::new(listener, tls, operators),
+            shutdown,
+        )
         .await
         .map_err(ApiError::Serve)
 }
 
-async fn accept_loop(listener: TcpListener, tls: ServerTls, tx: mpsc::Sender<TlsConnection>) {
+/// Where handshaken connections go.
+#[derive(Clone)]
+struct Lanes {
+    /// The cluster protocol (tonic).
+    cluster: mpsc::Sender<TlsConnection>,
+    /// The admin API for operators, when this server takes them.
+    operators: Option<mpsc::Sender<OperatorConnection>>,
+}
+
+async fn accept_loop(listener: TcpListener, tls: ServerTls, lanes: Lanes) {
     loop {
         let accepted = tokio::select! {
-            () = tx.closed() => return,
+            () = lanes.cluster.closed() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((tcp, addr)) => {
-                tokio::spawn(handshake(tcp, addr, tls.current(), tx.clone()));
+                tokio::spawn(handshake(tcp, addr, tls.current(), lanes.clone()));
             }
             Err(e) => {
                 warn!("accepting a node-to-node connection failed ({e}); retrying");
@@ -125,12 +170,7 @@ async fn accept_loop(listener: TcpListener, tls: ServerTls, tx: mpsc::Sender<Tls
     }
 }
 
-async fn handshake(
-    tcp: TcpStream,
-    addr: SocketAddr,
-    config: Arc<ServerConfig>,
-    tx: mpsc::Sender<TlsConnection>,
-) {
+async fn handshake(tcp: TcpStream, addr: SocketAddr, config: Arc<ServerConfig>, lanes: Lanes) {
     if let Err(e) = tcp.set_nodelay(true) {
         debug!(%addr, "could not set TCP_NODELAY: {e}");
     }
@@ -147,7 +187,41 @@ async fn handshake(
             return;
         }
     };
-    if tx.send(TlsConnection::new(stream, addr)).await.is_err() {
+    let session = stream.get_ref().1;
+    let operator_lane = session.alpn_protocol() == Some(OPERATOR_ALPN);
+    let presented = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| Presented::of(leaf));
+    if operator_lane {
+        let Some(operators) = lanes.operators else {
+            debug!(%addr, "an operator connection, but this server takes none; closed");
+            return;
+        };
+        let conn = OperatorConnection {
+            stream,
+            remote_addr: addr,
+            presented,
+        };
+        if operators.send(conn).await.is_err() {
+            debug!(%addr, "nobody takes operator connections any more; closed");
+        }
+        return;
+    }
+    if let Some(Presented::Operator(op)) = &presented {
+        debug!(
+            %addr,
+            "operator certificate {} on the cluster protocol; closed (operators use the admin API)",
+            op.id()
+        );
+        return;
+    }
+    if lanes
+        .cluster
+        .send(TlsConnection::new(stream, addr))
+        .await
+        .is_err()
+    {
         debug!(%addr, "server stopped during the TLS handshake; closed");
     }
 }

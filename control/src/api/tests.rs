@@ -483,3 +483,92 @@ async fn during_a_ca_rotation_old_and_new_certificates_talk_both_ways() {
     let err = connect(server.addr, client, MANAGER).await.unwrap_err();
     assert!(matches!(err, ApiError::Refused { .. }), "{err:?}");
 }
+
+/// An operator of `ca`'s cluster: its certificate and key.
+fn operator(ca: &ClusterCa) -> (crate::pki::OperatorCert, crate::pki::NodeKey) {
+    let key = crate::pki::NodeKey::generate().unwrap();
+    let id = crate::pki::new_operator_id().unwrap();
+    let csr = key.csr_pem_named("ops").unwrap();
+    let cert = ca
+        .issue_operator(&id, &csr, crate::pki::NODE_CERT_VALIDITY)
+        .unwrap();
+    (cert, key)
+}
+
+/// A server that hands operator connections to the returned queue.
+async fn start_with_operators(
+    config: Arc<ServerConfig>,
+) -> (
+    SocketAddr,
+    tokio::sync::mpsc::Receiver<OperatorConnection>,
+    oneshot::Sender<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    tokio::spawn(serve_with_operators(
+        listener,
+        ServerTls::new(config),
+        EchoServer::new(Mirror),
+        shutdown,
+        Some(tx),
+    ));
+    (addr, rx, stop)
+}
+
+/// Opens a TLS connection to `addr` with `config`, as the CLI does.
+async fn dial_tls(addr: SocketAddr, config: Arc<ClientConfig>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(MANAGER).unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn operator_connections_go_to_the_operators_with_their_kind() {
+    let ca = ca();
+    let (addr, mut operators, _stop) =
+        start_with_operators(server_tls(&ca, "m1", Role::Manager)).await;
+    let (cert, key) = operator(&ca);
+    let config = operator_client_config(roots(&ca), cert.der(), &key).unwrap();
+    dial_tls(addr, config).await;
+    let conn = operators.recv().await.unwrap();
+    match conn.presented {
+        Some(crate::pki::Presented::Operator(op)) => assert_eq!(op.id(), cert.id()),
+        other => panic!("expected an operator certificate, got {other:?}"),
+    }
+
+    // A node's certificate on the operator lane arrives as what it is,
+    // for the admin side to refuse.
+    let (node_cert, node_key) = node(&ca, "w1", Role::Worker);
+    let mut config = (*client_config(roots(&ca), &node_cert, &[], &node_key).unwrap()).clone();
+    config.alpn_protocols = vec![OPERATOR_ALPN.to_vec()];
+    dial_tls(addr, Arc::new(config)).await;
+    let conn = operators.recv().await.unwrap();
+    assert!(
+        matches!(conn.presented, Some(crate::pki::Presented::Node(_))),
+        "{:?}",
+        conn.presented
+    );
+}
+
+#[tokio::test]
+async fn an_operator_certificate_is_no_node_on_the_cluster_protocol() {
+    let ca = ca();
+    let (addr, _operators, _stop) =
+        start_with_operators(server_tls(&ca, "m1", Role::Manager)).await;
+    let (cert, key) = operator(&ca);
+    let mut config = (*operator_client_config(roots(&ca), cert.der(), &key).unwrap()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let refused = match connect(addr, Arc::new(config), MANAGER).await {
+        Err(_) => true,
+        Ok(channel) => ping(channel).await.is_err(),
+    };
+    assert!(refused, "an operator certificate was served as a node");
+}

@@ -11,7 +11,9 @@
 //! Client certificates are optional at the TLS level, because a joining
 //! node has none yet; when one is presented it must chain to the cluster
 //! CA, and handlers decide per call whom they serve
-//! ([`require_node`](super::require_node)).
+//! ([`require_node`](super::require_node)). The server also offers
+//! [`OPERATOR_ALPN`], by which an operator's CLI reaches the admin API
+//! (see [`serve_with_operators`](super::serve_with_operators)).
 
 use std::sync::Arc;
 
@@ -26,6 +28,12 @@ use crate::pki::{CaCertificate, NodeCert, NodeKey};
 
 /// gRPC runs over HTTP/2, negotiated by ALPN.
 const ALPN_H2: &[u8] = b"h2";
+
+/// What an operator's CLI offers by ALPN instead of HTTP/2: the admin API
+/// (HTTP/1.1, as on the local socket) for an operator certificate. The
+/// server hands such connections to the daemon's admin API and never to
+/// the cluster protocol.
+pub const OPERATOR_ALPN: &[u8] = b"shoal-operator/1";
 
 /// The TLS configuration of a node's gRPC server.
 ///
@@ -49,7 +57,7 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain(cert, cas), private_key(key)?)
         .map_err(|e| ApiError::Identity(e.to_string()))?;
-    config.alpn_protocols = alpn();
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), OPERATOR_ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -70,6 +78,27 @@ pub fn client_config(
         .with_client_auth_cert(chain(cert, cas), private_key(key)?)
         .map_err(|e| ApiError::Identity(e.to_string()))?;
     config.alpn_protocols = alpn();
+    Ok(Arc::new(config))
+}
+
+/// The TLS configuration of an operator's CLI: it presents `cert` (DER;
+/// an operator certificate, or whatever the operator was given: the
+/// manager judges it), offers only [`OPERATOR_ALPN`], and trusts only
+/// servers whose certificate chains to one of `roots` (and names the
+/// manager server name given when connecting).
+pub fn operator_client_config(
+    roots: &[CaCertificate],
+    cert: &[u8],
+    key: &NodeKey,
+) -> Result<Arc<ClientConfig>, ApiError> {
+    let chain = vec![CertificateDer::from(cert.to_vec())];
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(ApiError::Settings)?
+        .with_root_certificates(trust(roots)?)
+        .with_client_auth_cert(chain, private_key(key)?)
+        .map_err(|e| ApiError::Identity(e.to_string()))?;
+    config.alpn_protocols = vec![OPERATOR_ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -10,7 +10,8 @@ use rcgen::{
 };
 
 use super::digest::{CaCertificate, CaDigest};
-use super::{NodeCert, PkiError};
+use super::operator_cert::OPERATOR_ORG_UNIT;
+use super::{NodeCert, OperatorCert, PkiError};
 use crate::ids::{NodeId, random_bytes};
 use crate::role::Role;
 
@@ -141,34 +142,85 @@ impl ClusterCa {
         csr_pem: &str,
         validity: Duration,
     ) -> Result<NodeCert, PkiError> {
+        let what = "issue the node certificate";
+        // The node id as a DNS name lets rustls verify a peer by id; the
+        // role name matches Swarm's certificates; the URI is the id in a
+        // form no DNS name can be confused with.
+        let sans = vec![
+            SanType::DnsName(ia5(what, node_id.to_string())?),
+            SanType::DnsName(ia5(what, role.org_unit().to_owned())?),
+            SanType::URI(ia5(what, format!("shoal://node/{node_id}"))?),
+        ];
+        // Every node is both a client and a server of mTLS connections.
+        let usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let der = self.sign(
+            what,
+            (node_id.as_str(), role.org_unit()),
+            sans,
+            usages,
+            csr_pem,
+            validity,
+        )?;
+        NodeCert::from_der(der)
+    }
+
+    /// Signs an operator certificate for `id` (see
+    /// [`new_operator_id`](super::new_operator_id)) over the public key of
+    /// `csr_pem`, valid for `validity` from now: organizational unit
+    /// [`OPERATOR_ORG_UNIT`], a `shoal://operator/ID` URI as its only
+    /// name, client authentication as its only usage, so that it can
+    /// neither pass for a node nor serve.
+    pub fn issue_operator(
+        &self,
+        id: &str,
+        csr_pem: &str,
+        validity: Duration,
+    ) -> Result<OperatorCert, PkiError> {
+        let what = "issue the operator certificate";
+        super::operator_cert::check_id(id).map_err(|reason| PkiError::BadCertificate {
+            what: "the operator id",
+            reason,
+        })?;
+        let sans = vec![SanType::URI(ia5(what, format!("shoal://operator/{id}"))?)];
+        let usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let der = self.sign(
+            what,
+            (id, OPERATOR_ORG_UNIT),
+            sans,
+            usages,
+            csr_pem,
+            validity,
+        )?;
+        OperatorCert::from_der(der)
+    }
+
+    /// A certificate over `csr_pem`'s key naming `(common name,
+    /// organizational unit)` and this cluster, in DER. Only the CSR's key
+    /// is used: what the certificate says is decided by the caller.
+    fn sign(
+        &self,
+        what: &'static str,
+        (cn, ou): (&str, &str),
+        sans: Vec<SanType>,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+        csr_pem: &str,
+        validity: Duration,
+    ) -> Result<Vec<u8>, PkiError> {
         check_validity(validity)?;
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::BadCsr)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, node_id.as_str());
-        dn.push(DnType::OrganizationalUnitName, role.org_unit());
+        dn.push(DnType::CommonName, cn);
+        dn.push(DnType::OrganizationalUnitName, ou);
         dn.push(DnType::OrganizationName, self.cluster_name.as_str());
         params.distinguished_name = dn;
-        let what = "issue the node certificate";
-        let ia5 = |s: String| {
-            s.try_into()
-                .map_err(|source| PkiError::Rcgen { what, source })
-        };
-        // The node id as a DNS name lets rustls verify a peer by id; the
-        // role name matches Swarm's certificates; the URI is the id in a
-        // form no DNS name can be confused with.
-        params.subject_alt_names = vec![
-            SanType::DnsName(ia5(node_id.to_string())?),
-            SanType::DnsName(ia5(role.org_unit().to_owned())?),
-            SanType::URI(ia5(format!("shoal://node/{node_id}"))?),
-        ];
+        params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        // Every node is both a client and a server of mTLS connections.
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = usages;
         params.use_authority_key_identifier_extension = true;
         let now = SystemTime::now();
         params.not_before = (now - BACKDATE).into();
@@ -177,7 +229,7 @@ impl ClusterCa {
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(|source| PkiError::Rcgen { what, source })?;
-        NodeCert::from_der(cert.der().to_vec())
+        Ok(cert.der().to_vec())
     }
 }
 
@@ -239,6 +291,12 @@ fn ca_params(cluster_name: &str) -> Result<CertificateParams, PkiError> {
     params.not_after = (now + CA_VALIDITY).into();
     params.serial_number = Some(random_serial()?);
     Ok(params)
+}
+
+/// `s` as an IA5 string for an alternative name.
+fn ia5(what: &'static str, s: String) -> Result<rcgen::string::Ia5String, PkiError> {
+    s.try_into()
+        .map_err(|source| PkiError::Rcgen { what, source })
 }
 
 fn rcgen_err(what: &'static str) -> impl Fn(rcgen::Error) -> PkiError {

@@ -5,7 +5,9 @@
 //! node makes its own key ([`NodeKey`]) and a CSR, presents a join token
 //! ([`JoinToken`]) whose CA digest pins the CA it is about to trust and
 //! whose secret decides its role, and gets back a [`NodeCert`] naming its
-//! id and role. Later sessions put these into rustls for mTLS.
+//! id and role. Later sessions put these into rustls for mTLS. An
+//! operator's CLI gets an [`OperatorCert`] from the same CA, of a kind
+//! no node certificate can pass for ([`Presented`]).
 
 mod ca;
 mod ct;
@@ -14,6 +16,7 @@ mod error;
 mod files;
 mod node_cert;
 mod node_key;
+mod operator_cert;
 mod token;
 
 pub use ca::{CA_VALIDITY, ClusterCa, MIN_NODE_CERT_VALIDITY, NODE_CERT_VALIDITY, check_validity};
@@ -22,4 +25,7 @@ pub use error::PkiError;
 pub use files::write_private;
 pub use node_cert::NodeCert;
 pub use node_key::NodeKey;
+pub use operator_cert::{
+    OPERATOR_ORG_UNIT, OperatorCert, Presented, check_id as check_operator_id, new_operator_id,
+};
 pub use token::{JoinToken, TokenError, Tokens};

@@ -153,7 +153,7 @@ impl NodeCert {
     }
 }
 
-fn timestamp(secs: i64) -> SystemTime {
+pub(super) fn timestamp(secs: i64) -> SystemTime {
     match u64::try_from(secs) {
         Ok(s) => SystemTime::UNIX_EPOCH + Duration::from_secs(s),
         // A certificate expiring before 1970 is simply expired.

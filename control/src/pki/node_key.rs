@@ -45,9 +45,16 @@ impl NodeKey {
     /// A PEM CSR naming `node_id`, signed by this key. The CA decides what
     /// the certificate says; the CSR's subject is only a courtesy.
     pub fn csr_pem(&self, node_id: &NodeId) -> Result<String, PkiError> {
+        self.csr_pem_named(node_id.as_str())
+    }
+
+    /// A PEM CSR with the common name `name`, signed by this key: what an
+    /// operator's CLI sends for an operator certificate (the same kind of
+    /// key as a node's, made where it is used).
+    pub fn csr_pem_named(&self, name: &str) -> Result<String, PkiError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, node_id.as_str());
+        dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
         let what = "build the certificate signing request";
         params

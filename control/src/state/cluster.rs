@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::command::{Command, Outcome, SecretBytes};
 use super::ipam::Ipam;
 use super::model::{GossipKey, Network, Node, Service, Task, Trust};
+use super::operators::Operator;
 use super::{StateError, names};
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 
@@ -27,6 +28,9 @@ pub struct ClusterState {
     /// The gossip keyring, newest first: at most [`GOSSIP_KEYS`] keys.
     #[serde(default)]
     pub(super) gossip_keys: Vec<GossipKey>,
+    /// The operator certificates issued, by id, revoked ones included.
+    #[serde(default)]
+    pub(super) operators: BTreeMap<String, Operator>,
 }
 
 /// How many gossip keys the keyring keeps: the newest and the one before.
@@ -92,6 +96,8 @@ impl ClusterState {
                 Some(_) => Ok(Outcome::Applied),
                 None => Err(StateError::SecretNotFound(name)),
             },
+            Command::AddOperator(op) => self.add_operator(op),
+            Command::RevokeOperator { id, at_ms } => self.revoke_operator(&id, at_ms),
             Command::Batch(cmds) => self.apply_batch(cmds),
         }
     }
@@ -226,6 +232,8 @@ impl ClusterState {
             secrets: BTreeMap::new(),
             trust: self.trust.clone(),
             gossip_keys: self.gossip_keys.clone(),
+            // Only managers let operators in.
+            operators: BTreeMap::new(),
         }
     }
 

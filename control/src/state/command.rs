@@ -146,6 +146,16 @@ pub enum Command {
         /// Its name.
         name: String,
     },
+    /// Record an operator certificate just issued (`swarm ca client-cert`).
+    AddOperator(super::Operator),
+    /// Refuse an operator certificate from now on, on every manager
+    /// (`swarm ca revoke-client`).
+    RevokeOperator {
+        /// Its id.
+        id: String,
+        /// When, in ms since the UNIX epoch.
+        at_ms: u64,
+    },
     /// Several commands applied in order, all or none (`stack deploy`);
     /// a batch may not hold a batch.
     Batch(Vec<Command>),

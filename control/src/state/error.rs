@@ -267,6 +267,15 @@ pub enum StateError {
          damaged: remove that file and restart the daemon to make a new one"
     )]
     ZeroTunnelKey(String),
+    /// An operator id issued twice.
+    #[error("operator certificate `{0}` exists already; issue again for a fresh id")]
+    OperatorExists(String),
+    /// No such operator certificate.
+    #[error(
+        "no operator certificate `{0}` was issued in this swarm; its id is what `shoal swarm ca \
+         client-cert` printed"
+    )]
+    OperatorNotFound(String),
     /// A batch holds a batch.
     #[error("a batch of commands may not hold another batch")]
     NestedBatch,

@@ -17,6 +17,7 @@ pub mod model;
 mod names;
 mod networks;
 mod nodes;
+mod operators;
 pub mod policy;
 mod services;
 mod tasks;
@@ -31,6 +32,7 @@ pub use model::{
     PortConfig, Protocol, PublishMode, Rotation, Service, ServiceMode, ServiceSpec, Task,
     TaskState, Trust,
 };
+pub use operators::Operator;
 pub use policy::{
     FailureAction, HealthCheck, RestartCondition, RestartPolicy, TaskHealth, UpdateConfig,
     UpdateOrder, UpdateState, UpdateStatus,

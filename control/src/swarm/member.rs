@@ -332,6 +332,15 @@ impl Member {
             renewing: tokio::sync::Mutex::new(()),
             removed: watch::channel(false).0,
         });
+        let operators = config.operators.clone().map(|sink| {
+            let (tx, rx) = tokio::sync::mpsc::channel(super::operators::QUEUE);
+            member.spawn(tokio::spawn(super::operators::gate(
+                member.clone(),
+                rx,
+                sink,
+            )));
+            tx
+        });
         let server = {
             let svc = service::server(Service::new(member.clone()));
             let mut removed = member.removed.subscribe();
@@ -339,7 +348,8 @@ impl Member {
                 let stop = async move {
                     let _ = removed.wait_for(|r| *r).await;
                 };
-                if let Err(e) = api::serve(listener, server_tls, svc, stop).await {
+                let served = api::serve_with_operators(listener, server_tls, svc, stop, operators);
+                if let Err(e) = served.await {
                     tracing::error!("cluster API stopped: {e}");
                 }
             })

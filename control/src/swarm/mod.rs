@@ -11,7 +11,9 @@
 //! - `service`: the cluster API's handlers;
 //! - `leader`: the leader's loop over [`reconcile`]'s decisions;
 //! - [`files`]: what a member keeps on disk;
-//! - [`view`] and [`ops`]: what the admin API carries.
+//! - [`view`] and [`ops`]: what the admin API carries;
+//! - `operators`: operator certificates, and the gate that lets operator
+//!   connections through to the admin API.
 
 mod access;
 mod calls;
@@ -26,6 +28,7 @@ mod logs;
 mod member;
 mod metrics;
 mod networks;
+mod operators;
 mod ops;
 pub mod reconcile;
 pub mod rpc;
@@ -50,6 +53,7 @@ pub use gossip::LiveSet;
 pub use logs::{LogsRequest, TaskLog};
 pub use metrics::SwarmMetrics;
 pub use networks::{NetworkOptions, NetworkView};
+pub use operators::{OperatorReply, OperatorSession, OperatorSink};
 pub use ops::{
     CaOptions, CaReply, InitOptions, InitReply, JoinOptions, JoinReply, LeaveOptions, NodeChange,
     SwarmUpdate, TokenOptions, TokenReply,
@@ -93,6 +97,9 @@ pub struct SwarmConfig {
     /// state directory), which the other nodes' encrypted tunnels to it
     /// use; recorded in its node entry.
     pub tunnel_key: Option<WgKey>,
+    /// Where operator connections to the cluster API go (the daemon's
+    /// admin API); without it they are closed.
+    pub operators: Option<OperatorSink>,
 }
 
 /// The node's data plane, as the agent feeds it.
@@ -243,6 +250,16 @@ impl Swarm {
     /// `shoal swarm ca`.
     pub async fn ca(&self, opts: CaOptions) -> Result<CaReply, SwarmError> {
         self.member().await?.ca(opts).await
+    }
+
+    /// `shoal swarm ca client-cert`: an operator certificate over `csr`.
+    pub async fn issue_operator(&self, csr: &str) -> Result<OperatorReply, SwarmError> {
+        self.member().await?.issue_operator(csr).await
+    }
+
+    /// `shoal swarm ca revoke-client`.
+    pub async fn revoke_operator(&self, id: &str) -> Result<(), SwarmError> {
+        self.member().await?.revoke_operator(id).await
     }
 
     /// `shoal swarm join-token`.

@@ -162,3 +162,65 @@ fn join_flow_pins_the_ca() {
     assert_eq!(cert.role(), Role::Manager);
     cert.verify_issued_by(&received).unwrap();
 }
+
+#[test]
+fn operator_certificates_are_their_own_kind() {
+    let ca = ClusterCa::generate("prod").unwrap();
+    let key = NodeKey::generate().unwrap();
+    let id = crate::pki::new_operator_id().unwrap();
+    let csr = key.csr_pem_named("alice").unwrap();
+    let op = ca.issue_operator(&id, &csr, NODE_CERT_VALIDITY).unwrap();
+    assert_eq!(op.id(), id);
+    assert_eq!(op.cluster_name(), "prod");
+    assert!(matches!(
+        crate::pki::Presented::of(op.der()),
+        crate::pki::Presented::Operator(_)
+    ));
+    // An operator certificate is no node certificate, whatever its id.
+    let err = NodeCert::from_der(op.der().to_vec()).unwrap_err();
+    assert!(err.to_string().contains("organizational unit"), "{err}");
+    assert_eq!(OperatorCert::from_pem(op.pem()).unwrap(), op);
+
+    // And no node certificate passes for an operator's.
+    for role in Role::ALL {
+        let node_cert = ca.issue(&node("n1"), role, &csr).unwrap();
+        assert!(matches!(
+            crate::pki::Presented::of(node_cert.der()),
+            crate::pki::Presented::Node(_)
+        ));
+        let err = OperatorCert::from_der(node_cert.der().to_vec()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("certificate of node `n1` (a {role})")),
+            "{err}"
+        );
+    }
+    // The CA certificate itself is neither.
+    assert!(matches!(
+        crate::pki::Presented::of(ca.certificate().der()),
+        crate::pki::Presented::Other(_)
+    ));
+}
+
+#[test]
+fn operator_ids_are_checked_before_issuing() {
+    let ca = ClusterCa::generate("prod").unwrap();
+    let csr = NodeKey::generate().unwrap().csr_pem_named("x").unwrap();
+    for bad in [
+        "",
+        "n1",
+        "op-",
+        "op-zzzzzzzzzzzz",
+        "op-0123456789abc",
+        "swarm-manager",
+    ] {
+        assert!(
+            ca.issue_operator(bad, &csr, NODE_CERT_VALIDITY).is_err(),
+            "{bad:?}"
+        );
+    }
+    let a = crate::pki::new_operator_id().unwrap();
+    let b = crate::pki::new_operator_id().unwrap();
+    assert_ne!(a, b);
+    crate::pki::check_operator_id(&a).unwrap();
+}

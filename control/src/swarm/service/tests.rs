@@ -77,6 +77,7 @@ impl TestManager {
             runtime: crate::agent::container::DEFAULT_RUNTIME.into(),
             tables: TablesSink(Arc::new(NoTables)),
             tunnel_key: None,
+            operators: None,
         };
         let swarm = Swarm::start(config).await.unwrap();
         swarm
