@@ -203,6 +203,50 @@ fn the_swarm_tutorial_create_scale_and_remove_a_published_service() -> Result<()
         .filter(|pid| is_running(*pid))
         .collect::<Vec<_>>();
     assert!(left.is_empty(), "task processes left: {left:?}");
+
+    // Placement preferences on the same swarm: zone a is m1 alone, zone b
+    // is w1 and w2, and six tasks go three to each zone, not two a node.
+    m.shoal_ok(&["node", "update", "--label-add", "zone=a", "m1"])?;
+    for w in ["w1", "w2"] {
+        m.shoal_ok(&["node", "update", "--label-add", "zone=b", w])?;
+    }
+    let out = m.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "zoned",
+        "--replicas",
+        "6",
+        "--placement-pref",
+        "spread=node.labels.zone",
+        "--",
+        "sleep",
+        "1000",
+    ])?;
+    assert!(out.contains("overall progress: 6 out of 6 tasks"), "{out}");
+    let per = spread(m, "zoned")?;
+    let zone_b = per.get("w1").copied().unwrap_or(0) + per.get("w2").copied().unwrap_or(0);
+    assert_eq!((per.get("m1").copied(), zone_b), (Some(3), 3), "{per:?}");
+    let inspect: Vec<Value> = serde_json::from_str(&m.shoal_ok(&["service", "inspect", "zoned"])?)?;
+    assert_eq!(
+        inspect[0]["spec"]["preferences"],
+        serde_json::json!([{ "spread": "node.labels.zone" }]),
+        "{inspect:?}"
+    );
+    // Removing it moves nothing (as docker), and inspect shows none.
+    m.shoal_ok(&[
+        "service",
+        "update",
+        "--placement-pref-rm",
+        "spread=node.labels.zone",
+        "zoned",
+    ])?;
+    let inspect: Vec<Value> = serde_json::from_str(&m.shoal_ok(&["service", "inspect", "zoned"])?)?;
+    assert!(
+        inspect[0]["spec"].get("preferences").is_none(),
+        "{inspect:?}"
+    );
+    assert_eq!(spread(m, "zoned")?, per);
     Ok(())
 }
 
@@ -230,6 +274,18 @@ fn bad_service_input_is_refused_and_nothing_is_created() -> Result<()> {
         (
             vec!["--name", "a", "--replicas", "-1"],
             "replicas must be 0 or more",
+        ),
+        (
+            vec!["--name", "a", "--placement-pref", "foo"],
+            "placement preference `foo`: not STRATEGY=ARG",
+        ),
+        (
+            vec!["--name", "a", "--placement-pref", "spread="],
+            "nothing to spread over",
+        ),
+        (
+            vec!["--name", "a", "--placement-pref", "spread=node.hostname"],
+            "only node labels",
         ),
     ] {
         let out = create(&args)?;

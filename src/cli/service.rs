@@ -104,6 +104,11 @@ struct CreateArgs {
     /// Placement constraint, e.g. node.labels.zone==a (repeatable).
     #[arg(long = "constraint", value_name = "EXPR")]
     constraints: Vec<String>,
+    /// Placement preference, spread=node.labels.KEY: tasks spread evenly
+    /// over the label's values, then over the nodes of each (repeatable,
+    /// highest first).
+    #[arg(long = "placement-pref", value_name = "PREF")]
+    placement_prefs: Vec<String>,
     /// The most tasks one node may run.
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_replicas: u64,
@@ -156,6 +161,12 @@ struct UpdateArgs {
     /// Remove a placement constraint (repeatable).
     #[arg(long, value_name = "EXPR")]
     constraint_rm: Vec<String>,
+    /// Add a placement preference, spread=node.labels.KEY (repeatable).
+    #[arg(long, value_name = "PREF")]
+    placement_pref_add: Vec<String>,
+    /// Remove a placement preference (repeatable).
+    #[arg(long, value_name = "PREF")]
+    placement_pref_rm: Vec<String>,
     /// Publish a port, as for create (repeatable).
     #[arg(long, value_name = "PORT")]
     publish_add: Vec<String>,
@@ -354,6 +365,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     publish: a.publish,
                     endpoint_mode: a.endpoint_mode,
                     constraints: a.constraints,
+                    preferences: a.placement_prefs,
                     max_replicas: a.max_replicas,
                     env: a.env,
                     image,
@@ -448,6 +460,8 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 env_rm: a.env_rm,
                 constraint_add: a.constraint_add,
                 constraint_rm: a.constraint_rm,
+                preference_add: a.placement_pref_add,
+                preference_rm: a.placement_pref_rm,
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,
                 max_replicas: a.max_replicas,
