@@ -608,9 +608,32 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     ])?;
     let before: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
 
-    // A good update replaces every task, one at a time.
-    let out = m.shoal_ok(&["service", "update", "--env-add", "COLOR=blue", "web"])?;
+    // A good update replaces every task, two at a time: slots 1 and 2
+    // run the new spec while slot 3 has not started on it yet.
+    let out = m.shoal_ok(&[
+        "service",
+        "update",
+        "--env-add",
+        "COLOR=blue",
+        "--update-parallelism",
+        "2",
+        "web",
+    ])?;
     assert!(out.contains("verify: Service converged"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let first = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
+    let batch = first("overall progress: 2 out of 3 tasks");
+    assert!(
+        batch.is_some()
+            && first("3/3:") > batch
+            && first("1/3: running").is_some_and(|i| Some(i) < batch),
+        "{out}"
+    );
+    assert_eq!(lines.first(), Some(&"web"), "{out}");
+    assert!(
+        lines.contains(&"overall progress: 0 out of 3 tasks"),
+        "{out}"
+    );
     let after: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
     assert_eq!(after.len(), 3);
     assert!(
@@ -628,7 +651,17 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     let after = forced;
 
     // A failing command: the update pauses after the first task and says why.
-    let out = m.shoal(&["service", "update", "web", "--", "bash", "-c", "exit 3"])?;
+    let out = m.shoal(&[
+        "service",
+        "update",
+        "--update-parallelism",
+        "1",
+        "web",
+        "--",
+        "bash",
+        "-c",
+        "exit 3",
+    ])?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a failing update converged?");
     assert!(err.contains("update paused"), "{err}");
@@ -641,6 +674,14 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     // Rollback brings back the previous command on every slot.
     let out = m.shoal_ok(&["service", "rollback", "web"])?;
     assert!(out.contains("verify: Service converged"), "{out}");
+    assert!(
+        out.contains("rollback: manually requested rollback"),
+        "{out}"
+    );
+    assert!(
+        out.contains("overall progress: rolling back update: 3 out of 3 tasks"),
+        "{out}"
+    );
     let tasks = service_ps(m, "web")?;
     let live: Vec<&Value> = tasks.iter().filter(|t| t["desired"] == "running").collect();
     assert_eq!(live.len(), 3, "{tasks:?}");
