@@ -203,6 +203,50 @@ fn the_swarm_tutorial_create_scale_and_remove_a_published_service() -> Result<()
         .filter(|pid| is_running(*pid))
         .collect::<Vec<_>>();
     assert!(left.is_empty(), "task processes left: {left:?}");
+
+    // Placement preferences on the same swarm: zone a is m1 alone, zone b
+    // is w1 and w2, and six tasks go three to each zone, not two a node.
+    m.shoal_ok(&["node", "update", "--label-add", "zone=a", "m1"])?;
+    for w in ["w1", "w2"] {
+        m.shoal_ok(&["node", "update", "--label-add", "zone=b", w])?;
+    }
+    let out = m.shoal_ok(&[
+        "service",
+        "create",
+        "--name",
+        "zoned",
+        "--replicas",
+        "6",
+        "--placement-pref",
+        "spread=node.labels.zone",
+        "--",
+        "sleep",
+        "1000",
+    ])?;
+    assert!(out.contains("overall progress: 6 out of 6 tasks"), "{out}");
+    let per = spread(m, "zoned")?;
+    let zone_b = per.get("w1").copied().unwrap_or(0) + per.get("w2").copied().unwrap_or(0);
+    assert_eq!((per.get("m1").copied(), zone_b), (Some(3), 3), "{per:?}");
+    let inspect: Vec<Value> = serde_json::from_str(&m.shoal_ok(&["service", "inspect", "zoned"])?)?;
+    assert_eq!(
+        inspect[0]["spec"]["preferences"],
+        serde_json::json!([{ "spread": "node.labels.zone" }]),
+        "{inspect:?}"
+    );
+    // Removing it moves nothing (as docker), and inspect shows none.
+    m.shoal_ok(&[
+        "service",
+        "update",
+        "--placement-pref-rm",
+        "spread=node.labels.zone",
+        "zoned",
+    ])?;
+    let inspect: Vec<Value> = serde_json::from_str(&m.shoal_ok(&["service", "inspect", "zoned"])?)?;
+    assert!(
+        inspect[0]["spec"].get("preferences").is_none(),
+        "{inspect:?}"
+    );
+    assert_eq!(spread(m, "zoned")?, per);
     Ok(())
 }
 
@@ -230,6 +274,18 @@ fn bad_service_input_is_refused_and_nothing_is_created() -> Result<()> {
         (
             vec!["--name", "a", "--replicas", "-1"],
             "replicas must be 0 or more",
+        ),
+        (
+            vec!["--name", "a", "--placement-pref", "foo"],
+            "placement preference `foo`: not STRATEGY=ARG",
+        ),
+        (
+            vec!["--name", "a", "--placement-pref", "spread="],
+            "nothing to spread over",
+        ),
+        (
+            vec!["--name", "a", "--placement-pref", "spread=node.hostname"],
+            "only node labels",
         ),
     ] {
         let out = create(&args)?;
@@ -552,9 +608,32 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     ])?;
     let before: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
 
-    // A good update replaces every task, one at a time.
-    let out = m.shoal_ok(&["service", "update", "--env-add", "COLOR=blue", "web"])?;
+    // A good update replaces every task, two at a time: slots 1 and 2
+    // run the new spec while slot 3 has not started on it yet.
+    let out = m.shoal_ok(&[
+        "service",
+        "update",
+        "--env-add",
+        "COLOR=blue",
+        "--update-parallelism",
+        "2",
+        "web",
+    ])?;
     assert!(out.contains("verify: Service converged"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let first = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
+    let batch = first("overall progress: 2 out of 3 tasks");
+    assert!(
+        batch.is_some()
+            && first("3/3:") > batch
+            && first("1/3: running").is_some_and(|i| Some(i) < batch),
+        "{out}"
+    );
+    assert_eq!(lines.first(), Some(&"web"), "{out}");
+    assert!(
+        lines.contains(&"overall progress: 0 out of 3 tasks"),
+        "{out}"
+    );
     let after: BTreeSet<String> = running_tasks(m, "web")?.into_keys().collect();
     assert_eq!(after.len(), 3);
     assert!(
@@ -572,7 +651,17 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     let after = forced;
 
     // A failing command: the update pauses after the first task and says why.
-    let out = m.shoal(&["service", "update", "web", "--", "bash", "-c", "exit 3"])?;
+    let out = m.shoal(&[
+        "service",
+        "update",
+        "--update-parallelism",
+        "1",
+        "web",
+        "--",
+        "bash",
+        "-c",
+        "exit 3",
+    ])?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a failing update converged?");
     assert!(err.contains("update paused"), "{err}");
@@ -585,6 +674,14 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     // Rollback brings back the previous command on every slot.
     let out = m.shoal_ok(&["service", "rollback", "web"])?;
     assert!(out.contains("verify: Service converged"), "{out}");
+    assert!(
+        out.contains("rollback: manually requested rollback"),
+        "{out}"
+    );
+    assert!(
+        out.contains("overall progress: rolling back update: 3 out of 3 tasks"),
+        "{out}"
+    );
     let tasks = service_ps(m, "web")?;
     let live: Vec<&Value> = tasks.iter().filter(|t| t["desired"] == "running").collect();
     assert_eq!(live.len(), 3, "{tasks:?}");

@@ -7,6 +7,7 @@ mod login;
 mod logs;
 mod network;
 mod node;
+mod progress;
 mod sandbox;
 mod service;
 mod stack;

@@ -1,16 +1,14 @@
 //! `shoal service create | ls | ps | inspect | scale | rm | logs`, on a
 //! manager, with docker's options, columns and convergence progress.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
-use shoal_control::state::UpdateState;
-use shoal_control::state::{DesiredState, PublishMode, ServiceMode, TaskState};
+use shoal_control::state::PublishMode;
 use shoal_control::swarm::{
     Policies, ServiceChange, ServiceOptions, ServiceView, TaskView, UpdateOptions,
 };
 
+use super::progress;
 use super::table::{self, Format};
 use crate::client::Daemon;
 
@@ -104,6 +102,11 @@ struct CreateArgs {
     /// Placement constraint, e.g. node.labels.zone==a (repeatable).
     #[arg(long = "constraint", value_name = "EXPR")]
     constraints: Vec<String>,
+    /// Placement preference, spread=node.labels.KEY: tasks spread evenly
+    /// over the label's values, then over the nodes of each (repeatable,
+    /// highest first).
+    #[arg(long = "placement-pref", value_name = "PREF")]
+    placement_prefs: Vec<String>,
     /// The most tasks one node may run.
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_replicas: u64,
@@ -156,6 +159,12 @@ struct UpdateArgs {
     /// Remove a placement constraint (repeatable).
     #[arg(long, value_name = "EXPR")]
     constraint_rm: Vec<String>,
+    /// Add a placement preference, spread=node.labels.KEY (repeatable).
+    #[arg(long, value_name = "PREF")]
+    placement_pref_add: Vec<String>,
+    /// Remove a placement preference (repeatable).
+    #[arg(long, value_name = "PREF")]
+    placement_pref_rm: Vec<String>,
     /// Publish a port, as for create (repeatable).
     #[arg(long, value_name = "PORT")]
     publish_add: Vec<String>,
@@ -325,9 +334,6 @@ struct Scale {
     replicas: u64,
 }
 
-/// How long progress waits for a service to converge.
-const CONVERGE_WAIT: Duration = Duration::from_secs(120);
-
 pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
     match args.command {
         Command::Create(a) => {
@@ -354,6 +360,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                     publish: a.publish,
                     endpoint_mode: a.endpoint_mode,
                     constraints: a.constraints,
+                    preferences: a.placement_prefs,
                     max_replicas: a.max_replicas,
                     env: a.env,
                     image,
@@ -366,7 +373,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             )?;
             println!("{}", view.id);
             if !detach {
-                progress(daemon, view.id.as_str())?;
+                progress::show(daemon, view.id.as_str(), false)?;
             }
         }
         Command::Ls { format, quiet } => {
@@ -415,7 +422,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             }
             if !detach {
                 for (name, _) in &parsed {
-                    progress(daemon, name)?;
+                    progress::show(daemon, name, false)?;
                 }
             }
         }
@@ -448,6 +455,8 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 env_rm: a.env_rm,
                 constraint_add: a.constraint_add,
                 constraint_rm: a.constraint_rm,
+                preference_add: a.placement_pref_add,
+                preference_rm: a.placement_pref_rm,
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,
                 max_replicas: a.max_replicas,
@@ -457,7 +466,7 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
             let () = daemon.post(&format!("/services/{name}/update"), &change)?;
             println!("{name}");
             if !a.detach {
-                progress(daemon, &name)?;
+                progress::show(daemon, &name, false)?;
             }
         }
         Command::Rollback { detach, service } => {
@@ -467,9 +476,8 @@ pub fn run(daemon: &Daemon, args: Args) -> Result<()> {
                 &serde_json::json!({}),
             )?;
             println!("{name}");
-            println!("rollback: manually requested rollback");
             if !detach {
-                progress(daemon, &name)?;
+                progress::show(daemon, &name, true)?;
             }
         }
         Command::Rm { services } => {
@@ -540,93 +548,6 @@ pub(super) fn print_services(list: &[ServiceView], format: Format, quiet: bool) 
         .collect();
     table::print(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
     Ok(())
-}
-
-/// Shows convergence like `docker service create` does, until every task
-/// runs.
-fn progress(daemon: &Daemon, key: &str) -> Result<()> {
-    let started = Instant::now();
-    let mut last = String::new();
-    loop {
-        let view: ServiceView = daemon.get(&format!("/services/{}", path_part(key)?))?;
-        let tasks: Vec<TaskView> = daemon.get(&format!("/services/{}/tasks", view.id))?;
-        let live: Vec<&TaskView> = tasks
-            .iter()
-            .filter(|t| t.desired == DesiredState::Running)
-            .collect();
-        let wanted = match view.spec.mode {
-            ServiceMode::Replicated { replicas } => replicas,
-            ServiceMode::Global => live.len() as u64,
-        };
-        // With a health check, a task counts once found healthy.
-        let checked = view.spec.healthcheck.is_some();
-        let serving = |t: &&&TaskView| {
-            t.state == TaskState::Running
-                && (!checked || t.health == Some(shoal_control::state::TaskHealth::Healthy))
-        };
-        let running = live.iter().filter(serving).count() as u64;
-        let stopping = tasks
-            .iter()
-            .any(|t| t.desired == DesiredState::Shutdown && !t.state.is_terminal());
-        let mut lines = vec![format!("overall progress: {running} out of {wanted} tasks")];
-        let describe = |t: &TaskView| match &t.error {
-            Some(e) if t.state < TaskState::Running => format!("{} ({e})", t.state),
-            _ => t.state.to_string(),
-        };
-        match view.spec.mode {
-            // One line per slot, as docker shows them.
-            ServiceMode::Replicated { replicas } => {
-                for slot in 1..=replicas {
-                    let what = live
-                        .iter()
-                        .find(|t| t.slot == Some(slot))
-                        .map_or_else(|| "new".to_owned(), |t| describe(t));
-                    lines.push(format!("{slot}/{replicas}: {what}"));
-                }
-            }
-            ServiceMode::Global => {
-                for t in &live {
-                    let node = t.node.as_deref().unwrap_or("?");
-                    lines.push(format!("{node}: {}", describe(t)));
-                }
-            }
-        }
-        let text = lines.join("\n");
-        if text != last {
-            println!("{text}");
-            last = text;
-        }
-        if let Some(u) = &view.update_status
-            && matches!(u.state, UpdateState::Paused | UpdateState::RollbackPaused)
-        {
-            bail!("{}: update paused: {}", view.name, u.message);
-        }
-        let current = live.iter().all(|t| t.spec_version == view.spec_version);
-        let updating = view
-            .update_status
-            .as_ref()
-            .is_some_and(|u| u.state.is_active());
-        if running == wanted && live.len() as u64 == wanted && !stopping && current && !updating {
-            if view
-                .update_status
-                .as_ref()
-                .is_some_and(|u| u.state == UpdateState::RollbackCompleted)
-            {
-                println!("rollback: rollback completed");
-            }
-            println!("verify: Service converged");
-            return Ok(());
-        }
-        if started.elapsed() > CONVERGE_WAIT {
-            bail!(
-                "service {} has not converged after {}s; `shoal service ps {}` shows why",
-                view.name,
-                CONVERGE_WAIT.as_secs(),
-                view.name
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// `*:80->80/tcp` for each published port, as docker shows them.

@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::role::Role;
 use crate::state::Node;
 
-const LABEL_PREFIX: &str = "node.labels.";
+pub(super) const LABEL_PREFIX: &str = "node.labels.";
 /// Longest piece of user input an error message repeats.
 const QUOTE_MAX: usize = 80;
 
@@ -214,14 +214,14 @@ fn split(expr: &str) -> Option<(&str, Operator, &str)> {
     Some((expr.get(..i)?, op, expr.get(i + 2..)?))
 }
 
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+pub(super) fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| s.get(prefix.len()..))
         .flatten()
 }
 
-fn label_name(label: &str) -> Result<&str, Problem> {
+pub(super) fn label_name(label: &str) -> Result<&str, Problem> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if label.is_empty() {
         Err(Problem::MissingLabel)
@@ -280,7 +280,7 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     s.chars().take(QUOTE_MAX).collect()
 }
 

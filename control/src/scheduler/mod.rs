@@ -10,7 +10,10 @@
 //!
 //! - [`constraint`]: `--constraint` expressions, parsed and matched;
 //! - `filter`: the filters a node must pass, each with its [`Rejection`];
-//! - `spread`: the choice among the nodes that pass;
+//! - `preference`: `--placement-pref` text ([`parse_preference`]), and
+//!   the spreads the scheduler reads back from a spec;
+//! - `tree`: the nodes grouped by the preferences' label values;
+//! - `spread`: the choice among the nodes of a group that pass;
 //! - `explain`: [`NoSuitableNode`], the reasons when none passes;
 //! - `global` and `evict`: [`global_targets`] and [`evictions`].
 
@@ -19,19 +22,21 @@ mod evict;
 mod explain;
 mod filter;
 mod global;
+mod preference;
 mod spread;
+mod tree;
 
 pub use constraint::{Constraint, ConstraintError, ConstraintErrors};
 pub use evict::evictions;
 pub use explain::{NoSuitableNode, Rejected};
 pub use filter::Rejection;
 pub use global::global_targets;
-
-use std::collections::BTreeSet;
+pub use preference::{PreferenceError, PreferenceProblem, parse_preference};
 
 use crate::ids::{NodeId, TaskId};
 use crate::state::{ClusterState, Node, Service};
 use spread::Load;
+use tree::Tree;
 
 /// Where one task goes, or why it cannot go anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +52,9 @@ pub struct Placement {
 /// Each placement counts the ones before it, so five tasks on three empty
 /// nodes go 2/2/1. `max_replicas` is the most live tasks of the service a
 /// node may run; `None` or `Some(0)` means no limit, as Swarm's
-/// `--max-replicas 0`. The tasks are not looked up in `state`.
+/// `--max-replicas 0`. The service's placement preferences come from its
+/// spec: tasks spread over their label values first (see `tree`). The
+/// tasks are not looked up in `state`.
 pub fn schedule(
     state: &ClusterState,
     service: &Service,
@@ -62,45 +69,31 @@ pub fn schedule(
         .map(|node| (node, filter::node_rejection(node, constraints)))
         .collect();
     let mut load = Load::new(state, &service.id);
-    // The nodes that pass the fixed filters, in spread order: each
-    // placement takes the first and puts it back with its new load, so a
-    // call costs O(tasks x log nodes), not O(tasks x nodes).
-    let mut open: BTreeSet<(u64, u64, NodeId)> = nodes
+    let members: Vec<(&Node, bool)> = nodes
         .iter()
-        .filter(|(_, fixed)| fixed.is_none())
-        .map(|(node, _)| {
-            let (service, all, id) = load.rank(&node.id);
-            (service, all, id.clone())
-        })
+        .map(|(node, fixed)| (*node, fixed.is_none()))
         .collect();
+    let spreads = preference::spreads(&service.spec.preferences);
+    let mut tree = Tree::new(&members, &spreads, &load);
     tasks
         .iter()
         .map(|task| Placement {
             task: task.clone(),
-            result: place(&nodes, &mut open, &mut load, limit, constraints),
+            result: tree
+                .take(&mut load, limit)
+                .ok_or_else(|| refusal(&nodes, &load, limit, constraints)),
         })
         .collect()
 }
 
-/// Places one task on the least loaded open node.
-fn place(
+/// Why no node can take a task: each node's first failed filter.
+fn refusal(
     nodes: &[(&Node, Option<Rejection>)],
-    open: &mut BTreeSet<(u64, u64, NodeId)>,
-    load: &mut Load,
+    load: &Load,
     limit: Option<u64>,
     constraints: &[Constraint],
-) -> Result<NodeId, NoSuitableNode> {
-    while let Some((_, _, id)) = open.pop_first() {
-        // Loads only grow during a call: a full node stays full.
-        if filter::replicas_rejection(limit, load.of_service(&id)).is_some() {
-            continue;
-        }
-        load.add(&id);
-        let (service, all, _) = load.rank(&id);
-        open.insert((service, all, id.clone()));
-        return Ok(id);
-    }
-    Err(NoSuitableNode::new(
+) -> NoSuitableNode {
+    NoSuitableNode::new(
         nodes.iter().filter_map(|(node, fixed)| {
             let reason = fixed
                 .clone()
@@ -108,7 +101,7 @@ fn place(
             Some((node.id.clone(), reason))
         }),
         constraints,
-    ))
+    )
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use super::check::{Check, Keys, index, join};
 use super::service::RESOURCES;
 use super::yaml::{Node, Value};
-use crate::scheduler::Constraint;
+use crate::scheduler::{Constraint, parse_preference};
 use crate::swarm::{Policies, ServiceOptions, UpdateOptions};
 
 const DEPLOY: Keys = Keys {
@@ -24,12 +24,15 @@ const DEPLOY: Keys = Keys {
 };
 
 const PLACEMENT: Keys = Keys {
-    read: &["constraints", "max_replicas_per_node"],
+    read: &["constraints", "preferences", "max_replicas_per_node"],
     ignored: &[],
-    refused: &[(
-        "preferences",
-        "shoal spreads tasks evenly over the eligible nodes; use constraints",
-    )],
+    refused: &[],
+};
+
+const PREFERENCE: Keys = Keys {
+    read: &["spread"],
+    ignored: &[],
+    refused: &[],
 };
 
 const UPDATE: Keys = Keys {
@@ -118,6 +121,9 @@ fn placement(check: &mut Check, node: &Node, path: &str, options: &mut ServiceOp
             }
         }
     }
+    if let Some(v) = fields.given("preferences") {
+        preferences(check, v, &join(path, "preferences"), options);
+    }
     if let Some(v) = fields.given("max_replicas_per_node") {
         let p = join(path, "max_replicas_per_node");
         if options.global {
@@ -129,6 +135,36 @@ fn placement(check: &mut Check, node: &Node, path: &str, options: &mut ServiceOp
             );
         } else if let Some(m) = check.uint(v, &p, u64::MAX) {
             options.max_replicas = m;
+        }
+    }
+}
+
+/// `preferences: [{ spread: node.labels.zone }, ...]`, highest first.
+fn preferences(check: &mut Check, node: &Node, path: &str, options: &mut ServiceOptions) {
+    let expected = "a list of preferences, e.g. [{ spread: node.labels.zone }]";
+    let Some(items) = check.list(node, path, expected) else {
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let p = index(path, i);
+        let mark = check.mark();
+        let Some(fields) = check.fields(item, &p, &PREFERENCE) else {
+            continue;
+        };
+        let Some(v) = fields.given("spread") else {
+            if !check.failed_since(mark) {
+                check.error(item, &p, "a preference needs `spread: node.labels.KEY`");
+            }
+            continue;
+        };
+        let p = join(&p, "spread");
+        let Some(over) = check.string(v, &p) else {
+            continue;
+        };
+        let text = format!("spread={over}");
+        match parse_preference(&text) {
+            Ok(_) => options.preferences.push(text),
+            Err(e) => check.error(v, &p, e.problem.to_string()),
         }
     }
 }

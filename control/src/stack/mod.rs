@@ -17,7 +17,8 @@
 //!   `command`, `entrypoint` (over the image's as docker does; without an
 //!   image, `entrypoint` then `command` run on the node itself), `deploy`
 //!   (`mode`, `replicas`, `endpoint_mode`, `placement.constraints`,
-//!   `placement.max_replicas_per_node`, `update_config`, `rollback_config`,
+//!   `placement.preferences`, `placement.max_replicas_per_node`,
+//!   `update_config`, `rollback_config`,
 //!   `restart_policy`), `environment`, `healthcheck`, `networks`, `ports`,
 //!   `stop_signal`, `stop_grace_period`; per network `external`, `name`,
 //!   `driver`, `attachable`, `ipam`, `driver_opts`; `deploy.labels` and a
@@ -30,7 +31,7 @@
 //! - refused, with an error that says so: everything else Swarm would
 //!   apply and shoal cannot (`volumes`, `secrets`, `configs`, `user`,
 //!   `working_dir`, `hostname`, `logging`,
-//!   `deploy.resources`, `placement.preferences`, ...), so that a deployed
+//!   `deploy.resources`, ...), so that a deployed
 //!   stack never silently does less than its file says.
 //!
 //! A key outside the schema is an error, except `x-` extension keys, which

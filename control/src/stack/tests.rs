@@ -816,10 +816,6 @@ networks:
             "deploy: { resources: { limits: { memory: 50M } } }",
             "CPU or memory",
         ),
-        (
-            "deploy: { placement: { preferences: [{ spread: node.labels.zone }] } }",
-            "spreads",
-        ),
         ("env_file: .env", "list the variables"),
     ] {
         let e = error(&format!("services:\n  a:\n    command: x\n    {key}\n"));
@@ -895,6 +891,50 @@ fn deploy_modes_and_choices() {
         "services:\n  a:\n    command: x\n    deploy: { update_config: { max_failure_ratio: 2 } }\n",
     );
     assert!(e.message.contains("from 0 to 1"), "{e}");
+}
+
+#[test]
+fn placement_preferences_are_read_in_order_and_checked() {
+    let plan = ok(
+        "services:\n  a:\n    command: x\n    deploy:\n      placement:\n        preferences:\n          - spread: node.labels.zone\n          - { spread: node.labels.rack }\n",
+    );
+    assert_eq!(
+        service(&plan, "a").preferences,
+        ["spread=node.labels.zone", "spread=node.labels.rack"]
+    );
+    for (prefs, path, says) in [
+        (
+            "[{ spread: node.hostname }]",
+            "preferences[0].spread",
+            "only node labels",
+        ),
+        (
+            "[{ spread: \"\" }]",
+            "preferences[0].spread",
+            "nothing to spread over",
+        ),
+        (
+            "[{ pack: node.labels.zone }]",
+            "preferences[0].pack",
+            "unknown key `pack`",
+        ),
+        ("[{}]", "preferences[0]", "needs `spread"),
+        (
+            "spread=node.labels.zone",
+            "preferences",
+            "a list of preferences",
+        ),
+    ] {
+        let e = error(&format!(
+            "services:\n  a:\n    command: x\n    deploy: {{ placement: {{ preferences: {prefs} }} }}\n"
+        ));
+        assert_eq!(
+            e.path,
+            format!("services.a.deploy.placement.{path}"),
+            "{prefs}: {e}"
+        );
+        assert!(e.message.contains(says), "{prefs}: {e}");
+    }
 }
 
 #[test]

@@ -29,8 +29,8 @@ pub use error::StateError;
 pub use ipam::Ipam;
 pub use model::{
     Availability, CertRecord, DesiredState, EndpointMode, GossipKey, Network, Node, NodeStatus,
-    PortConfig, Protocol, PublishMode, Rotation, Service, ServiceMode, ServiceSpec, Task,
-    TaskState, Trust,
+    PlacementPreference, PortConfig, Protocol, PublishMode, Rotation, Service, ServiceMode,
+    ServiceSpec, Task, TaskState, Trust,
 };
 pub use operators::Operator;
 pub use policy::{

@@ -240,6 +240,26 @@ pub enum EndpointMode {
     Dnsrr,
 }
 
+/// How the scheduler should prefer nodes, beyond the constraints.
+/// Docker's only strategy, `spread`, is the only one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementPreference {
+    /// Spread tasks evenly over the values of a node label, written
+    /// `node.labels.KEY` (as the user wrote it); nodes without the label
+    /// are one more group.
+    Spread(String),
+}
+
+impl fmt::Display for PlacementPreference {
+    /// `spread=node.labels.zone`, as `--placement-pref` takes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlacementPreference::Spread(over) => write!(f, "spread={over}"),
+        }
+    }
+}
+
 /// What an operator asks for when creating or updating a service.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ServiceSpec {
@@ -280,6 +300,13 @@ pub struct ServiceSpec {
     /// no limit.
     #[serde(default)]
     pub max_replicas: u64,
+    /// Placement preferences (`--placement-pref spread=node.labels.zone`),
+    /// highest first: new tasks spread evenly over the values of the
+    /// first, then over those of the next within each value, and so on.
+    /// As in docker, changing them alone leaves running tasks where they
+    /// are (`--force` spreads them again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<PlacementPreference>,
     /// Whether and when tasks that ended by themselves are replaced.
     #[serde(default)]
     pub restart: RestartPolicy,

@@ -19,12 +19,12 @@ use super::view::{find_by_key, find_node};
 use crate::agent::short_name;
 use crate::ids::{NodeId, ServiceId, TaskId};
 use crate::image::RegistryCredentials;
-use crate::scheduler::Constraint;
+use crate::scheduler::{Constraint, parse_preference};
 use crate::signal::Signal;
 use crate::state::{
-    ClusterState, Command, DesiredState, EndpointMode, FailureAction, HealthCheck, PortConfig,
-    Protocol, PublishMode, RestartCondition, Service, ServiceMode, ServiceSpec, Task, TaskState,
-    UpdateConfig, UpdateOrder, UpdateStatus,
+    ClusterState, Command, DesiredState, EndpointMode, FailureAction, HealthCheck,
+    PlacementPreference, PortConfig, Protocol, PublishMode, RestartCondition, Service, ServiceMode,
+    ServiceSpec, Task, TaskState, UpdateConfig, UpdateOrder, UpdateStatus,
 };
 
 /// `shoal service create`.
@@ -45,6 +45,9 @@ pub struct ServiceOptions {
     pub endpoint_mode: Option<String>,
     /// Placement constraints.
     pub constraints: Vec<String>,
+    /// `--placement-pref` values as the user wrote them
+    /// (`spread=node.labels.zone`), highest first.
+    pub preferences: Vec<String>,
     /// The most tasks per node; 0 for no limit.
     pub max_replicas: u64,
     /// `K=V` environment variables.
@@ -270,6 +273,10 @@ pub struct ServiceChange {
     pub constraint_add: Vec<String>,
     /// Constraints to remove.
     pub constraint_rm: Vec<String>,
+    /// `--placement-pref-add`: preferences to append.
+    pub preference_add: Vec<String>,
+    /// `--placement-pref-rm`: preferences to remove.
+    pub preference_rm: Vec<String>,
     /// Ports to publish, as for create.
     pub publish_add: Vec<String>,
     /// Published ports to remove, `PUBLISHED[/PROTO]`.
@@ -340,6 +347,17 @@ impl ServiceChange {
             }
         }
         Constraint::parse_all(&spec.constraints).map_err(|e| e.to_string())?;
+        // As docker: removals match on what is spread over, then additions
+        // go last (so rm and add of one preference moves it to the end).
+        for text in &self.preference_rm {
+            let gone = parse_preference(text).map_err(|e| e.to_string())?;
+            spec.preferences.retain(|p| *p != gone);
+        }
+        for p in parse_preferences(&self.preference_add)? {
+            if !spec.preferences.contains(&p) {
+                spec.preferences.push(p);
+            }
+        }
         for rm in &self.publish_rm {
             let (port, proto) = match rm.split_once('/') {
                 Some((p, "udp")) => (p, Protocol::Udp),
@@ -571,6 +589,23 @@ pub fn parse_publish(s: &str) -> Result<PortConfig, String> {
     })
 }
 
+/// `--placement-pref` values, each checked; every bad one is named.
+fn parse_preferences(texts: &[String]) -> Result<Vec<PlacementPreference>, String> {
+    let (good, bad): (Vec<_>, Vec<_>) = texts
+        .iter()
+        .map(|t| parse_preference(t))
+        .partition(Result::is_ok);
+    if bad.is_empty() {
+        return Ok(good.into_iter().filter_map(Result::ok).collect());
+    }
+    let errors: Vec<String> = bad
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|e| e.to_string())
+        .collect();
+    Err(errors.join("\n"))
+}
+
 /// A service by id, name or unique id prefix.
 pub(super) fn find<'a>(state: &'a ClusterState, key: &str) -> Result<&'a Service, SwarmError> {
     find_by_key(
@@ -632,6 +667,7 @@ pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<Service
         networks.push(n.id.clone());
     }
     Constraint::parse_all(&o.constraints).map_err(|e| refuse(e.to_string()))?;
+    let preferences = parse_preferences(&o.preferences).map_err(refuse)?;
     let ports = o
         .publish
         .iter()
@@ -664,6 +700,7 @@ pub(super) fn spec_of(state: &ClusterState, o: ServiceOptions) -> Result<Service
         ports,
         endpoint_mode,
         constraints: o.constraints,
+        preferences,
         max_replicas: o.max_replicas,
         labels: o.labels,
         ..ServiceSpec::default()
@@ -957,6 +994,57 @@ mod tests {
         assert_eq!(spec.restart.condition, RestartCondition::OnFailure);
         assert_eq!(spec.update.monitor_ms, 1000);
         assert!(spec.healthcheck.is_some());
+    }
+
+    #[test]
+    fn placement_preferences_are_checked_on_create_and_edited_as_docker_does() {
+        let state = ClusterState::new();
+        let options = |prefs: &[&str]| ServiceOptions {
+            name: "web".into(),
+            command: vec!["true".into()],
+            preferences: prefs.iter().map(|p| p.to_string()).collect(),
+            ..ServiceOptions::default()
+        };
+        let spec = spec_of(&state, options(&["spread=node.labels.zone"])).unwrap();
+        let zone = PlacementPreference::Spread("node.labels.zone".into());
+        assert_eq!(spec.preferences, std::slice::from_ref(&zone));
+        let err = spec_of(
+            &state,
+            options(&["spread=node.labels.zone", "foo", "spread="]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`foo`: not STRATEGY=ARG") && err.contains("`spread=`: nothing"),
+            "{err}"
+        );
+
+        let rack = PlacementPreference::Spread("node.labels.rack".into());
+        let change = |add: &[&str], rm: &[&str]| ServiceChange {
+            preference_add: add.iter().map(|p| p.to_string()).collect(),
+            preference_rm: rm.iter().map(|p| p.to_string()).collect(),
+            ..ServiceChange::default()
+        };
+        let added = change(&["spread=node.labels.rack", "spread=node.labels.zone"], &[])
+            .apply(&spec)
+            .unwrap();
+        assert_eq!(added.preferences, [zone.clone(), rack.clone()]);
+        assert!(
+            !added.changes_tasks(&spec),
+            "preferences steer new tasks only"
+        );
+        let moved = change(&["spread=node.labels.zone"], &["spread=node.labels.zone"])
+            .apply(&added)
+            .unwrap();
+        assert_eq!(moved.preferences, [rack.clone(), zone]);
+        let gone = change(&[], &["spread=node.labels.zone", "spread=node.labels.none"])
+            .apply(&moved)
+            .unwrap();
+        assert_eq!(gone.preferences, [rack]);
+        for (add, rm) in [(&["spread=node.id"][..], &[][..]), (&[], &["zone"])] {
+            let err = change(add, rm).apply(&spec).unwrap_err();
+            assert!(err.contains("placement preference"), "{err}");
+        }
     }
 
     fn alice(password: &str) -> RegistryCredentials {

@@ -1,11 +1,12 @@
 //! Tests of the scheduler over states built by applying commands: each
-//! filter and its reason, explanations, spread, global targets,
-//! evictions, and property tests over random clusters.
+//! filter and its reason, explanations, spread, placement preferences,
+//! global targets, evictions, and property tests over random clusters.
 
 mod evict;
 mod explain;
 mod filters;
 mod global;
+mod preferences;
 mod props;
 mod spread;
 
