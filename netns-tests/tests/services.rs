@@ -623,10 +623,12 @@ fn a_rolling_update_replaces_tasks_pauses_on_failure_and_rolls_back() -> Result<
     let lines: Vec<&str> = out.lines().collect();
     let first = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
     let batch = first("overall progress: 2 out of 3 tasks");
+    let third = first("3/3:");
     assert!(
         batch.is_some()
-            && first("3/3:") > batch
-            && first("1/3: running").is_some_and(|i| Some(i) < batch),
+            && third > batch
+            && first("1/3: running").is_some_and(|i| Some(i) < third)
+            && first("2/3: running").is_some_and(|i| Some(i) < third),
         "{out}"
     );
     assert_eq!(lines.first(), Some(&"web"), "{out}");
