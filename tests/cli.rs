@@ -92,12 +92,22 @@ fn completions_cover_the_commands() {
             assert!(script.contains(word), "{shell} completion lacks {word}");
         }
     }
-    // bash accepts the script.
+    // bash accepts the script, given on stdin: it is longer than one
+    // argument may be (128 KiB).
     let o = shoal(&["completion", "bash"]);
-    let check = Command::new("bash")
-        .args(["-n", "-c", &String::from_utf8_lossy(&o.stdout)])
-        .output()
+    let mut bash = Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("bash runs");
+    {
+        use std::io::Write as _;
+        let mut stdin = bash.stdin.take().expect("bash's stdin");
+        stdin.write_all(&o.stdout).expect("the script goes to bash");
+    }
+    let check = bash.wait_with_output().expect("bash ends");
     assert!(check.status.success(), "{}", stderr(&check));
 }
 
