@@ -29,8 +29,8 @@ use shoal_dataplane::tables::{self, Tables};
 
 use crate::ids::{NetworkId, NodeId, TaskId};
 use crate::state::{
-    ClusterState, DesiredState, EndpointMode, GossipKey, NodeStatus, Protocol, PublishMode, Task,
-    TaskHealth, TaskState,
+    ClusterState, DesiredState, EndpointMode, GossipKey, Network, NodeStatus, Protocol,
+    PublishMode, Task, TaskHealth, TaskState,
 };
 
 /// The tables of node `me`, or `None` when the state does not list it
@@ -45,19 +45,7 @@ pub fn tables_for(
     let node = state.node(me)?;
     let network_name = |id: &NetworkId| state.network(id).map(|n| n.name.clone());
 
-    let networks = state
-        .networks()
-        .values()
-        .map(|n| tables::Network {
-            name: n.name.clone(),
-            vni: n.vni,
-            subnet: n.subnet,
-            gateway: Some(n.gateway),
-            mtu: None,
-            encrypted: n.encrypted,
-            ingress: n.ingress,
-        })
-        .collect();
+    let networks = state.networks().values().map(network).collect();
 
     // Where each present task's endpoints live: its node's underlay
     // address, and the namespace for tasks on this node.
@@ -215,6 +203,19 @@ fn preshared_key(key: &GossipKey) -> tables::PresharedKey {
     tables::PresharedKey {
         id: key.id,
         key: tables::WgKey(digest.into()),
+    }
+}
+
+/// A network of the state as the data plane takes it.
+pub fn network(n: &Network) -> tables::Network {
+    tables::Network {
+        name: n.name.clone(),
+        vni: n.vni,
+        subnet: n.subnet,
+        gateway: Some(n.gateway),
+        mtu: None,
+        encrypted: n.encrypted,
+        ingress: n.ingress,
     }
 }
 

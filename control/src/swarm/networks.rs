@@ -6,7 +6,6 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use shoal_dataplane::tables;
 
 use super::SwarmError;
 use super::member::Member;
@@ -88,16 +87,7 @@ impl NetworkView {
                 .then(|| ("encrypted".to_owned(), String::new()))
                 .into_iter()
                 .collect(),
-            mtu: tables::Network {
-                name: n.name.clone(),
-                vni: n.vni,
-                subnet: n.subnet,
-                gateway: Some(n.gateway),
-                mtu: None,
-                encrypted: n.encrypted,
-                ingress: n.ingress,
-            }
-            .mtu_or(ETHERNET_MTU),
+            mtu: crate::agent::tables::network(n).mtu_or(ETHERNET_MTU),
             labels: n.labels.clone(),
         }
     }
